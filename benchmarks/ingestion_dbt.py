@@ -1,0 +1,141 @@
+"""Ingestion + dbt at scale, with baselines measured in the same run.
+
+    python benchmarks/ingestion_dbt.py [--transactions-per-day 30000 --days 34 --customers 50000]
+
+Figures (JSON in benchmarks/results/ingestion_dbt.json):
+- generate: the sample-data generator writing the landing zone;
+- ingest: every partition through the Dagster assets (read, GX validation, load), vs. a baseline that
+  loads the same parquet files straight into DuckDB with no validation and no Dagster;
+- dbt: `dbt build` (models + tests) through the dbt asset;
+- peak memory (max RSS) of this process and of its children (dbt runs as a subprocess);
+- code-location load time (`import mlplatform.definitions`) vs. `import dagster` alone.
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import duckdb
+from dagster import AssetSelection, DagsterInstance, materialize
+
+from mlplatform.datagen import GeneratorConfig, generate
+from mlplatform.definitions import all_assets
+from mlplatform.ingestion.assets import raw_customers, raw_labels, raw_merchants, raw_transactions
+from mlplatform.profiles import build_resources
+
+RESULTS = Path(__file__).parent / "results" / "ingestion_dbt.json"
+
+
+def timed(fn):
+    started = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - started, value
+
+
+def import_time(module: str, repeats: int = 3) -> float:
+    """Best of `repeats` cold imports in a fresh interpreter."""
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", f"import {module}"], check=True)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def baseline_load(landing: Path, target: Path) -> float:
+    """The floor: DuckDB reading the same parquet files, no validation, no orchestration."""
+    started = time.perf_counter()
+    con = duckdb.connect(str(target))
+    for table in ("customers", "merchants", "transactions", "labels"):
+        con.execute(f"create table {table} as select * from read_parquet('{landing}/{table}/*/*.parquet')")
+    con.close()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--days", type=int, default=34)
+    parser.add_argument("--transactions-per-day", type=int, default=30_000)
+    parser.add_argument("--customers", type=int, default=50_000)
+    parser.add_argument("--merchants", type=int, default=2_000)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp, DagsterInstance.ephemeral() as instance:
+        state = Path(tmp)
+        config = GeneratorConfig(
+            start_date=date(2026, 1, 1),
+            days=args.days,
+            customers=args.customers,
+            merchants=args.merchants,
+            transactions_per_day=args.transactions_per_day,
+        )
+        generate_s, generated = timed(lambda: generate(config, state / "landing"))
+        resources = build_resources(profile="local", state=state)
+        landing = resources["landing_zone"]
+
+        def run(selection, partition_key=None):
+            result = materialize(
+                all_assets,
+                selection=selection,
+                partition_key=partition_key,
+                resources=resources,
+                instance=instance,
+            )
+            assert result.success
+
+        def ingest():
+            run([raw_customers, raw_merchants])
+            for day in sorted({*landing.landed_days("transactions"), *landing.landed_days("labels")}):
+                daily = [
+                    a
+                    for a, t in ((raw_transactions, "transactions"), (raw_labels, "labels"))
+                    if landing.files(t, day)
+                ]
+                run(daily, partition_key=day)
+
+        ingest_s, _ = timed(ingest)
+        ingestion = AssetSelection.assets(raw_customers, raw_merchants, raw_transactions, raw_labels)
+        dbt_s, _ = timed(lambda: run(AssetSelection.all() - ingestion))
+        baseline_s = baseline_load(state / "landing", state / "baseline.duckdb")
+        marts = (
+            resources["warehouse"]
+            .read_sql(
+                "select (select count(*) from marts.customer_features) as customer_features, "
+                "(select count(*) from marts.merchant_features) as merchant_features, "
+                "(select count(*) from marts.training_labels) as training_labels"
+            )
+            .iloc[0]
+            .to_dict()
+        )
+
+    report = {
+        "transactions": generated.rows["transactions"],
+        "labels": generated.rows["labels"],
+        "partitions": len(generated.days),
+        "generate_s": round(generate_s, 2),
+        "ingest_s": round(ingest_s, 2),
+        "ingest_rows_per_s": round((generated.rows["transactions"] + generated.rows["labels"]) / ingest_s),
+        "baseline_plain_duckdb_load_s": round(baseline_s, 2),
+        "ingest_vs_baseline": round(ingest_s / baseline_s, 1),
+        "dbt_build_s": round(dbt_s, 2),
+        "ingest_plus_dbt_s": round(ingest_s + dbt_s, 2),
+        "peak_rss_self_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_rss_children_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
+        "mart_rows": {k: int(v) for k, v in marts.items()},
+        "import_definitions_s": round(import_time("mlplatform.definitions"), 2),
+        "import_dagster_only_s": round(import_time("dagster"), 2),
+    }
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    for key, value in report.items():
+        print(f"{key:<32} {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""The `mlplatform` command."""
+
+import shutil
+import time
+from pathlib import Path
+
+import click
+
+from mlplatform.settings import PROJECT_ROOT, state_dir
+
+
+def dagster_instance():
+    """The persistent instance under $DAGSTER_HOME (state/dagster by default), telemetry off."""
+    import os
+
+    from dagster import DagsterInstance
+
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(state_dir() / "dagster")))
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    return DagsterInstance.get()
+
+
+@click.group()
+def main() -> None:
+    """mlplatform: data and ML platform on Dagster."""
+
+
+@main.command("generate-data")
+@click.option(
+    "--start-date", type=click.DateTime(["%Y-%m-%d"]), help="First day (default: DAYS ending yesterday)."
+)
+@click.option("--days", default=30, show_default=True)
+@click.option("--customers", default=2_000, show_default=True)
+@click.option("--merchants", default=300, show_default=True)
+@click.option("--transactions-per-day", default=3_000, show_default=True)
+@click.option("--fraud-rate", default=0.015, show_default=True)
+@click.option("--seed", default=42, show_default=True)
+@click.option(
+    "--format", "file_format", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True
+)
+@click.option("--drift-amount-shift", default=0.0, help="Relative shift of all amounts, e.g. 0.3.")
+@click.option(
+    "--drift-new-fraud-pattern", is_flag=True, help="Fraud appears in a form the model has not seen."
+)
+@click.option("--drift-new-merchant-category", is_flag=True, help="A new merchant category starts trading.")
+@click.option(
+    "--bad-file", "bad_kind", help="Also write one deliberately bad file of this kind (see --help)."
+)
+@click.option(
+    "--bad-date", type=click.DateTime(["%Y-%m-%d"]), help="Day of the bad file (default: last day)."
+)
+@click.option("--bad-table", type=click.Choice(["transactions", "labels"]), default="transactions")
+@click.option("--landing-dir", type=click.Path(path_type=Path), help="Default: <state>/landing.")
+def generate_data(
+    start_date,
+    days,
+    customers,
+    merchants,
+    transactions_per_day,
+    fraud_rate,
+    seed,
+    file_format,
+    drift_amount_shift,
+    drift_new_fraud_pattern,
+    drift_new_merchant_category,
+    bad_kind,
+    bad_date,
+    bad_table,
+    landing_dir,
+) -> None:
+    """Write seeded sample data (customers, merchants, daily transactions, delayed labels) to the landing."""
+    from mlplatform.datagen import BAD_FILE_KINDS, DriftConfig, GeneratorConfig, generate, write_bad_file
+    from mlplatform.demo import demo_config
+
+    if bad_kind and bad_kind not in BAD_FILE_KINDS:
+        raise click.BadParameter(f"choose one of {', '.join(BAD_FILE_KINDS)}", param_hint="--bad-file")
+    landing = landing_dir or state_dir() / "landing"
+    start = start_date.date() if start_date else demo_config(days).start_date
+    config = GeneratorConfig(
+        start_date=start,
+        days=days,
+        customers=customers,
+        merchants=merchants,
+        transactions_per_day=transactions_per_day,
+        fraud_rate=fraud_rate,
+        seed=seed,
+        file_format=file_format,
+        drift=DriftConfig(
+            amount_shift=drift_amount_shift,
+            new_fraud_pattern=drift_new_fraud_pattern,
+            new_merchant_category=drift_new_merchant_category,
+        ),
+    )
+    started = time.perf_counter()
+    summary = generate(config, landing)
+    click.echo(
+        f"wrote {summary.rows} rows, {len(summary.files)} files, fraud rate {summary.fraud_rate:.2%}, "
+        f"days {summary.days[0]}..{summary.days[-1]} into {landing} in {time.perf_counter() - started:.1f}s"
+    )
+    if bad_kind:
+        day = bad_date.date() if bad_date else summary.days[-1]
+        click.echo(f"bad file: {write_bad_file(landing, bad_kind, day, table=bad_table)}")
+
+
+@main.command()
+@click.option("--days", default=30, show_default=True, help="Days of sample data, ending yesterday.")
+def demo(days: int) -> None:
+    """Generate sample data and materialize the whole asset graph on the local profile."""
+    from mlplatform.demo import demo_config, run_demo
+
+    started = time.perf_counter()
+    summary = run_demo(state_dir(), demo_config(days), dagster_instance())
+    click.echo(summary.format())
+    click.echo(
+        f"done in {time.perf_counter() - started:.0f}s; open the UI with `make dev` (http://127.0.0.1:3000)"
+    )
+    if summary.runs_failed:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from mlplatform.ingestion.assets import DAILY_PARTITIONS, ingestion_assets
+
+__all__ = ["DAILY_PARTITIONS", "ingestion_assets"]

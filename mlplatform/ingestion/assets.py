@@ -1,0 +1,142 @@
+"""Raw tables: landing files, validated by Great Expectations, loaded into the warehouse's `raw` schema."""
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    DailyPartitionsDefinition,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    TableColumn,
+    TableSchema,
+    asset,
+)
+
+from mlplatform.ingestion.ingest import CheckSummary, IngestionReport, NothingLandedError, ingest_partition
+from mlplatform.ingestion.validation import CHECK_DESCRIPTIONS, SuiteRunner, checks_for
+from mlplatform.profiles import warehouse_kind
+from mlplatform.resources import LandingZone, Warehouse
+from mlplatform.schemas import CUSTOMERS, LABELS, MERCHANTS, PARTITIONS_START_DATE, TRANSACTIONS, RawTable
+
+# end_offset=1: today's partition exists, so files landing during the day can be ingested.
+DAILY_PARTITIONS = DailyPartitionsDefinition(start_date=PARTITIONS_START_DATE, end_offset=1)
+
+DESCRIPTIONS = {
+    "transactions": "Card transactions as they landed, one partition per event day.",
+    "labels": "Fraud labels (chargebacks and confirmations), one partition per day they were reported.",
+    "customers": "The latest customer (card holder) snapshot: segment, region, home country.",
+    "merchants": "The latest merchant snapshot: category, country, risk tier.",
+}
+
+
+def raw_key(table: RawTable) -> AssetKey:
+    return AssetKey(f"raw_{table.name}")
+
+
+def build_raw_asset(table: RawTable, upstream: tuple[RawTable, ...] = ()) -> AssetsDefinition:
+    """A raw asset with one blocking GX-backed check per concern (schema, nulls, keys, ranges, ...)."""
+    key = raw_key(table)
+    check_specs = [
+        AssetCheckSpec(name, asset=key, blocking=True, description=CHECK_DESCRIPTIONS[name])
+        for name in checks_for(table)
+    ]
+    column_schema = TableSchema(columns=[TableColumn(name, kind) for name, kind in table.columns.items()])
+    snapshot_note = "" if table.partitioned else " The newest `date=` folder is the snapshot."
+
+    @asset(
+        key=key,
+        group_name="ingestion",
+        kinds={"pandas", "greatexpectations", warehouse_kind()},
+        owners=["team:data-platform"],
+        partitions_def=DAILY_PARTITIONS if table.partitioned else None,
+        deps=[raw_key(t) for t in upstream],
+        check_specs=check_specs,
+        metadata={"dagster/column_schema": column_schema, "landing_path": f"landing/{table.name}/date=*/"},
+        description=(
+            f"{DESCRIPTIONS[table.name]}{snapshot_note} Files failing validation are quarantined with "
+            "their reason; a partition loads only when all its files pass, replacing what it held."
+        ),
+    )
+    def raw_asset(context: AssetExecutionContext, landing_zone: LandingZone, warehouse: Warehouse):
+        day = context.partition_key if table.partitioned else landing_zone.latest_snapshot_day(table.name)
+        if day is None:
+            raise Failure(
+                f"no {table.name} snapshot has landed under {landing_zone.landing_dir}/{table.name}"
+            )
+        known = _known_entities(warehouse) if "known_entities" in checks_for(table) else {}
+        try:
+            report = ingest_partition(table, day, landing_zone, warehouse, SuiteRunner(), **known)
+        except NothingLandedError as error:
+            raise Failure(str(error)) from error
+        for name, target in report.quarantined.items():
+            context.log.error(f"quarantined {name} -> {target}")
+        return MaterializeResult(
+            metadata=_report_metadata(report),
+            check_results=[_check_result(key, summary) for summary in report.check_summaries()],
+        )
+
+    return raw_asset
+
+
+def _known_entities(warehouse: Warehouse) -> dict[str, frozenset[str]]:
+    known = {}
+    for table, column in ((CUSTOMERS, "customer_id"), (MERCHANTS, "merchant_id")):
+        if not warehouse.table_exists("raw", table.name):
+            raise Failure(f"{raw_key(table).to_user_string()} must be materialized before transactions")
+        ids = warehouse.read_sql(f"select {column} from raw.{table.name}")[column]
+        known[f"known_{table.name}"] = frozenset(ids)
+    return known
+
+
+def _report_metadata(report: IngestionReport) -> dict:
+    files = [v.path.name for v in report.validations]
+    metadata = {
+        "partition_or_snapshot": report.day,
+        "files": MetadataValue.json(files),
+        "rows_loaded": report.rows_loaded,
+        "status": "loaded" if report.passed else "rejected: warehouse unchanged, bad files quarantined",
+    }
+    if report.passed:
+        metadata["dagster/row_count"] = report.rows_loaded
+        frames = [v.frame for v in report.validations]
+        metadata["preview"] = MetadataValue.md(frames[0].head(5).to_markdown(index=False))
+    else:
+        reasons = "\n".join(
+            f"| {name} | {v.reason()} | {report.quarantined.get(name, '-')} |"
+            for v in report.validations
+            if not v.passed
+            for name in [v.path.name]
+        )
+        metadata["quarantined"] = MetadataValue.md("| file | reason | moved to |\n|---|---|---|\n" + reasons)
+    return metadata
+
+
+def _check_result(key: AssetKey, summary: CheckSummary) -> AssetCheckResult:
+    failures = [
+        {"file": file, "expectation": o.expectation, "column": o.column, "detail": o.describe()}
+        for file, o in summary.failures
+    ]
+    return AssetCheckResult(
+        asset_key=key,
+        check_name=summary.name,
+        passed=summary.passed,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "files_evaluated": MetadataValue.json(summary.files_evaluated),
+            "failed_expectations": len(failures),
+            "failures": MetadataValue.json(failures),
+        },
+        description=None if summary.passed else "; ".join(f["detail"] for f in failures)[:1000],
+    )
+
+
+raw_customers = build_raw_asset(CUSTOMERS)
+raw_merchants = build_raw_asset(MERCHANTS)
+raw_transactions = build_raw_asset(TRANSACTIONS, upstream=(CUSTOMERS, MERCHANTS))
+raw_labels = build_raw_asset(LABELS)
+
+ingestion_assets = [raw_customers, raw_merchants, raw_transactions, raw_labels]

@@ -1,0 +1,138 @@
+"""Unit tests of reading and validating single landing files (real Great Expectations, no Dagster)."""
+
+from datetime import date
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mlplatform.ingestion.validation import (
+    PartitionContext,
+    SuiteRunner,
+    UnreadableFileError,
+    checks_for,
+    read_landing_file,
+    validate_file,
+)
+from mlplatform.schemas import CUSTOMERS, LABELS, TRANSACTIONS
+
+DAY = date(2026, 3, 2)
+CONTEXT = PartitionContext(
+    day=DAY, known_customers=frozenset({"C1", "C2"}), known_merchants=frozenset({"M1"})
+)
+
+
+@pytest.fixture(scope="module")
+def runner():
+    return SuiteRunner()
+
+
+def transactions(**overrides) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        {
+            "transaction_id": ["T1", "T2", "T3"],
+            "customer_id": ["C1", "C2", "C1"],
+            "merchant_id": ["M1", "M1", "M1"],
+            "amount": [12.5, 80.0, 4100.0],
+            "currency": ["EUR", "EUR", "GBP"],
+            "channel": ["pos", "online", "atm"],
+            "country": ["DE", "DE", "GB"],
+            "event_ts": pd.to_datetime(
+                ["2026-03-02T00:00:00", "2026-03-02T13:30:00", "2026-03-02T23:59:59"], utc=True
+            ),
+        }
+    )
+    return frame.assign(**overrides)
+
+
+def write(tmp_path, frame, name="part.parquet"):
+    path = tmp_path / name
+    if path.suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+    return path
+
+
+def failed_checks(validation) -> set[str]:
+    return {o.check for o in validation.failures}
+
+
+def test_valid_file_passes_every_check(tmp_path, runner):
+    validation = validate_file(write(tmp_path, transactions()), TRANSACTIONS, CONTEXT, runner)
+    assert validation.passed, validation.reason()
+    assert {o.check for o in validation.outcomes} == set(checks_for(TRANSACTIONS))
+
+
+def test_timestamps_are_read_as_naive_utc(tmp_path):
+    frame = transactions(event_ts=pd.to_datetime(["2026-03-02T01:00:00+01:00"] * 3, utc=True))
+    read = read_landing_file(write(tmp_path, frame), TRANSACTIONS)
+    assert read["event_ts"].dt.tz is None
+    assert read["event_ts"].iloc[0] == pd.Timestamp("2026-03-02T00:00:00")
+
+
+def test_partition_boundaries_are_half_open(tmp_path, runner):
+    late = transactions(event_ts=pd.to_datetime(["2026-03-03T00:00:00"] * 3, utc=True))
+    validation = validate_file(write(tmp_path, late), TRANSACTIONS, CONTEXT, runner)
+    assert failed_checks(validation) == {"inside_partition"}
+
+
+@pytest.mark.parametrize(
+    ("change", "check"),
+    [
+        ({"transaction_id": ["T1", "T1", "T3"]}, "unique_key"),
+        ({"customer_id": ["C1", None, "C1"]}, "not_null"),
+        ({"amount": [0.0, 1.0, 2.0]}, "value_ranges"),
+        ({"channel": ["pos", "telepathy", "pos"]}, "value_ranges"),
+        ({"merchant_id": ["M1", "M404", "M1"]}, "known_entities"),
+    ],
+)
+def test_each_content_problem_fails_its_own_check(tmp_path, runner, change, check):
+    validation = validate_file(write(tmp_path, transactions(**change)), TRANSACTIONS, CONTEXT, runner)
+    assert failed_checks(validation) == {check}
+    assert f"[{check}]" in validation.reason()
+
+
+def test_keys_seen_in_earlier_files_of_the_partition_are_duplicates(tmp_path, runner):
+    context = PartitionContext(day=DAY, earlier_keys=frozenset({"T2"}))
+    validation = validate_file(write(tmp_path, transactions()), TRANSACTIONS, context, runner)
+    assert failed_checks(validation) == {"unique_key"}
+
+
+def test_schema_failure_stops_content_validation(tmp_path, runner):
+    validation = validate_file(
+        write(tmp_path, transactions().drop(columns="amount")), TRANSACTIONS, CONTEXT, runner
+    )
+    assert failed_checks(validation) == {"schema"}
+    assert {o.check for o in validation.outcomes} == {"schema"}
+    assert "amount" in validation.reason()
+
+
+def test_unreadable_file_is_a_schema_failure(tmp_path, runner):
+    path = tmp_path / "garbage.parquet"
+    path.write_bytes(b"definitely not parquet")
+    with pytest.raises(UnreadableFileError):
+        read_landing_file(path, TRANSACTIONS)
+    validation = validate_file(path, TRANSACTIONS, CONTEXT, runner)
+    assert failed_checks(validation) == {"schema"}
+    assert validation.frame is None
+
+
+def test_csv_is_accepted_with_types_restored(tmp_path, runner):
+    frame = transactions(event_ts=transactions()["event_ts"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    validation = validate_file(write(tmp_path, frame, "part.csv"), TRANSACTIONS, CONTEXT, runner)
+    assert validation.passed, validation.reason()
+    assert validation.frame["amount"].dtype == "float64"
+
+
+def test_csv_with_unparseable_numbers_is_a_wrong_type_not_nulls(tmp_path, runner):
+    frame = transactions(amount=["12.5", "lots", "3"])
+    validation = validate_file(write(tmp_path, frame, "part.csv"), TRANSACTIONS, CONTEXT, runner)
+    assert failed_checks(validation) == {"schema"}
+    assert any(o.column == "amount" for o in validation.failures)
+
+
+def test_labels_and_snapshots_get_the_checks_that_fit_them():
+    assert checks_for(LABELS) == ["schema", "not_null", "unique_key", "value_ranges", "inside_partition"]
+    assert checks_for(CUSTOMERS) == ["schema", "not_null", "unique_key", "value_ranges"]
