@@ -10,6 +10,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # Telemetry off for every tool; Dagster state under the project's state folder.
 export DAGSTER_HOME := $(STATE)/dagster
 export MLPLATFORM_DUCKDB_PATH ?= $(STATE)/warehouse.duckdb
+export MLPLATFORM_FEAST_DATA_DIR ?= $(STATE)/feast/data
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export FEAST_USAGE := False
 export GX_ANALYTICS_ENABLED := False

@@ -58,7 +58,7 @@ class DemoSummary:
 
 def materialize_all(state: Path, instance: DagsterInstance) -> DemoSummary:
     """Ingest every landed snapshot and day, then build everything downstream."""
-    from mlplatform.definitions import all_assets  # the full graph, bound here to this state's resources
+    from mlplatform.definitions import all_assets, all_checks  # the whole graph, bound to this state below
 
     resources = build_resources(state=state)
     landing: LandingZone = resources["landing_zone"]
@@ -66,7 +66,7 @@ def materialize_all(state: Path, instance: DagsterInstance) -> DemoSummary:
 
     def run(label: str, selection, partition_key: str | None = None) -> None:
         result = materialize(
-            all_assets,
+            [*all_assets, *all_checks],
             selection=selection,
             partition_key=partition_key,
             resources=resources,

@@ -11,7 +11,7 @@ from pathlib import Path
 from dagster import ConfigurableResource
 from dagster_dbt import DbtCliResource
 
-from mlplatform.resources import DuckDBWarehouse, LandingZone
+from mlplatform.resources import DuckDBWarehouse, FeastFeatureStore, LandingZone
 from mlplatform.settings import DBT_PROJECT_DIR, state_dir
 
 PROFILE_ENV_VAR = "MLPLATFORM_PROFILE"
@@ -38,7 +38,10 @@ def local_resources(state: Path) -> dict[str, ConfigurableResource]:
         "landing_zone": LandingZone(
             landing_dir=str(state / "landing"), quarantine_dir=str(state / "quarantine")
         ),
-        "warehouse": DuckDBWarehouse(path=str(state / "warehouse.duckdb")),
+        "warehouse": DuckDBWarehouse(
+            path=str(state / "warehouse.duckdb"), feature_export_dir=str(state / "feast" / "data")
+        ),
+        "feature_store": FeastFeatureStore(state_dir=str(state)),
         "dbt": DbtCliResource(
             project_dir=str(DBT_PROJECT_DIR),
             profiles_dir=str(DBT_PROJECT_DIR),

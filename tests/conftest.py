@@ -40,10 +40,33 @@ def instance():
         yield ephemeral
 
 
+@pytest.fixture(scope="session")
+def built_state(tmp_path_factory, generated_landing):
+    """The whole graph materialized once on the small data set, the way `make demo` does it.
+
+    Returns (state folder, demo summary). Tests that change anything work on a copy (`copy_state`).
+    """
+    from mlplatform.demo import materialize_all
+
+    state = tmp_path_factory.mktemp("built")
+    shutil.copytree(generated_landing, state / "landing")
+    with DagsterInstance.ephemeral() as ephemeral:
+        summary = materialize_all(state, ephemeral)
+    return state, summary
+
+
+def copy_state(built: Path, target: Path) -> Path:
+    """A private copy of a built state folder; re-apply the Feast registry before using its sources."""
+    shutil.copytree(built, target)
+    return target
+
+
 def run_assets(assets, resources, instance, partition_key=None, selection=None):
     """Materialize in process, like a run launched from the UI, without raising on a failed step."""
+    from mlplatform.definitions import all_checks
+
     return materialize(
-        assets,
+        [*assets, *all_checks],
         selection=selection,
         partition_key=partition_key,
         resources=resources,

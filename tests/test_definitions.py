@@ -25,6 +25,14 @@ def test_lineage_from_landing_to_feature_marts():
     assert {"stg_transactions", "stg_labels", "stg_customers", "stg_merchants"} <= _ancestors(
         "training_labels"
     )
+    assert upstream_of("online_customer_stats") == {"feast_registry", "customer_features"}
+    assert upstream_of("online_merchant_stats") == {"feast_registry", "merchant_features"}
+    assert upstream_of("training_set") == {
+        "feast_registry",
+        "training_labels",
+        "customer_features",
+        "merchant_features",
+    }
 
 
 def _ancestors(name: str) -> set[str]:
@@ -36,7 +44,7 @@ def test_every_asset_reads_well_in_the_catalogue():
         node = GRAPH.get(key)
         if not node.is_materializable:
             continue
-        assert node.group_name in {"ingestion", "transform"}, key
+        assert node.group_name in {"ingestion", "transform", "features", "training"}, key
         assert node.owners, key
         assert node.description, key
         assert node.kinds, key
@@ -47,6 +55,20 @@ def test_raw_assets_are_guarded_by_blocking_checks():
     names = {c.name for c in checks}
     assert names == {"schema", "not_null", "unique_key", "value_ranges", "inside_partition", "known_entities"}
     assert all(GRAPH.get_check_spec(c).blocking for c in checks)
+
+
+BLOCKING_FEATURE_CHECKS = {
+    ("online_customer_stats", "no_online_offline_skew"),
+    ("online_merchant_stats", "no_online_offline_skew"),
+    ("training_set", "no_point_in_time_leakage"),
+}
+
+
+def test_feature_store_and_training_set_are_guarded():
+    checks = {(c.asset_key.to_user_string(), c.name): c for c in GRAPH.asset_check_keys}
+    assert ("online_customer_stats", "fresh") in checks
+    for name in BLOCKING_FEATURE_CHECKS:
+        assert GRAPH.get_check_spec(checks[name]).blocking, name
 
 
 def test_dbt_tests_are_asset_checks_and_models_follow_ingestion():

@@ -9,23 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlplatform.demo import materialize_all
+from mlplatform.profiles import build_resources
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory, generated_landing):
-    import shutil
-
-    from dagster import DagsterInstance
-
-    state = tmp_path_factory.mktemp("e2e")
-    shutil.copytree(generated_landing, state / "landing")
-    with DagsterInstance.ephemeral() as instance:
-        summary = materialize_all(state, instance)
-    from mlplatform.profiles import build_resources
-
+def built(built_state, generated_landing):
+    state, summary = built_state
     return summary, build_resources(profile="local", state=state)["warehouse"], generated_landing
 
 
@@ -42,9 +33,16 @@ def test_every_run_and_check_passes(built):
     summary, _, _ = built
     assert summary.runs_failed == [] and summary.checks_failed == []
     assert summary.checks_passed > 50
-    assert {"raw_transactions", "customer_features", "merchant_features", "training_labels"} <= (
-        summary.assets_materialized
-    )
+    assert {
+        "raw_transactions",
+        "customer_features",
+        "merchant_features",
+        "training_labels",
+        "feast_registry",
+        "online_customer_stats",
+        "online_merchant_stats",
+        "training_set",
+    } <= summary.assets_materialized
 
 
 def test_row_counts_match_the_landing_zone(built):

@@ -1,4 +1,5 @@
+from mlplatform.resources.feature_store import FeastFeatureStore
 from mlplatform.resources.landing import LandingZone
 from mlplatform.resources.warehouse import DuckDBWarehouse, Warehouse
 
-__all__ = ["DuckDBWarehouse", "LandingZone", "Warehouse"]
+__all__ = ["DuckDBWarehouse", "FeastFeatureStore", "LandingZone", "Warehouse"]

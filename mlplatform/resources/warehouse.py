@@ -34,6 +34,14 @@ class Warehouse(ConfigurableResource):
     def read_sql(self, sql: str) -> pd.DataFrame:
         raise NotImplementedError
 
+    def write_table(self, schema: str, table: str, rows: pd.DataFrame) -> None:
+        """Create or replace `schema.table` with `rows`."""
+        raise NotImplementedError
+
+    def sample_rows(self, table: str, n: int, seed: int = 7) -> pd.DataFrame:
+        """A repeatable random sample of up to `n` rows."""
+        raise NotImplementedError
+
     def table_exists(self, schema: str, table: str) -> bool:
         found = self.read_sql(
             "select count(*) as n from information_schema.tables "
@@ -47,9 +55,13 @@ class Warehouse(ConfigurableResource):
 
 
 class DuckDBWarehouse(Warehouse):
-    """A DuckDB file: the embedded warehouse of the local profile."""
+    """A DuckDB file: the embedded warehouse of the local profile.
+
+    dbt also exports the feature marts as parquet into `feature_export_dir`, for Feast's file offline store.
+    """
 
     path: str
+    feature_export_dir: str
     sql_types: dict[str, str] = {
         "string": "varchar",
         "float": "double",
@@ -90,8 +102,21 @@ class DuckDBWarehouse(Warehouse):
         with self.connect(read_only=True) as con:
             return con.execute(sql).df()
 
+    def write_table(self, schema: str, table: str, rows: pd.DataFrame) -> None:
+        with self.connect() as con:
+            con.execute(f"create schema if not exists {schema}")
+            con.register("incoming_rows", rows)
+            con.execute(f"create or replace table {schema}.{table} as select * from incoming_rows")
+
+    def sample_rows(self, table: str, n: int, seed: int = 7) -> pd.DataFrame:
+        return self.read_sql(f"select * from {table} using sample reservoir({n} rows) repeatable ({seed})")
+
     def table_exists(self, schema: str, table: str) -> bool:
         return Path(self.path).exists() and super().table_exists(schema, table)
 
     def dbt_env(self) -> dict[str, str]:
-        return {"MLPLATFORM_DUCKDB_PATH": str(Path(self.path).resolve())}
+        Path(self.feature_export_dir).mkdir(parents=True, exist_ok=True)
+        return {
+            "MLPLATFORM_DUCKDB_PATH": str(Path(self.path).resolve()),
+            "MLPLATFORM_FEAST_DATA_DIR": str(Path(self.feature_export_dir).resolve()),
+        }

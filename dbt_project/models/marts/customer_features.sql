@@ -1,3 +1,5 @@
+{{ config(post_hook="{{ export_for_feast() }}") }}
+
 -- Customer features for Feast: one row per customer and feature date, from the customer's first
 -- transaction day to the last day with data. A row describes the trailing windows ending on
 -- feature_date and is valid from feature_ts (00:00 of the next day); it only uses transactions with

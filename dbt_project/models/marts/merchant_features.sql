@@ -1,3 +1,5 @@
+{{ config(post_hook="{{ export_for_feast() }}") }}
+
 -- Merchant features for Feast: one row per merchant and feature date, from the merchant's first
 -- transaction day to the last day with data, valid from feature_ts (00:00 of the next day). The N-day
 -- window is event dates in [feature_date - N + 1, feature_date]. Fraud counts are point-in-time: only

@@ -1,0 +1,205 @@
+"""Feast on a built state: registry, point-in-time training sets, online store, skew, leakage, serving."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from dagster import AssetSelection, DagsterInstance
+
+from mlplatform.definitions import all_assets
+from mlplatform.features.assets import feast_registry, online_customer_stats
+from mlplatform.features.skew import latest_rows
+from mlplatform.profiles import build_resources
+from mlplatform.training.assets import training_set
+from tests.conftest import copy_state, run_assets
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def built(built_state):
+    state, _ = built_state
+    return state, build_resources(profile="local", state=state)
+
+
+def mart(warehouse, name: str) -> pd.DataFrame:
+    return warehouse.read_sql(f"select * from marts.{name}")
+
+
+def test_registry_holds_views_request_features_and_the_model_service(built):
+    store = built[1]["feature_store"].store()
+    assert {v.name for v in store.list_feature_views()} == {"customer_stats", "merchant_stats"}
+    assert [v.name for v in store.list_on_demand_feature_views()] == ["transaction_context"]
+    service = store.get_feature_service("fraud_model_v1")
+    assert {p.name for p in service.feature_view_projections} == {
+        "customer_stats",
+        "merchant_stats",
+        "transaction_context",
+    }
+
+
+def test_training_set_joins_the_features_valid_at_each_event(built):
+    warehouse = built[1]["warehouse"]
+    rows = warehouse.read_sql("select * from training.training_set")
+    labels = mart(warehouse, "training_labels")
+    assert len(rows) == len(labels) and set(rows["transaction_id"]) == set(labels["transaction_id"])
+
+    customers = mart(warehouse, "customer_features").set_index(["customer_id", "feature_ts"])
+    merchants = mart(warehouse, "merchant_features").set_index(["merchant_id", "feature_ts"])
+    checked = 0
+    for row in rows.itertuples(index=False):
+        valid_from = pd.Timestamp(row.event_ts).floor("D")  # the newest daily row at or before the event
+        customer = (
+            customers.loc[(row.customer_id, valid_from)]
+            if (row.customer_id, valid_from) in customers.index
+            else None
+        )
+        if customer is None:
+            assert pd.isna(row.customer_stats__txn_count_7d)
+            continue
+        assert row.customer_stats__txn_count_7d == customer["txn_count_7d"]
+        assert row.customer_stats__amount_avg_30d == pytest.approx(customer["amount_avg_30d"], nan_ok=True)
+        assert row.customer_stats__home_country == customer["home_country"]
+        expected_ratio = row.amount / customer["amount_avg_30d"]
+        assert row.transaction_context__amount_to_avg_30d == pytest.approx(expected_ratio, nan_ok=True)
+        assert row.transaction_context__hour_of_day == pd.Timestamp(row.event_ts).hour
+        assert row.transaction_context__is_foreign == int(row.country != customer["home_country"])
+        merchant_key = (row.merchant_id, valid_from)
+        if merchant_key in merchants.index:
+            expected_frauds = merchants.loc[merchant_key]["reported_fraud_count_30d"]
+            assert row.merchant_stats__reported_fraud_count_30d == expected_frauds
+        else:
+            assert pd.isna(row.merchant_stats__txn_count_30d)
+        checked += 1
+    assert checked > len(rows) / 2
+
+
+def test_online_store_serves_each_entitys_newest_offline_row(built):
+    store, warehouse = built[1]["feature_store"].store(), built[1]["warehouse"]
+    expected = latest_rows(mart(warehouse, "customer_features"), "customer_id")
+    online = (
+        store.get_online_features(
+            features=[
+                "customer_stats:txn_count_30d",
+                "customer_stats:amount_sum_30d",
+                "customer_stats:home_country",
+            ],
+            entity_rows=[{"customer_id": c} for c in expected.index],
+        )
+        .to_df()
+        .set_index("customer_id")
+    )
+    assert (online["txn_count_30d"] == expected["txn_count_30d"]).all()
+    assert online["amount_sum_30d"].to_numpy() == pytest.approx(expected["amount_sum_30d"].to_numpy())
+    assert (online["home_country"] == expected["home_country"]).all()
+
+
+def test_skew_check_catches_one_corrupted_online_value(built, tmp_path):
+    state = copy_state(built[0], tmp_path / "state")
+    resources = build_resources(profile="local", state=state)
+    store = resources["feature_store"].store()
+    newest = latest_rows(mart(resources["warehouse"], "customer_features"), "customer_id").reset_index()
+    corrupted = newest.head(1).assign(txn_count_30d=newest["txn_count_30d"].iloc[0] + 1)
+    store.write_to_online_store("customer_stats", corrupted)
+
+    with DagsterInstance.ephemeral() as instance:
+        result = run_assets(
+            all_assets, resources, instance, selection=AssetSelection.checks_for_assets(online_customer_stats)
+        )
+    evaluation = next(
+        e for e in result.get_asset_check_evaluations() if e.check_name == "no_online_offline_skew"
+    )
+    assert not evaluation.passed
+    assert evaluation.metadata["mismatches"].value == 1
+
+
+def test_planted_leak_fails_the_leakage_check(built, tmp_path):
+    """Features that claim validity from the start of their own day include that day's later transactions."""
+    state = copy_state(built[0], tmp_path / "state")
+    resources = build_resources(profile="local", state=state)
+    exported = state / "feast" / "data" / "customer_features.parquet"
+    leaky = pd.read_parquet(exported)
+    leaky["feature_ts"] = leaky["feature_ts"] - timedelta(days=1)
+    leaky.to_parquet(exported)
+
+    with DagsterInstance.ephemeral() as instance:
+        result = run_assets(all_assets, resources, instance, selection=[feast_registry, training_set])
+    evaluation = next(
+        e for e in result.get_asset_check_evaluations() if e.check_name == "no_point_in_time_leakage"
+    )
+    assert not evaluation.passed
+    assert evaluation.metadata["values_differing"].value > 0
+    assert not result.success  # blocking: the run fails, nothing downstream of training_set runs
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_feast_serve_answers_with_the_materialized_values(built, tmp_path):
+    state, resources = built
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "feature_store.yaml").write_text(
+        "project: mlplatform\nprovider: local\n"
+        f"registry:\n  registry_type: file\n  path: {state}/feast/registry.db\n"
+        f"online_store:\n  type: sqlite\n  path: {state}/feast/online_store.db\n"
+        "offline_store:\n  type: file\nentity_key_serialization_version: 3\nauth:\n  type: no_auth\n"
+    )
+    port = free_port()
+    feast = Path(sys.executable).parent / "feast"
+    server = subprocess.Popen(
+        [
+            str(feast),
+            "-c",
+            str(repo),
+            "serve",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "--max-requests",
+            "0",
+            "--no-access-log",
+        ],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "FEAST_USAGE": "False"},
+    )
+    try:
+        expected = latest_rows(mart(resources["warehouse"], "customer_features"), "customer_id").head(5)
+        body = json.dumps(
+            {"features": ["customer_stats:txn_count_7d"], "entities": {"customer_id": list(expected.index)}}
+        ).encode()
+        answer = None
+        deadline = time.monotonic() + 60
+        while answer is None and time.monotonic() < deadline:
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/get-online-features",
+                    data=body,
+                    headers={"Content-Type": "application/json"},
+                )
+                answer = json.loads(urllib.request.urlopen(request, timeout=5).read())
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+                time.sleep(0.5)
+        assert answer is not None, "feast serve did not answer within 60 s"
+        names = answer["metadata"]["feature_names"]
+        values = answer["results"][names.index("txn_count_7d")]["values"]
+        assert values == [int(v) for v in expected["txn_count_7d"]]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
