@@ -20,7 +20,8 @@ export DO_NOT_TRACK := 1
 .PHONY: env demo test dev lint check-defs benchmark clean
 
 MANIFEST := dbt_project/target/manifest.json
-DBT_SOURCES := $(shell find dbt_project -name '*.sql' -o -name '*.yml' -not -path '*/target/*' 2>/dev/null)
+DBT_SOURCES := $(shell find dbt_project \( -path dbt_project/target -o -path dbt_project/logs \) -prune \
+	-o \( -name '*.sql' -o -name '*.yml' \) -print)
 
 env: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml $(MANIFEST)
 

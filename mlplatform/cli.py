@@ -120,5 +120,25 @@ def demo(days: int) -> None:
         raise SystemExit(1)
 
 
+@main.command()
+@click.option("--reason", default="manual rollback", show_default=True, help="Written to the audit trail.")
+def rollback(reason: str) -> None:
+    """Restore the previous fraud_model champion (MLflow alias) in one step."""
+    import getpass
+
+    from mlplatform.profiles import build_resources
+    from mlplatform.training.fraud_model import MODEL_NAME
+    from mlplatform.training.registry import NothingToRollBackError
+    from mlplatform.training.registry import rollback as rollback_champion
+
+    try:
+        record = rollback_champion(
+            build_resources()["model_registry"], MODEL_NAME, actor=getpass.getuser(), reason=reason
+        )
+    except NothingToRollBackError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"{MODEL_NAME}: champion is version {record['version']} again (was {record['replaced']})")
+
+
 if __name__ == "__main__":
     main()

@@ -5,10 +5,18 @@ from dagster import Definitions
 from mlplatform.features import feature_assets, feature_checks
 from mlplatform.ingestion import ingestion_assets
 from mlplatform.profiles import build_resources
-from mlplatform.training import training_assets, training_checks
+from mlplatform.training import (
+    model_assets,
+    model_checks,
+    rollback_fraud_model,
+    training_assets,
+    training_checks,
+)
 from mlplatform.transform import dbt_models
 
-all_assets = [*ingestion_assets, dbt_models, *feature_assets, *training_assets]
-all_checks = [*feature_checks, *training_checks]
+all_assets = [*ingestion_assets, dbt_models, *feature_assets, *training_assets, *model_assets]
+all_checks = [*feature_checks, *training_checks, *model_checks]
 
-defs = Definitions(assets=all_assets, asset_checks=all_checks, resources=build_resources())
+defs = Definitions(
+    assets=all_assets, asset_checks=all_checks, jobs=[rollback_fraud_model], resources=build_resources()
+)

@@ -11,7 +11,7 @@ from pathlib import Path
 from dagster import ConfigurableResource
 from dagster_dbt import DbtCliResource
 
-from mlplatform.resources import DuckDBWarehouse, FeastFeatureStore, LandingZone
+from mlplatform.resources import DuckDBWarehouse, FeastFeatureStore, LandingZone, ModelRegistry
 from mlplatform.settings import DBT_PROJECT_DIR, state_dir
 
 PROFILE_ENV_VAR = "MLPLATFORM_PROFILE"
@@ -42,6 +42,11 @@ def local_resources(state: Path) -> dict[str, ConfigurableResource]:
             path=str(state / "warehouse.duckdb"), feature_export_dir=str(state / "feast" / "data")
         ),
         "feature_store": FeastFeatureStore(state_dir=str(state)),
+        "model_registry": ModelRegistry(
+            tracking_uri=f"sqlite:///{state / 'mlflow' / 'mlflow.db'}",
+            artifact_root=str(state / "mlflow" / "artifacts"),
+            audit_log=str(state / "audit" / "model_registry.jsonl"),
+        ),
         "dbt": DbtCliResource(
             project_dir=str(DBT_PROJECT_DIR),
             profiles_dir=str(DBT_PROJECT_DIR),

@@ -13,6 +13,10 @@ from mlplatform.profiles import build_resources
 SMALL = GeneratorConfig(
     start_date=date(2026, 3, 1), days=12, customers=150, merchants=40, transactions_per_day=250, seed=7
 )
+# Enough labelled fraud (~700) for model metrics and per-slice AUCs to mean something.
+MEDIUM = GeneratorConfig(
+    start_date=date(2026, 3, 1), days=24, customers=1_500, merchants=120, transactions_per_day=3_000, seed=11
+)
 
 
 @pytest.fixture(scope="session")
@@ -41,15 +45,15 @@ def instance():
 
 
 @pytest.fixture(scope="session")
-def built_state(tmp_path_factory, generated_landing):
-    """The whole graph materialized once on the small data set, the way `make demo` does it.
+def built_state(tmp_path_factory):
+    """The whole graph materialized once on the medium data set, the way `make demo` does it.
 
     Returns (state folder, demo summary). Tests that change anything work on a copy (`copy_state`).
     """
     from mlplatform.demo import materialize_all
 
     state = tmp_path_factory.mktemp("built")
-    shutil.copytree(generated_landing, state / "landing")
+    generate(MEDIUM, state / "landing")
     with DagsterInstance.ephemeral() as ephemeral:
         summary = materialize_all(state, ephemeral)
     return state, summary

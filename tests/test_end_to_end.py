@@ -15,9 +15,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def built(built_state, generated_landing):
+def built(built_state):
     state, summary = built_state
-    return summary, build_resources(profile="local", state=state)["warehouse"], generated_landing
+    return summary, build_resources(profile="local", state=state)["warehouse"], state / "landing"
 
 
 def landed(landing, table: str) -> pd.DataFrame:
@@ -42,6 +42,8 @@ def test_every_run_and_check_passes(built):
         "online_customer_stats",
         "online_merchant_stats",
         "training_set",
+        "fraud_model",
+        "fraud_model_champion",
     } <= summary.assets_materialized
 
 

@@ -23,7 +23,7 @@ from mlplatform.features.skew import latest_rows, skew
 from mlplatform.resources import FeastFeatureStore, Warehouse
 from mlplatform.settings import FEATURE_REPO_DIR
 
-SKEW_SAMPLE = 1_000  # every entity on small data; a sample at scale
+SKEW_SAMPLE = 5_000  # every entity up to this many; a repeatable sample beyond
 
 
 def feature_repo_version() -> str:

@@ -1,22 +1,40 @@
 """Point-in-time retrieval of a feature service for labelled or scored events."""
 
 import pandas as pd
+import pyarrow as pa
 from feast import FeatureStore
 
+EVENT_TIME = "event_timestamp"
 
-def historical_features(store: FeatureStore, events: pd.DataFrame, service: str, key: str) -> pd.DataFrame:
+
+def historical_features(store: FeatureStore, events: pd.DataFrame, service: str) -> pd.DataFrame:
     """`events` plus every feature of `service` as of each event's `event_timestamp` (full feature names).
 
-    One Feast retrieval per feature view, left-joined on `key`: Feast's file offline store drops an
-    event entirely when any one view has no row before it (a merchant's first day), which would also
-    lose the features the other views do have.
+    Feast does the point-in-time join of each feature view, on the distinct (join keys, time) pairs,
+    merged back on exactly those keys; then each on-demand view's own transformation runs per event.
+    Asking Feast for all events at once loses events: its file offline store drops an event when any one
+    view has no earlier row (a merchant's first day), and keeps one event per (join keys, time), so two
+    transactions of one customer in the same second would share request-time features.
     """
-    result = events
+    result = events.assign(**{EVENT_TIME: pd.to_datetime(events[EVENT_TIME], utc=True)})
+    on_demand = []
     for projection in store.get_feature_service(service).feature_view_projections:
+        if projection.name in {v.name for v in store.list_on_demand_feature_views()}:
+            on_demand.append(store.get_on_demand_feature_view(projection.name))
+            continue
+        view = store.get_feature_view(projection.name)
+        keys = [*view.join_keys, EVENT_TIME]
         refs = [f"{projection.name_to_use()}:{feature.name}" for feature in projection.features]
         joined = store.get_historical_features(
-            entity_df=events, features=refs, full_feature_names=True
+            entity_df=result[keys].drop_duplicates(), features=refs, full_feature_names=True
         ).to_df()
+        joined[EVENT_TIME] = pd.to_datetime(joined[EVENT_TIME], utc=True).astype(result[EVENT_TIME].dtype)
         columns = [c for c in joined.columns if c.startswith(f"{projection.name_to_use()}__")]
-        result = result.merge(joined[[key, *columns]], on=key, how="left")
+        result = result.merge(joined[[*keys, *columns]], on=keys, how="left")
+    for view in on_demand:
+        computed = view.transform_arrow(
+            pa.Table.from_pandas(result, preserve_index=False), full_feature_names=True
+        )
+        for column in (f"{view.name}__{feature.name}" for feature in view.features):
+            result[column] = computed[column].to_pandas()
     return result

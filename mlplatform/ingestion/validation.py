@@ -5,7 +5,7 @@ suite. Every expectation carries the name of the Dagster asset check it belongs 
 one GX run feeds several readable checks (schema, not_null, unique_key, ...). Nothing here knows Dagster.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from functools import cached_property
 from itertools import count
@@ -257,14 +257,43 @@ def content_expectations(gxe, table: RawTable, context: PartitionContext) -> lis
                 meta={"check": "inside_partition"},
             )
         )
-    for column, known in (("customer_id", context.known_customers), ("merchant_id", context.known_merchants)):
-        if known is not None and column in table.columns:
-            expectations.append(
-                gxe.ExpectColumnValuesToBeInSet(
-                    column=column, value_set=list(known), meta={"check": "known_entities"}
-                )
-            )
+    expectations += [
+        gxe.ExpectColumnValuesToBeInSet(
+            column=f"{column}{KNOWN_SUFFIX}", value_set=[True], meta={"check": "known_entities"}
+        )
+        for column in known_entity_columns(table, context)
+    ]
     return expectations
+
+
+KNOWN_SUFFIX = "_is_known"
+
+
+def known_entity_columns(table: RawTable, context: PartitionContext) -> dict[str, frozenset[str]]:
+    known = {"customer_id": context.known_customers, "merchant_id": context.known_merchants}
+    return {column: ids for column, ids in known.items() if ids is not None and column in table.columns}
+
+
+def with_known_flags(frame: pd.DataFrame, table: RawTable, context: PartitionContext) -> pd.DataFrame:
+    """Membership in the snapshots as a boolean column per key, for GX to check.
+
+    Handing GX the whole snapshot as a `value_set` made it copy 50k ids per evaluation: ingestion ran
+    130x slower than a plain load at 1M transactions.
+    """
+    flags = {  # a missing key is the not_null check's finding, not an unknown entity
+        f"{c}{KNOWN_SUFFIX}": frame[c].isin(ids) | frame[c].isna()
+        for c, ids in known_entity_columns(table, context).items()
+    }
+    return frame.assign(**flags)
+
+
+def _name_unknown_ids(outcome: ExpectationOutcome, frame: pd.DataFrame) -> ExpectationOutcome:
+    """Report a failed membership flag as the ids that are unknown, on the real column."""
+    if outcome.success or not (outcome.column or "").endswith(KNOWN_SUFFIX):
+        return outcome
+    column = outcome.column.removesuffix(KNOWN_SUFFIX)
+    unknown = frame.loc[~frame[outcome.column], column]
+    return replace(outcome, column=column, sample=list(unknown.head(5)), unexpected_count=len(unknown))
 
 
 def validate_file(
@@ -281,5 +310,7 @@ def validate_file(
         f"raw_{table.name}.schema", schema_expectations(gxe, table, list(frame.columns)), frame
     )
     if all(o.success for o in outcomes):
-        outcomes += runner.run(f"raw_{table.name}.content", content_expectations(gxe, table, context), frame)
+        flagged = with_known_flags(frame, table, context)
+        content = runner.run(f"raw_{table.name}.content", content_expectations(gxe, table, context), flagged)
+        outcomes += [_name_unknown_ids(o, flagged) for o in content]
     return FileValidation(path, outcomes, frame)

@@ -57,7 +57,7 @@ def training_set(
     entity_df = labels.drop(columns=[c for c in PROVIDED_BY_FEATURES if c in labels])
     entity_df["event_timestamp"] = entity_df["event_ts"].dt.tz_localize("UTC")
     entity_df["event_ts"] = entity_df["event_timestamp"]  # the request-time input of the on-demand view
-    rows = historical_features(feature_store.store(), entity_df, FEATURE_SERVICE, key="transaction_id")
+    rows = historical_features(feature_store.store(), entity_df, FEATURE_SERVICE)
     rows = rows.drop(columns=["event_timestamp"]).sort_values(
         ["event_ts", "transaction_id"], ignore_index=True
     )

@@ -136,3 +136,12 @@ def test_csv_with_unparseable_numbers_is_a_wrong_type_not_nulls(tmp_path, runner
 def test_labels_and_snapshots_get_the_checks_that_fit_them():
     assert checks_for(LABELS) == ["schema", "not_null", "unique_key", "value_ranges", "inside_partition"]
     assert checks_for(CUSTOMERS) == ["schema", "not_null", "unique_key", "value_ranges"]
+
+
+def test_unknown_entities_are_reported_by_their_ids(tmp_path, runner):
+    frame = transactions(customer_id=["C1", "C404", "C405"])
+    validation = validate_file(write(tmp_path, frame), TRANSACTIONS, CONTEXT, runner)
+    [failure] = validation.failures
+    assert (failure.check, failure.column, failure.unexpected_count) == ("known_entities", "customer_id", 2)
+    assert failure.sample == ["C404", "C405"]
+    assert "C404" in validation.reason()

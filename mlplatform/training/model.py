@@ -1,0 +1,133 @@
+"""The fraud model and its evaluation, as plain scikit-learn: no Dagster, no MLflow."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score, roc_curve
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OrdinalEncoder
+from threadpoolctl import threadpool_limits
+
+LABEL = "is_fraud"
+CATEGORICAL = ["channel", "merchant_stats__category", "merchant_stats__risk_tier"]
+SLICES = ["segment", "region"]
+TARGET_FPR = 0.01  # alert budget: at most 1% of legitimate transactions flagged
+MIN_SLICE_POSITIVES = 10
+
+
+def numeric_features(columns) -> list[str]:
+    return ["amount"] + [
+        c for c in columns if "__" in c and c not in CATEGORICAL and c != "customer_stats__home_country"
+    ]
+
+
+def feature_columns(columns) -> list[str]:
+    return CATEGORICAL + numeric_features(columns)
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    learning_rate: float = 0.1
+    max_iter: int = 200
+    max_leaf_nodes: int = 31
+    l2_regularization: float = 0.0
+    seed: int = 42
+
+
+def build_pipeline(columns, params: Hyperparameters) -> Pipeline:
+    encode = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1)
+    prepare = ColumnTransformer(
+        [("categorical", encode, CATEGORICAL), ("numeric", "passthrough", numeric_features(columns))]
+    )
+    classifier = HistGradientBoostingClassifier(
+        learning_rate=params.learning_rate,
+        max_iter=params.max_iter,
+        max_leaf_nodes=params.max_leaf_nodes,
+        l2_regularization=params.l2_regularization,
+        categorical_features=list(range(len(CATEGORICAL))),
+        random_state=params.seed,
+    )
+    return Pipeline([("prepare", prepare), ("classifier", classifier)])
+
+
+def fit(rows: pd.DataFrame, params: Hyperparameters, threads: int = 1) -> Pipeline:
+    """OpenMP threads spin-wait: on a shared 2-core machine 2 threads fit 7x slower than 1 (measured)."""
+    pipeline = build_pipeline(rows.columns, params)
+    with threadpool_limits(threads):
+        pipeline.fit(rows[feature_columns(rows.columns)], rows[LABEL].astype(int))
+    return pipeline
+
+
+def predict_scores(model: Pipeline, rows: pd.DataFrame) -> np.ndarray:
+    """Single-threaded: scoring one row with OpenMP threads took 60 ms instead of 10 ms here."""
+    with threadpool_limits(1):
+        return model.predict_proba(rows[feature_columns(rows.columns)])[:, 1]
+
+
+def time_split(rows: pd.DataFrame, holdout_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train on the past, validate on the most recent events: how the model will be used."""
+    ordered = rows.sort_values(["event_ts", "transaction_id"], ignore_index=True)
+    cut = int(len(ordered) * (1 - holdout_fraction))
+    return ordered.iloc[:cut], ordered.iloc[cut:]
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, float]
+    threshold: float
+    confusion: list[list[int]]
+    slices: dict[str, dict[str, float]] = field(default_factory=dict)  # "segment=mass" -> metrics
+
+    @property
+    def slice_gap(self) -> float:
+        aucs = [s["roc_auc"] for s in self.slices.values() if not np.isnan(s["roc_auc"])]
+        return float(max(aucs) - min(aucs)) if len(aucs) > 1 else 0.0
+
+
+def evaluate(labels: np.ndarray, scores: np.ndarray, slice_values: pd.DataFrame | None = None) -> Evaluation:
+    labels = np.asarray(labels).astype(int)
+    fpr, tpr, thresholds = roc_curve(labels, scores)
+    within = fpr <= TARGET_FPR
+    best = int(np.argmax(np.where(within, tpr, -1)))
+    threshold = float(min(thresholds[best], 1.0))
+    flagged = scores >= threshold
+    metrics = {
+        "roc_auc": float(roc_auc_score(labels, scores)),
+        "pr_auc": float(average_precision_score(labels, scores)),
+        "recall_at_1pct_fpr": float(tpr[best]),
+        "expected_calibration_error": expected_calibration_error(labels, scores),
+        "holdout_rows": float(len(labels)),
+        "holdout_fraud_rate": float(labels.mean()),
+    }
+    evaluation = Evaluation(metrics, threshold, confusion_matrix(labels, flagged, labels=[0, 1]).tolist())
+    if slice_values is not None:
+        for column in SLICES:
+            for value, index in slice_values.groupby(column).indices.items():
+                positives = int(labels[index].sum())
+                auc = (
+                    roc_auc_score(labels[index], scores[index])
+                    if MIN_SLICE_POSITIVES <= positives < len(index)
+                    else np.nan
+                )
+                evaluation.slices[f"{column}={value}"] = {
+                    "roc_auc": float(auc),
+                    "rows": len(index),
+                    "positives": positives,
+                }
+    evaluation.metrics["slice_auc_gap"] = evaluation.slice_gap
+    return evaluation
+
+
+def expected_calibration_error(labels: np.ndarray, scores: np.ndarray, bins: int = 10) -> float:
+    """Mean |predicted - observed| fraud rate over equal-width score bins, weighted by bin size."""
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(scores, edges) - 1, 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            error += members.mean() * abs(scores[members].mean() - labels[members].mean())
+    return float(error)

@@ -1,0 +1,111 @@
+"""fraud_model on a built graph: gates, promotion, rollback, reproducibility, idempotent registry."""
+
+import pandas as pd
+import pytest
+from dagster import AssetSelection, DagsterInstance, materialize
+
+from mlplatform.definitions import all_assets, all_checks
+from mlplatform.profiles import build_resources
+from mlplatform.resources.model_registry import CHALLENGER, CHAMPION, PREVIOUS
+from mlplatform.training.fraud_model import MODEL_NAME, fraud_model, fraud_model_champion
+from mlplatform.training.jobs import rollback_fraud_model
+from tests.conftest import copy_state, run_assets
+
+pytestmark = pytest.mark.e2e
+TRAIN_AND_PROMOTE = AssetSelection.assets(fraud_model, fraud_model_champion)
+
+
+@pytest.fixture
+def resources(built_state, tmp_path):
+    """A private copy of the built graph: its registry already holds version 1 as champion."""
+    return build_resources(profile="local", state=copy_state(built_state[0], tmp_path / "state"))
+
+
+def train(resources, instance, **config):
+    run_config = {"ops": {"fraud_model": {"config": config}}} if config else None
+    return materialize(
+        [*all_assets, *all_checks],
+        selection=TRAIN_AND_PROMOTE,
+        resources=resources,
+        instance=instance,
+        run_config=run_config,
+        raise_on_error=False,
+    )
+
+
+def failed_checks(result) -> set[str]:
+    return {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
+
+
+def run_metrics(registry, version: str) -> dict[str, float]:
+    client = registry.client()
+    return client.get_run(client.get_model_version(MODEL_NAME, version).run_id).data.metrics
+
+
+def test_the_demo_path_trains_a_good_model_and_promotes_it(built_state):
+    registry = build_resources(profile="local", state=built_state[0])["model_registry"]
+    assert registry.version_for(MODEL_NAME, CHAMPION) == "1"
+    metrics = run_metrics(registry, "1")
+    assert 0.85 < metrics["roc_auc"] < 0.995
+    run = registry.client().get_run(registry.client().get_model_version(MODEL_NAME, "1").run_id)
+    assert {"data.partitions", "feature_service", "dbt.manifest_sha256", "git.commit"} <= set(run.data.tags)
+    assert [e["action"] for e in registry.audit_trail(MODEL_NAME)] == ["promote"]
+
+
+def test_a_worse_model_is_not_promoted_and_the_champion_stays(resources):
+    registry = resources["model_registry"]
+    with DagsterInstance.ephemeral() as instance:
+        result = train(resources, instance, max_iter=2, max_leaf_nodes=2, learning_rate=0.01)
+    assert "not_worse_than_champion" in failed_checks(result)
+    assert "fraud_model_champion" not in {
+        e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
+    }
+    assert registry.version_for(MODEL_NAME, CHAMPION) == "1"
+    assert registry.version_for(MODEL_NAME, CHALLENGER) == "2"
+    tags = registry.client().get_model_version(MODEL_NAME, "2").tags
+    assert tags["gate.not_worse_than_champion"] == "failed"
+
+
+def test_a_planted_slice_gap_fails_the_bias_check(resources):
+    warehouse = resources["warehouse"]
+    rows = warehouse.read_sql("select * from training.training_set")
+    students = rows["segment"] == "student"
+    rows.loc[students, "is_fraud"] = rows.loc[students, "is_fraud"].sample(frac=1, random_state=3).to_numpy()
+    warehouse.write_table("training", "training_set", rows)
+    with DagsterInstance.ephemeral() as instance:
+        result = train(resources, instance)
+    assert "slice_gaps" in failed_checks(result)
+    assert resources["model_registry"].version_for(MODEL_NAME, CHAMPION) == "1"
+
+
+def test_same_inputs_and_seed_give_identical_metrics_and_promotion_is_idempotent(resources):
+    registry = resources["model_registry"]
+    with DagsterInstance.ephemeral() as instance:
+        assert train(resources, instance).success
+        promotions = len(registry.audit_trail(MODEL_NAME))
+        # re-running the promotion for the same candidate changes nothing and writes nothing
+        again = run_assets([*all_assets], resources, instance, selection=[fraud_model_champion])
+        assert again.success
+    first, second = run_metrics(registry, "1"), run_metrics(registry, "2")
+    for metric in ("roc_auc", "pr_auc", "recall_at_1pct_fpr", "expected_calibration_error", "slice_auc_gap"):
+        assert second[metric] == first[metric], metric
+    assert len(registry.audit_trail(MODEL_NAME)) == promotions
+    assert registry.version_for(MODEL_NAME, CHAMPION) == "2"
+    assert registry.version_for(MODEL_NAME, PREVIOUS) == "1"
+
+
+def test_rollback_restores_the_exact_previous_version(resources):
+    registry = resources["model_registry"]
+    with DagsterInstance.ephemeral() as instance:
+        assert train(resources, instance).success  # same data and seed: equal metrics, so it is promoted
+    assert (registry.version_for(MODEL_NAME, CHAMPION), registry.version_for(MODEL_NAME, PREVIOUS)) == (
+        "2",
+        "1",
+    )
+    result = rollback_fraud_model.execute_in_process(resources={"model_registry": registry})
+    assert result.success
+    assert registry.version_for(MODEL_NAME, CHAMPION) == "1"
+    assert registry.version_for(MODEL_NAME, PREVIOUS) is None
+    last = registry.audit_trail(MODEL_NAME)[-1]
+    assert (last["action"], last["version"], last["replaced"]) == ("rollback", "1", "2")
+    assert isinstance(pd.Timestamp(last["at"]), pd.Timestamp)
