@@ -26,7 +26,7 @@ from dagster import AssetSelection, DagsterInstance, materialize
 
 from mlplatform.datagen import GeneratorConfig, generate
 from mlplatform.definitions import all_assets
-from mlplatform.ingestion.assets import raw_customers, raw_labels, raw_merchants, raw_transactions
+from mlplatform.demo import ingestion_runs
 from mlplatform.profiles import build_resources
 
 RESULTS = Path(__file__).parent / "results" / "ingestion_dbt.json"
@@ -90,18 +90,11 @@ def main() -> None:
             assert result.success
 
         def ingest():
-            run([raw_customers, raw_merchants])
-            for day in sorted({*landing.landed_days("transactions"), *landing.landed_days("labels")}):
-                daily = [
-                    a
-                    for a, t in ((raw_transactions, "transactions"), (raw_labels, "labels"))
-                    if landing.files(t, day)
-                ]
-                run(daily, partition_key=day)
+            for _, selection, partition_key in ingestion_runs(landing):
+                run(selection, partition_key)
 
         ingest_s, _ = timed(ingest)
-        ingestion = AssetSelection.assets(raw_customers, raw_merchants, raw_transactions, raw_labels)
-        dbt_s, _ = timed(lambda: run(AssetSelection.all() - ingestion))
+        dbt_s, _ = timed(lambda: run(AssetSelection.groups("transform")))
         baseline_s = baseline_load(state / "landing", state / "baseline.duckdb")
         marts = (
             resources["warehouse"]

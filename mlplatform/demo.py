@@ -16,6 +16,17 @@ from mlplatform.ingestion.assets import raw_customers, raw_labels, raw_merchants
 from mlplatform.profiles import build_resources
 from mlplatform.resources import LandingZone, Warehouse
 
+INGESTION = AssetSelection.assets(raw_customers, raw_merchants, raw_transactions, raw_labels)
+
+
+def ingestion_runs(landing: LandingZone) -> list[tuple[str, list, str | None]]:
+    """(label, assets, partition) of the runs that ingest everything landed: snapshots, then each day."""
+    runs = [("snapshots", [raw_customers, raw_merchants], None)]
+    for day in sorted({*landing.landed_days("transactions"), *landing.landed_days("labels")}):
+        tables = ((raw_transactions, "transactions"), (raw_labels, "labels"))
+        runs.append((day, [a for a, table in tables if landing.files(table, day)], day))
+    return runs
+
 
 @dataclass
 class DemoSummary:
@@ -78,17 +89,9 @@ def materialize_all(state: Path, instance: DagsterInstance) -> DemoSummary:
         )
         summary.record(label, result)
 
-    run("snapshots", [raw_customers, raw_merchants])
-    days = sorted({*landing.landed_days("transactions"), *landing.landed_days("labels")})
-    for day in days:
-        daily = [
-            a
-            for a, table in ((raw_transactions, "transactions"), (raw_labels, "labels"))
-            if landing.files(table, day)
-        ]
-        run(day, daily, partition_key=day)
-    ingestion = AssetSelection.assets(raw_customers, raw_merchants, raw_transactions, raw_labels)
-    run("downstream", AssetSelection.all() - ingestion)
+    for label, selection, partition_key in ingestion_runs(landing):
+        run(label, selection, partition_key)
+    run("downstream", AssetSelection.all() - INGESTION)
     summary.table_rows = table_row_counts(resources["warehouse"])
     return summary
 

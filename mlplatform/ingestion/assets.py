@@ -106,10 +106,9 @@ def _report_metadata(report: IngestionReport) -> dict:
         metadata["preview"] = MetadataValue.md(frames[0].head(5).to_markdown(index=False))
     else:
         reasons = "\n".join(
-            f"| {name} | {v.reason()} | {report.quarantined.get(name, '-')} |"
+            f"| {v.path.name} | {v.reason()} | {report.quarantined.get(v.path.name, '-')} |"
             for v in report.validations
             if not v.passed
-            for name in [v.path.name]
         )
         metadata["quarantined"] = MetadataValue.md("| file | reason | moved to |\n|---|---|---|\n" + reasons)
     return metadata

@@ -109,3 +109,21 @@ def test_rollback_restores_the_exact_previous_version(resources):
     last = registry.audit_trail(MODEL_NAME)[-1]
     assert (last["action"], last["version"], last["replaced"]) == ("rollback", "1", "2")
     assert isinstance(pd.Timestamp(last["at"]), pd.Timestamp)
+
+
+def test_the_rollback_command_explains_when_there_is_nothing_to_roll_back_to(
+    built_state, tmp_path, monkeypatch
+):
+    from click.testing import CliRunner
+
+    from mlplatform.cli import main
+
+    state = copy_state(built_state[0], tmp_path / "state")  # one promotion only: no previous champion
+    monkeypatch.setenv("MLPLATFORM_STATE_DIR", str(state))
+    result = CliRunner().invoke(main, ["rollback", "--reason", "test"])
+    assert result.exit_code == 1
+    assert "no previous champion to roll back to (champion: 1)" in result.output
+    assert (
+        build_resources(profile="local", state=state)["model_registry"].version_for(MODEL_NAME, CHAMPION)
+        == "1"
+    )
