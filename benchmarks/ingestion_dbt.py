@@ -18,24 +18,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 import duckdb
 from dagster import AssetSelection, DagsterInstance, materialize
+from harness import data_arguments, generator_config, timed
 
-from mlplatform.datagen import GeneratorConfig, generate
+from mlplatform.datagen import generate
 from mlplatform.definitions import all_assets
 from mlplatform.demo import ingestion_runs
 from mlplatform.profiles import build_resources
 
 RESULTS = Path(__file__).parent / "results" / "ingestion_dbt.json"
-
-
-def timed(fn):
-    started = time.perf_counter()
-    value = fn()
-    return time.perf_counter() - started, value
 
 
 def import_time(module: str, repeats: int = 3) -> float:
@@ -60,22 +54,12 @@ def baseline_load(landing: Path, target: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--days", type=int, default=34)
-    parser.add_argument("--transactions-per-day", type=int, default=30_000)
-    parser.add_argument("--customers", type=int, default=50_000)
-    parser.add_argument("--merchants", type=int, default=2_000)
+    data_arguments(parser, days=34)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, DagsterInstance.ephemeral() as instance:
         state = Path(tmp)
-        config = GeneratorConfig(
-            start_date=date(2026, 1, 1),
-            days=args.days,
-            customers=args.customers,
-            merchants=args.merchants,
-            transactions_per_day=args.transactions_per_day,
-        )
-        generate_s, generated = timed(lambda: generate(config, state / "landing"))
+        generate_s, generated = timed(lambda: generate(generator_config(args), state / "landing"))
         resources = build_resources(profile="local", state=state)
         landing = resources["landing_zone"]
 

@@ -16,12 +16,12 @@ import json
 import resource
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 from dagster import AssetSelection, DagsterInstance, materialize
+from harness import data_arguments, generator_config
 
-from mlplatform.datagen import GeneratorConfig, generate
+from mlplatform.datagen import generate
 from mlplatform.definitions import all_assets, all_checks
 from mlplatform.demo import materialize_all
 from mlplatform.profiles import build_resources
@@ -38,25 +38,13 @@ def peak_rss_mb() -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--days", type=int, default=42)
-    parser.add_argument("--transactions-per-day", type=int, default=30_000)
-    parser.add_argument("--customers", type=int, default=50_000)
-    parser.add_argument("--merchants", type=int, default=2_000)
+    data_arguments(parser)
     args = parser.parse_args()
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
     with tempfile.TemporaryDirectory() as tmp, DagsterInstance.ephemeral() as instance:
         state = Path(tmp)
-        generate(
-            GeneratorConfig(
-                start_date=date(2026, 1, 1),
-                days=args.days,
-                customers=args.customers,
-                merchants=args.merchants,
-                transactions_per_day=args.transactions_per_day,
-            ),
-            state / "landing",
-        )
+        generate(generator_config(args), state / "landing")
         started = time.perf_counter()
         built = materialize_all(state, instance)
         build_s = time.perf_counter() - started

@@ -1,0 +1,333 @@
+"""Feast at scale: online materialization, point-in-time training sets and online serving, with baselines
+measured in the same run.
+
+    python benchmarks/features.py [--days 42 --transactions-per-day 30000 --customers 50000 --merchants 2000]
+
+Figures (JSON in benchmarks/results/features.json):
+- build: generate, ingest and `dbt build` through the Dagster assets, to get the marts (context only:
+  ingestion_dbt.py measures those steps);
+- online materialization: each `online_*` asset run alone (its checks excluded) on an empty online store,
+  a full first load into SQLite: entities written, seconds and rows/s from the asset's metadata, and the
+  run's wall time;
+- training set: the `training_set` asset (Feast point-in-time retrieval of every `fraud_model_v1` feature
+  for every labelled transaction), step and run wall time, RSS before and peak during the run; vs. a
+  plain DuckDB ASOF LEFT JOIN of the same marts computing the same columns, and how many rows differ;
+- checks: wall time and outcome of the online stores' and the training set's asset checks;
+- online lookups in-process: `FeatureStore.get_online_features(...).to_dict()` for one transaction per
+  call, with every feature of the service (on-demand view included) and with the two stored views only:
+  p50/p99/mean latency and calls/s, one FeatureStore, sequential calls after a warm-up;
+- `feast serve` on 127.0.0.1 (one worker, the default): which `event_ts` formats the on-demand view
+  handles over HTTP, then one keep-alive client sequentially and 8 concurrent clients (one connection each).
+"""
+
+import argparse
+import http.client
+import json
+import os
+import resource
+import tempfile
+import time
+from datetime import UTC
+from pathlib import Path
+
+from dagster import AssetSelection, DagsterInstance, materialize
+from harness import (
+    PeakRSS,
+    data_arguments,
+    feast_server,
+    generator_config,
+    http_latency,
+    latency_stats,
+    post,
+    timed,
+)
+
+from mlplatform.datagen import generate
+from mlplatform.demo import ingestion_runs
+from mlplatform.features import feature_assets, feature_checks
+from mlplatform.features.assets import feast_registry, online_customer_stats, online_merchant_stats
+from mlplatform.ingestion import ingestion_assets
+from mlplatform.profiles import build_resources
+from mlplatform.training import training_assets, training_checks
+from mlplatform.training.assets import FEATURE_SERVICE, training_set
+from mlplatform.transform import dbt_models
+
+RESULTS = Path(__file__).parent / "results" / "features.json"
+FEAST_PATH = "/get-online-features"
+# the graph up to the training set (not definitions.all_assets: model training is not measured here)
+ASSETS = [*ingestion_assets, dbt_models, *feature_assets, *training_assets]
+CHECKS = [*feature_checks, *training_checks]
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+STORED_VIEWS = {
+    "customer_stats": ("customer_features", "customer_id"),
+    "merchant_stats": ("merchant_features", "merchant_id"),
+}
+CONTEXT_VIEW = "transaction_context"
+
+
+def metadata(result, asset) -> dict:
+    event = next(e for e in result.get_asset_materialization_events() if e.asset_key == asset.key)
+    return {key: value.value for key, value in event.materialization.metadata.items()}
+
+
+def step_seconds(instance: DagsterInstance, run_id: str) -> float:
+    """From the run's only step's STEP_START to its STEP_SUCCESS: the asset without the run's overhead."""
+    marks = {
+        entry.dagster_event.event_type_value: entry.timestamp
+        for entry in instance.all_logs(run_id)
+        if entry.is_dagster_event and entry.dagster_event.event_type_value in ("STEP_START", "STEP_SUCCESS")
+    }
+    return marks["STEP_SUCCESS"] - marks["STEP_START"]
+
+
+def asof_baseline(warehouse, views: dict[str, list[str]]) -> None:
+    """The floor: the same point-in-time columns (on-demand ones included) in one DuckDB statement."""
+    columns, joins = [], []
+    for view, fields in views.items():
+        mart, key = STORED_VIEWS[view]
+        columns += [f"{view}.{field} as {view}__{field}" for field in fields]
+        joins.append(
+            f"asof left join marts.{mart} as {view} "
+            f"on {view}.{key} = labels.{key} and labels.event_ts >= {view}.feature_ts"
+        )
+    columns += [
+        f"labels.amount / customer_stats.amount_avg_30d as {CONTEXT_VIEW}__amount_to_avg_30d",
+        f"hour(labels.event_ts) as {CONTEXT_VIEW}__hour_of_day",
+        "(labels.country is distinct from customer_stats.home_country)::bigint "
+        f"as {CONTEXT_VIEW}__is_foreign",
+    ]
+    with warehouse.connect() as con:
+        con.execute("create schema if not exists bench")
+        con.execute(
+            "create or replace table bench.asof_training_set as "
+            f"select labels.* exclude (home_country, category), {', '.join(columns)} "
+            f"from marts.training_labels as labels {' '.join(joins)} "
+            "order by labels.event_ts, labels.transaction_id"
+        )
+
+
+def baseline_differences(warehouse, features: list[str]) -> dict[str, int]:
+    """Rows of the Feast training set whose features differ from the ASOF baseline's (NULL equals NULL)."""
+    differs = " or ".join(f"by_feast.{c} is distinct from by_asof.{c}" for c in features)
+    counts = warehouse.read_sql(
+        "select (select count(*) from training.training_set) as feast_rows, "
+        "(select count(*) from bench.asof_training_set) as asof_rows, "
+        f"(select count(*) from training.training_set as by_feast join bench.asof_training_set as by_asof "
+        f"using (transaction_id) where {differs}) as rows_differing"
+    )
+    return {key: int(value) for key, value in counts.iloc[0].items()}
+
+
+def in_process_latency(store, features, rows: list[dict], warmup: int = 50) -> dict[str, float]:
+    def call(row):
+        return store.get_online_features(
+            features=features, entity_rows=[row], full_feature_names=True
+        ).to_dict()
+
+    for row in rows[:warmup]:
+        call(row)
+    latencies = []
+    started = time.perf_counter()
+    for row in rows:
+        began = time.perf_counter()
+        call(row)
+        latencies.append(time.perf_counter() - began)
+    return latency_stats(latencies, time.perf_counter() - started)
+
+
+def http_body(row: dict, event_ts) -> bytes:
+    """One transaction as feast serve takes it, with `event_ts` as given (JSON has no datetime)."""
+    entities = {**{k: [v] for k, v in row.items()}, "event_ts": [event_ts]}
+    return json.dumps(
+        {"feature_service": FEATURE_SERVICE, "entities": entities, "full_feature_names": True}
+    ).encode()
+
+
+def odfv_formats(port: int, row: dict) -> dict[str, dict]:
+    """The on-demand view's `hour_of_day` over HTTP for each way a client may send `event_ts`."""
+    event_ts = row["event_ts"]
+    forms = {
+        "iso8601_string": event_ts.isoformat(),
+        "epoch_seconds": int(event_ts.timestamp()),
+        "epoch_nanoseconds": int(event_ts.timestamp()) * 10**9,
+    }
+    connection = http.client.HTTPConnection("127.0.0.1", port)
+    found = {}
+    for form, value in forms.items():
+        answer = json.loads(post(connection, FEAST_PATH, http_body(row, value)))
+        names = answer["metadata"]["feature_names"]
+        hour = answer["results"][names.index(f"{CONTEXT_VIEW}__hour_of_day")]["values"][0]
+        found[form] = {"hour_of_day": hour, "expected": event_ts.hour, "correct": hour == event_ts.hour}
+    connection.close()
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    data_arguments(parser)
+    parser.add_argument("--lookups", type=int, default=2_000, help="in-process get_online_features calls")
+    args = parser.parse_args()
+    os.environ["FEAST_USAGE"] = "False"
+
+    with tempfile.TemporaryDirectory() as tmp, DagsterInstance.ephemeral() as instance:
+        state = Path(tmp) / "state"
+        generate_s, generated = timed(lambda: generate(generator_config(args), state / "landing"))
+        resources = build_resources(profile="local", state=state)
+        landing, warehouse = resources["landing_zone"], resources["warehouse"]
+
+        def run(selection, partition_key=None, must_succeed=True):
+            started = time.perf_counter()
+            result = materialize(
+                [*ASSETS, *CHECKS],
+                selection=selection,
+                partition_key=partition_key,
+                resources=resources,
+                instance=instance,
+                run_config=QUIET,
+                raise_on_error=False,
+            )
+            if must_succeed and not result.success:
+                raise RuntimeError(f"run of {selection} failed: see the Dagster log above")
+            return time.perf_counter() - started, result
+
+        def ingest():
+            for _, selection, partition_key in ingestion_runs(landing):
+                run(selection, partition_key=partition_key)
+
+        ingest_s, _ = timed(ingest)
+        dbt_s, _ = run(AssetSelection.assets(dbt_models))
+        registry_s, _ = run(AssetSelection.assets(feast_registry).without_checks())
+        mart_rows = warehouse.read_sql(
+            "select (select count(*) from marts.customer_features) as customer_stats, "
+            "(select count(*) from marts.merchant_features) as merchant_stats"
+        ).iloc[0]
+
+        online = {}
+        for asset in (online_customer_stats, online_merchant_stats):
+            run_s, result = run(AssetSelection.assets(asset).without_checks())
+            meta = metadata(result, asset)
+            view = asset.key.path[-1].removeprefix("online_")
+            online[view] = {
+                "mart_rows": int(mart_rows[view]),
+                "entities_written": meta["entities_written"],
+                "materialize_s": meta["seconds"],
+                "entities_per_s": meta["rows_per_second"],
+                "run_wall_s": round(run_s, 2),
+            }
+
+        with PeakRSS() as rss:
+            training_run_s, result = run(AssetSelection.assets(training_set).without_checks())
+        training_step_s = step_seconds(instance, result.run_id)
+        labels = metadata(result, training_set)["dagster/row_count"]
+
+        checks = {}
+        for asset in (online_customer_stats, online_merchant_stats, training_set):
+            run_s, result = run(AssetSelection.checks_for_assets(asset), must_succeed=False)
+            checks[asset.key.to_user_string()] = {
+                "wall_s": round(run_s, 2),
+                "run_succeeded": result.success,
+                "passed": {e.check_name: e.passed for e in result.get_asset_check_evaluations()},
+            }
+
+        store = resources["feature_store"].store()
+        service = store.get_feature_service(FEATURE_SERVICE)
+        views = {
+            p.name_to_use(): [f.name for f in p.features]
+            for p in service.feature_view_projections
+            if p.name_to_use() in STORED_VIEWS
+        }
+        with PeakRSS() as asof_rss:
+            asof_s, _ = timed(lambda: asof_baseline(warehouse, views))
+        feature_columns = [f"{v}__{f}" for v, fields in views.items() for f in fields] + [
+            f"{CONTEXT_VIEW}__{f.name}" for f in store.get_on_demand_feature_view(CONTEXT_VIEW).features
+        ]
+        agreement = baseline_differences(warehouse, feature_columns)
+
+        sample = warehouse.read_sql(
+            "select customer_id, merchant_id, amount, country, event_ts from marts.training_labels "
+            f"using sample reservoir({args.lookups} rows) repeatable (7)"
+        )
+        transactions = [
+            {**row, "event_ts": row["event_ts"].tz_localize(UTC).to_pydatetime()}
+            for row in sample.to_dict("records")
+        ]
+        keys_only = [{"customer_id": r["customer_id"], "merchant_id": r["merchant_id"]} for r in transactions]
+        stored_refs = [f"{v}:{f}" for v, fields in views.items() for f in fields]
+        in_process = {
+            "with_on_demand_view": {
+                "features": len(feature_columns),
+                **in_process_latency(store, service, transactions),
+            },
+            "stored_views_only": {
+                "features": len(stored_refs),
+                **in_process_latency(store, stored_refs, keys_only),
+            },
+        }
+
+        bodies = [http_body(r, r["event_ts"].isoformat()) for r in transactions]
+        with feast_server(state, Path(tmp) / "serve_repo") as port:
+            formats = odfv_formats(port, transactions[0])
+            sequential = http_latency(port, FEAST_PATH, bodies, clients=1, per_client=1_000)
+            concurrent = http_latency(port, FEAST_PATH, bodies, clients=8, per_client=500)
+
+    report = {
+        "transactions": generated.rows["transactions"],
+        "labelled_transactions": int(labels),
+        "customers": args.customers,
+        "merchants": args.merchants,
+        "days": args.days,
+        "cpu_cores": os.cpu_count(),
+        "build_s": {
+            "generate": round(generate_s, 2),
+            "ingest": round(ingest_s, 2),
+            "dbt_build": round(dbt_s, 2),
+            "feast_registry": round(registry_s, 2),
+        },
+        "online_materialization_first_load": online,
+        "training_set": {
+            "labelled_transactions": int(labels),
+            "features": len(feature_columns),
+            "feast_step_s": round(training_step_s, 2),
+            "feast_run_wall_s": round(training_run_s, 2),
+            "feast_rss_before_mb": round(rss.before_mb),
+            "feast_peak_rss_mb": round(rss.peak_mb),
+            "asof_join_duckdb_s": round(asof_s, 2),
+            "asof_rss_before_mb": round(asof_rss.before_mb),
+            "asof_peak_rss_mb": round(asof_rss.peak_mb),
+            "feast_step_vs_asof": round(training_step_s / asof_s, 1),
+            "agreement_with_asof": agreement,
+        },
+        "checks": checks,
+        "online_in_process": {
+            **in_process,
+            "on_demand_view_cost_ms_p50": round(
+                in_process["with_on_demand_view"]["p50_ms"] - in_process["stored_views_only"]["p50_ms"], 2
+            ),
+        },
+        "feast_serve_http": {
+            "workers": 1,
+            "odfv_event_ts_formats": formats,
+            "sequential_keep_alive": sequential,
+            "concurrent": concurrent,
+        },
+        "peak_rss_self_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    for line in table(report):
+        print(line)
+
+
+def table(report: dict, prefix: str = "") -> list[str]:
+    """One `section.key  value` line per figure."""
+    lines = []
+    for key, value in report.items():
+        if isinstance(value, dict) and key != "passed":
+            lines += table(value, f"{prefix}{key}.")
+        else:
+            lines.append(f"{prefix + key:<72} {value}")
+    return lines
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""What the benchmarks share: the data-size arguments, timers, memory sampling and HTTP load clients."""
+
+import argparse
+import http.client
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+import psutil
+
+from mlplatform.datagen import GeneratorConfig
+
+
+def data_arguments(parser: argparse.ArgumentParser, days: int = 42) -> argparse.ArgumentParser:
+    """Defaults: about 1M transactions and 50k customers, the scale the figures are quoted at."""
+    parser.add_argument("--days", type=int, default=days)
+    parser.add_argument("--transactions-per-day", type=int, default=30_000)
+    parser.add_argument("--customers", type=int, default=50_000)
+    parser.add_argument("--merchants", type=int, default=2_000)
+    return parser
+
+
+def generator_config(args: argparse.Namespace) -> GeneratorConfig:
+    return GeneratorConfig(
+        start_date=date(2026, 1, 1),
+        days=args.days,
+        customers=args.customers,
+        merchants=args.merchants,
+        transactions_per_day=args.transactions_per_day,
+    )
+
+
+def timed(fn):
+    started = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - started, value
+
+
+class PeakRSS:
+    """Samples the RSS of this process and its children every 20 ms while active."""
+
+    def __init__(self) -> None:
+        self.process = psutil.Process()
+        self.before_mb = self.peak_mb = 0.0
+        self._stop = threading.Event()
+
+    def _rss_mb(self) -> float:
+        processes = [self.process, *self.process.children(recursive=True)]
+        return sum(p.memory_info().rss for p in processes) / 2**20
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak_mb = max(self.peak_mb, self._rss_mb())
+
+    def __enter__(self) -> "PeakRSS":
+        self.before_mb = self.peak_mb = self._rss_mb()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def latency_stats(latencies: list[float], elapsed: float) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {
+        "calls": len(ordered),
+        "p50_ms": round(ordered[len(ordered) // 2] * 1000, 2),
+        "p99_ms": round(ordered[int(len(ordered) * 0.99)] * 1000, 2),
+        "mean_ms": round(statistics.fmean(ordered) * 1000, 2),
+        "per_s": round(len(ordered) / elapsed),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def http_server(command: list[str], port: int, log: Path):
+    """Start `command` (listening on `port`) in its own session; yield once it accepts connections."""
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            command,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+            env={**os.environ, "FEAST_USAGE": "False", "MLFLOW_DISABLE_TELEMETRY": "true"},
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"{command[0]} did not start (exit code {server.poll()}):\n{log.read_text()[-2000:]}"
+                    ) from None
+                time.sleep(0.5)
+        yield port
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+@contextmanager
+def feast_server(state: Path, repo: Path):
+    """`feast serve` on this state's registry and online store; yields its port once it listens."""
+    repo.mkdir()
+    (repo / "feature_store.yaml").write_text(
+        "project: mlplatform\nprovider: local\n"
+        f"registry:\n  registry_type: file\n  path: {state}/feast/registry.db\n"
+        f"online_store:\n  type: sqlite\n  path: {state}/feast/online_store.db\n"
+        "offline_store:\n  type: file\nentity_key_serialization_version: 3\nauth:\n  type: no_auth\n"
+    )
+    port = free_port()
+    feast = Path(sys.executable).parent / "feast"
+    serve = ["serve", "-h", "127.0.0.1", "-p", str(port), "--max-requests", "0", "--no-access-log"]
+    with http_server([str(feast), "-c", str(repo), *serve], port, repo / "serve.log"):
+        yield port
+
+
+def post(connection: http.client.HTTPConnection, path: str, body: bytes) -> bytes:
+    connection.request("POST", path, body, {"Content-Type": "application/json"})
+    response = connection.getresponse()
+    answer = response.read()
+    if response.status != 200:
+        raise RuntimeError(f"POST {path} answered {response.status}: {answer[:500]!r}")
+    return answer
+
+
+def http_latency(
+    port: int, path: str, bodies: list[bytes], clients: int, per_client: int
+) -> dict[str, float]:
+    """`clients` threads, each on its own keep-alive connection (opened before the clock starts)."""
+    connections = [http.client.HTTPConnection("127.0.0.1", port) for _ in range(clients)]
+    for connection in connections:
+        post(connection, path, bodies[0])
+    start = threading.Barrier(clients + 1)
+
+    def client(n: int) -> list[float]:
+        start.wait()
+        latencies = []
+        for i in range(n * per_client, (n + 1) * per_client):
+            began = time.perf_counter()
+            post(connections[n], path, bodies[i % len(bodies)])
+            latencies.append(time.perf_counter() - began)
+        return latencies
+
+    with ThreadPoolExecutor(clients) as pool:
+        futures = [pool.submit(client, n) for n in range(clients)]
+        start.wait()
+        started = time.perf_counter()
+        latencies = [latency for future in futures for latency in future.result()]
+        elapsed = time.perf_counter() - started
+    for connection in connections:
+        connection.close()
+    return {"clients": clients, **latency_stats(latencies, elapsed)}
