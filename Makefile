@@ -17,7 +17,7 @@ export GX_ANALYTICS_ENABLED := False
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: env demo test dev lint check-defs benchmark clean
+.PHONY: env demo test dev serve lint check-defs benchmark clean
 
 MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := $(shell find dbt_project \( -path dbt_project/target -o -path dbt_project/logs \) -prune \
@@ -49,6 +49,9 @@ test: env
 dev: env
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
+serve: env
+	$(BIN)/mlplatform serve --host 127.0.0.1 --port 8000
+
 lint: env
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -56,8 +59,9 @@ lint: env
 check-defs: env
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
+# one after another: they share the 2 cores, and a busy machine distorts every figure
 benchmark: env
-	$(BIN)/python benchmarks/ingestion_dbt.py
+	for b in ingestion_dbt features training serving; do $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(STATE) dbt_project/target dbt_project/logs

@@ -2,6 +2,7 @@
 
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import click
@@ -25,6 +26,9 @@ def dagster_instance():
 @click.group()
 def main() -> None:
     """mlplatform: data and ML platform on Dagster."""
+    # library notices about their own APIs (beta flags, deprecations) are for developers, not users
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*is currently in beta.*")
 
 
 @main.command("generate-data")
@@ -138,6 +142,51 @@ def rollback(reason: str) -> None:
     except NothingToRollBackError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"{MODEL_NAME}: champion is version {record['version']} again (was {record['replaced']})")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.option("--workers", default=1, show_default=True, help="Processes; each loads the models itself.")
+def serve(host: str, port: int, workers: int) -> None:
+    """Start the prediction API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    uvicorn.run(
+        "mlplatform.serving.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+        log_level="warning",
+    )
+
+
+@main.command()
+@click.option(
+    "--mode",
+    type=click.Choice(["champion_only", "canary", "shadow", "ab"]),
+    help="Leave out to print the policy in force.",
+)
+@click.option("--percent", "challenger_percent", type=float, default=0.0, help="Canary/A-B challenger share.")
+@click.option("--threshold", type=float, help="Decision threshold for all models (default: each model's).")
+def routing(mode: str | None, challenger_percent: float, threshold: float | None) -> None:
+    """Show or change how the prediction API routes traffic; running servers follow at their next request."""
+    from pydantic import ValidationError
+
+    from mlplatform.profiles import build_resources
+    from mlplatform.serving.routing import RoutingFile, RoutingPolicy
+
+    routing_file = RoutingFile(Path(build_resources()["serving"].routing_file))
+    if mode is None:
+        click.echo(routing_file.current().model_dump_json(indent=2))
+        return
+    try:
+        policy = RoutingPolicy(mode=mode, challenger_percent=challenger_percent, threshold=threshold)
+    except ValidationError as invalid:
+        raise click.ClickException(str(invalid)) from invalid
+    click.echo(f"routing is now: {routing_file.write(policy).model_dump_json()}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from dagster import Definitions
 
 from mlplatform.features import feature_assets, feature_checks
+from mlplatform.inference import batch_scoring_job, inference_assets, nightly_batch_scoring
 from mlplatform.ingestion import ingestion_assets
 from mlplatform.profiles import build_resources
 from mlplatform.training import (
@@ -14,9 +15,20 @@ from mlplatform.training import (
 )
 from mlplatform.transform import dbt_models
 
-all_assets = [*ingestion_assets, dbt_models, *feature_assets, *training_assets, *model_assets]
+all_assets = [
+    *ingestion_assets,
+    dbt_models,
+    *feature_assets,
+    *training_assets,
+    *model_assets,
+    *inference_assets,
+]
 all_checks = [*feature_checks, *training_checks, *model_checks]
 
 defs = Definitions(
-    assets=all_assets, asset_checks=all_checks, jobs=[rollback_fraud_model], resources=build_resources()
+    assets=all_assets,
+    asset_checks=all_checks,
+    jobs=[rollback_fraud_model, batch_scoring_job],
+    schedules=[nightly_batch_scoring],
+    resources=build_resources(),
 )

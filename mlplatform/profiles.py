@@ -11,7 +11,14 @@ from pathlib import Path
 from dagster import ConfigurableResource
 from dagster_dbt import DbtCliResource
 
-from mlplatform.resources import DuckDBWarehouse, FeastFeatureStore, LandingZone, ModelRegistry
+from mlplatform.resources import (
+    DuckDBWarehouse,
+    FeastFeatureStore,
+    LandingZone,
+    ModelRegistry,
+    PredictionLog,
+    ServingSettings,
+)
 from mlplatform.settings import DBT_PROJECT_DIR, state_dir
 
 PROFILE_ENV_VAR = "MLPLATFORM_PROFILE"
@@ -47,6 +54,8 @@ def local_resources(state: Path) -> dict[str, ConfigurableResource]:
             artifact_root=str(state / "mlflow" / "artifacts"),
             audit_log=str(state / "audit" / "model_registry.jsonl"),
         ),
+        "prediction_log": PredictionLog(directory=str(state / "predictions")),
+        "serving": ServingSettings(routing_file=str(state / "serving" / "routing.json")),
         "dbt": DbtCliResource(
             project_dir=str(DBT_PROJECT_DIR),
             profiles_dir=str(DBT_PROJECT_DIR),

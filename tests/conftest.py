@@ -4,6 +4,7 @@ import shutil
 from datetime import date
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from dagster import DagsterInstance, materialize
 
@@ -54,9 +55,30 @@ def built_state(tmp_path_factory):
 
     state = tmp_path_factory.mktemp("built")
     generate(MEDIUM, state / "landing")
-    with DagsterInstance.ephemeral() as ephemeral:
-        summary = materialize_all(state, ephemeral)
+    with built_instance(state) as instance:
+        summary = materialize_all(state, instance)
     return state, summary
+
+
+def built_instance(state: Path) -> DagsterInstance:
+    """The Dagster instance a built state was materialized with (its runs, events and check results)."""
+    (state / "dagster").mkdir(exist_ok=True)
+    return DagsterInstance.local_temp(str(state / "dagster"), overrides={"telemetry": {"enabled": False}})
+
+
+def land_transactions(warehouse, landing_dir: Path, day: date, n: int) -> pd.DataFrame:
+    """Land `n` new transactions on `day`: customers and merchants of the last loaded day, new ids."""
+    rows = warehouse.read_sql(
+        "select transaction_id, customer_id, merchant_id, amount, currency, channel, country, event_ts "
+        "from raw.transactions where _partition_date = (select max(_partition_date) from raw.transactions) "
+        f"order by transaction_id limit {n}"
+    )
+    rows["transaction_id"] = [f"T-{day:%Y%m%d}-NEW-{i}" for i in range(n)]
+    rows["event_ts"] = pd.Timestamp(day) + pd.to_timedelta(range(9 * 3600, 9 * 3600 + 60 * n, 60), unit="s")
+    folder = landing_dir / "transactions" / f"date={day:%Y-%m-%d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows.to_parquet(folder / "new.parquet", index=False)
+    return rows
 
 
 def copy_state(built: Path, target: Path) -> Path:

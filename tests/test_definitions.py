@@ -33,6 +33,13 @@ def test_lineage_from_landing_to_feature_marts():
         "customer_features",
         "merchant_features",
     }
+    assert upstream_of("batch_predictions") == {
+        "raw_transactions",
+        "feast_registry",
+        "customer_features",
+        "merchant_features",
+        "fraud_model_champion",
+    }
 
 
 def _ancestors(name: str) -> set[str]:
@@ -44,7 +51,7 @@ def test_every_asset_reads_well_in_the_catalogue():
         node = GRAPH.get(key)
         if not node.is_materializable:
             continue
-        assert node.group_name in {"ingestion", "transform", "features", "training"}, key
+        assert node.group_name in {"ingestion", "transform", "features", "training", "inference"}, key
         assert node.owners, key
         assert node.description, key
         assert node.kinds, key
@@ -77,3 +84,10 @@ def test_dbt_tests_are_asset_checks_and_models_follow_ingestion():
     condition = GRAPH.get(AssetKey("customer_features")).automation_condition
     assert condition is not None and condition.get_label() == "follow_upstream"
     assert GRAPH.get(AssetKey("raw_transactions")).partitions_def is not None
+
+
+def test_batch_scoring_follows_new_transaction_days_and_runs_nightly():
+    node = GRAPH.get(AssetKey("batch_predictions"))
+    assert node.partitions_def == GRAPH.get(AssetKey("raw_transactions")).partitions_def
+    assert node.automation_condition.get_label() == "follow_new_transactions"
+    assert defs.resolve_schedule_def("nightly_batch_scoring").cron_schedule == "0 2 * * *"

@@ -38,3 +38,14 @@ def historical_features(store: FeatureStore, events: pd.DataFrame, service: str)
         for column in (f"{view.name}__{feature.name}" for feature in view.features):
             result[column] = computed[column].to_pandas()
     return result
+
+
+def features_as_of_events(store: FeatureStore, rows: pd.DataFrame, service: str) -> pd.DataFrame:
+    """`rows` (warehouse rows, `event_ts` naive UTC) with `service`'s features as of each `event_ts`.
+
+    What training sets and batch predictions both use, so their features are computed the same way."""
+    events = rows.assign(event_ts=rows["event_ts"].dt.tz_localize("UTC"))
+    events[EVENT_TIME] = events["event_ts"]  # event_ts is also the on-demand view's request input
+    features = historical_features(store, events, service).drop(columns=[EVENT_TIME])
+    features["event_ts"] = features["event_ts"].dt.tz_convert("UTC").dt.tz_localize(None)
+    return features

@@ -1,6 +1,16 @@
 from mlplatform.resources.feature_store import FeastFeatureStore
 from mlplatform.resources.landing import LandingZone
 from mlplatform.resources.model_registry import ModelRegistry
+from mlplatform.resources.prediction_log import PredictionLog
+from mlplatform.resources.serving import ServingSettings
 from mlplatform.resources.warehouse import DuckDBWarehouse, Warehouse
 
-__all__ = ["DuckDBWarehouse", "FeastFeatureStore", "LandingZone", "ModelRegistry", "Warehouse"]
+__all__ = [
+    "DuckDBWarehouse",
+    "FeastFeatureStore",
+    "LandingZone",
+    "ModelRegistry",
+    "PredictionLog",
+    "ServingSettings",
+    "Warehouse",
+]

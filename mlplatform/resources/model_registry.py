@@ -4,6 +4,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import mlflow.sklearn
 from dagster import ConfigurableResource
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -36,6 +37,11 @@ class ModelRegistry(ConfigurableResource):
             return str(self.client().get_model_version_by_alias(model, alias).version)
         except MlflowException:
             return None
+
+    def load_sklearn_model(self, model: str, version: str):
+        """A registered version's scikit-learn model, read from its artifact location: no global MLflow
+        state, so nothing falls back to a default tracking store in the working directory."""
+        return mlflow.sklearn.load_model(self.client().get_model_version_download_uri(model, version))
 
     def move_alias(self, model: str, alias: str, version: str | None) -> None:
         client = self.client()

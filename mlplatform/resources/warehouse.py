@@ -31,6 +31,12 @@ class Warehouse(ConfigurableResource):
         """Make `rows` the whole content of the partition (or of the table for snapshots)."""
         raise NotImplementedError
 
+    def replace_partitions(
+        self, schema: str, table: str, rows: pd.DataFrame, partition_column: str, partitions: list[date]
+    ) -> int:
+        """Make `rows` the whole content of `partitions` of `schema.table` (created from `rows` if new)."""
+        raise NotImplementedError
+
     def read_sql(self, sql: str) -> pd.DataFrame:
         raise NotImplementedError
 
@@ -93,6 +99,21 @@ class DuckDBWarehouse(Warehouse):
                     f"delete from {RAW_SCHEMA}.{table.name} where _partition_date = ?", [partition_date]
                 )
             con.execute(f"insert into {RAW_SCHEMA}.{table.name} by name select * from incoming_rows")
+            con.execute("commit")
+        return len(rows)
+
+    def replace_partitions(
+        self, schema: str, table: str, rows: pd.DataFrame, partition_column: str, partitions: list[date]
+    ) -> int:
+        with self.connect() as con:
+            con.execute(f"create schema if not exists {schema}")
+            con.register("incoming_rows", rows)
+            con.execute(f"create table if not exists {schema}.{table} as from incoming_rows limit 0")
+            con.execute("begin transaction")
+            con.execute(
+                f"delete from {schema}.{table} where list_contains(?, {partition_column})", [partitions]
+            )
+            con.execute(f"insert into {schema}.{table} by name select * from incoming_rows")
             con.execute("commit")
         return len(rows)
 

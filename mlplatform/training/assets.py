@@ -15,7 +15,7 @@ from dagster import (
 
 from mlplatform.automation import FOLLOW_UPSTREAM
 from mlplatform.features.assets import feast_registry
-from mlplatform.features.retrieval import historical_features
+from mlplatform.features.retrieval import features_as_of_events
 from mlplatform.resources import FeastFeatureStore, Warehouse
 from mlplatform.training.leakage import leaked_values
 
@@ -54,14 +54,10 @@ def training_set(
     labels = warehouse.read_sql("select * from marts.training_labels")
     if config.lookback_days:
         labels = labels[labels["event_ts"] >= labels["event_ts"].max() - timedelta(days=config.lookback_days)]
-    entity_df = labels.drop(columns=[c for c in PROVIDED_BY_FEATURES if c in labels])
-    entity_df["event_timestamp"] = entity_df["event_ts"].dt.tz_localize("UTC")
-    entity_df["event_ts"] = entity_df["event_timestamp"]  # the request-time input of the on-demand view
-    rows = historical_features(feature_store.store(), entity_df, FEATURE_SERVICE)
-    rows = rows.drop(columns=["event_timestamp"]).sort_values(
+    spine = labels.drop(columns=[c for c in PROVIDED_BY_FEATURES if c in labels])
+    rows = features_as_of_events(feature_store.store(), spine, FEATURE_SERVICE).sort_values(
         ["event_ts", "transaction_id"], ignore_index=True
     )
-    rows["event_ts"] = rows["event_ts"].dt.tz_convert("UTC").dt.tz_localize(None)
     features = [c for c in rows.columns if "__" in c]
     warehouse.write_table("training", "training_set", rows)
 

@@ -219,8 +219,7 @@ def not_worse_than_champion(
     holdout = warehouse.read_sql(
         f"select * from training.training_set where event_ts >= '{fraud_model.holdout_from}'"
     )
-    mlflow.set_registry_uri(model_registry.tracking_uri)
-    champion_model = mlflow.sklearn.load_model(f"models:/{fraud_model.name}/{champion}")
+    champion_model = model_registry.load_sklearn_model(fraud_model.name, champion)
     champion_auc = evaluate(holdout[LABEL].to_numpy(), predict_scores(champion_model, holdout)).metrics[
         "roc_auc"
     ]
@@ -271,8 +270,7 @@ def calibration(fraud_model: ModelCandidate, model_registry: ModelRegistry) -> A
 def one_row_latency(
     fraud_model: ModelCandidate, model_registry: ModelRegistry, warehouse: Warehouse
 ) -> AssetCheckResult:
-    mlflow.set_registry_uri(model_registry.tracking_uri)
-    model = mlflow.sklearn.load_model(fraud_model.uri)
+    model = model_registry.load_sklearn_model(fraud_model.name, fraud_model.version)
     row = warehouse.sample_rows("training.training_set", 1)
     predict_scores(model, row)  # warm-up
     timings = []

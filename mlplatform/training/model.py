@@ -62,9 +62,11 @@ def fit(rows: pd.DataFrame, params: Hyperparameters, threads: int = 1) -> Pipeli
 
 
 def predict_scores(model: Pipeline, rows: pd.DataFrame) -> np.ndarray:
-    """Single-threaded: scoring one row with OpenMP threads took 60 ms instead of 10 ms here."""
+    """Scores in the columns' fitted order, whatever order `rows` has (online features come unordered).
+
+    Single-threaded: scoring one row with OpenMP threads took 60 ms instead of 10 ms here."""
     with threadpool_limits(1):
-        return model.predict_proba(rows[feature_columns(rows.columns)])[:, 1]
+        return model.predict_proba(rows[list(model.feature_names_in_)])[:, 1]
 
 
 def time_split(rows: pd.DataFrame, holdout_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -1,0 +1,3 @@
+from mlplatform.inference.assets import batch_scoring_job, inference_assets, nightly_batch_scoring
+
+__all__ = ["batch_scoring_job", "inference_assets", "nightly_batch_scoring"]

@@ -1,0 +1,86 @@
+"""The prediction log: every online prediction as a JSON line, one folder per day, for monitoring to read."""
+
+import json
+import os
+import queue
+import socket
+import threading
+from pathlib import Path
+
+import pandas as pd
+from dagster import ConfigurableResource
+
+_STOP = object()
+
+
+class PredictionLogWriter:
+    """Appends records from a background thread. `record` never blocks and never raises: a full queue or
+    a failing disk drops records and counts them, it does not fail the prediction being logged."""
+
+    def __init__(self, directory: Path, capacity: int = 10_000) -> None:
+        self.directory = directory
+        self.dropped = 0  # records lost because the queue was full
+        self.failed = 0  # records lost because writing them failed
+        self.last_error: str | None = None
+        self._file_name = f"predictions-{socket.gethostname()}-{os.getpid()}.jsonl"
+        self._queue: queue.Queue = queue.Queue(maxsize=capacity)
+        self._thread = threading.Thread(target=self._drain, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def record(self, entry: dict) -> None:
+        try:
+            self._queue.put_nowait(entry)
+        except queue.Full:
+            self.dropped += 1
+
+    def flush(self) -> None:
+        """Wait until every record taken so far is written (or counted as failed)."""
+        self._queue.join()
+
+    def close(self) -> None:
+        self._queue.put(_STOP)
+        self._thread.join(timeout=10)
+
+    def _drain(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while not self._queue.empty() and len(batch) < 1_000:
+                batch.append(self._queue.get_nowait())
+            stop = any(entry is _STOP for entry in batch)
+            entries = [entry for entry in batch if entry is not _STOP]
+            try:
+                self._append(entries)
+            except Exception as error:  # a logging failure must never reach a request
+                self.failed += len(entries)
+                self.last_error = repr(error)
+            for _ in batch:
+                self._queue.task_done()
+            if stop:
+                return
+
+    def _append(self, entries: list[dict]) -> None:
+        by_day: dict[str, list[str]] = {}
+        for entry in entries:
+            by_day.setdefault(entry["logged_at"][:10], []).append(json.dumps(entry, default=str))
+        for day, lines in by_day.items():
+            folder = self.directory / f"date={day}"
+            folder.mkdir(parents=True, exist_ok=True)
+            with (folder / self._file_name).open("a") as out:
+                out.write("\n".join(lines) + "\n")
+
+
+class PredictionLog(ConfigurableResource):
+    """Local profile: JSON-lines files under the state folder (`date=YYYY-MM-DD/` per day)."""
+
+    directory: str
+
+    def writer(self) -> PredictionLogWriter:
+        return PredictionLogWriter(Path(self.directory))
+
+    def read(self) -> pd.DataFrame:
+        """Every logged prediction, oldest first (empty when nothing was logged yet)."""
+        files = sorted(Path(self.directory).glob("date=*/*.jsonl"))
+        frames = [pd.read_json(f, lines=True, dtype=False) for f in files if f.stat().st_size]
+        if not frames:
+            return pd.DataFrame()
+        return pd.concat(frames, ignore_index=True).sort_values("logged_at", ignore_index=True)
