@@ -83,6 +83,23 @@ def test_training_set_joins_the_features_valid_at_each_event(built):
     assert checked > len(rows) / 2
 
 
+def test_retrieval_in_chunks_gives_the_same_rows_as_in_one_go(built, monkeypatch):
+    """Feast gets events in bounded chunks (its file store's memory grows with events x history)."""
+    from mlplatform.features import retrieval
+
+    resources = built[1]
+    labels = mart(resources["warehouse"], "training_labels").head(3_000)
+    spine = labels.drop(columns=["home_country", "category"])
+    store = resources["feature_store"].store()
+    whole = retrieval.features_as_of_events(store, spine, "fraud_model_v1")
+    monkeypatch.setattr(retrieval, "CHUNK_EVENTS", 700)
+    chunked = retrieval.features_as_of_events(store, spine, "fraud_model_v1")
+    pd.testing.assert_frame_equal(
+        chunked.sort_values("transaction_id", ignore_index=True),
+        whole.sort_values("transaction_id", ignore_index=True),
+    )
+
+
 def test_online_store_serves_each_entitys_newest_offline_row(built):
     store, warehouse = built[1]["feature_store"].store(), built[1]["warehouse"]
     expected = latest_rows(mart(warehouse, "customer_features"), "customer_id")
