@@ -91,3 +91,10 @@ def test_batch_scoring_follows_new_transaction_days_and_runs_nightly():
     assert node.partitions_def == GRAPH.get(AssetKey("raw_transactions")).partitions_def
     assert node.automation_condition.get_label() == "follow_new_transactions"
     assert defs.resolve_schedule_def("nightly_batch_scoring").cron_schedule == "0 2 * * *"
+
+
+def test_the_landing_zone_sensor_watches_every_raw_asset_and_runs_by_default():
+    sensor = defs.resolve_sensor_def("landing_zone_sensor")
+    assert sensor.default_status.value == "RUNNING"
+    targets = {k.to_user_string() for k in sensor.asset_selection.resolve(GRAPH)}
+    assert targets == {"raw_customers", "raw_merchants", "raw_transactions", "raw_labels"}

@@ -17,6 +17,7 @@ from dagster import (
 )
 
 from mlplatform.ingestion.ingest import CheckSummary, IngestionReport, NothingLandedError, ingest_partition
+from mlplatform.ingestion.landing_watch import FINGERPRINT, landed_fingerprint
 from mlplatform.ingestion.validation import CHECK_DESCRIPTIONS, SuiteRunner, checks_for
 from mlplatform.profiles import warehouse_kind
 from mlplatform.resources import LandingZone, Warehouse
@@ -68,6 +69,7 @@ def build_raw_asset(table: RawTable, upstream: tuple[RawTable, ...] = ()) -> Ass
                 f"no {table.name} snapshot has landed under {landing_zone.landing_dir}/{table.name}"
             )
         known = _known_entities(warehouse) if "known_entities" in checks_for(table) else {}
+        fingerprint = landed_fingerprint(landing_zone.files(table.name, day))
         try:
             report = ingest_partition(table, day, landing_zone, warehouse, SuiteRunner(), **known)
         except NothingLandedError as error:
@@ -75,7 +77,7 @@ def build_raw_asset(table: RawTable, upstream: tuple[RawTable, ...] = ()) -> Ass
         for name, target in report.quarantined.items():
             context.log.error(f"quarantined {name} -> {target}")
         return MaterializeResult(
-            metadata=_report_metadata(report),
+            metadata={**_report_metadata(report), FINGERPRINT: fingerprint},
             check_results=[_check_result(key, summary) for summary in report.check_summaries()],
         )
 
