@@ -14,6 +14,7 @@ from dagster_dbt import DbtCliResource
 from mlplatform.resources import (
     DuckDBWarehouse,
     FeastFeatureStore,
+    JsonlAlertSink,
     LandingZone,
     ModelRegistry,
     PredictionLog,
@@ -54,6 +55,7 @@ def local_resources(state: Path) -> dict[str, ConfigurableResource]:
             artifact_root=str(state / "mlflow" / "artifacts"),
             audit_log=str(state / "audit" / "model_registry.jsonl"),
         ),
+        "alerts": JsonlAlertSink(path=str(state / "alerts" / "alerts.jsonl")),
         "prediction_log": PredictionLog(directory=str(state / "predictions")),
         "serving": ServingSettings(routing_file=str(state / "serving" / "routing.json")),
         "dbt": DbtCliResource(

@@ -1,3 +1,4 @@
+from mlplatform.resources.alerts import AlertSink, JsonlAlertSink, WebhookAlertSink
 from mlplatform.resources.feature_store import FeastFeatureStore
 from mlplatform.resources.landing import LandingZone
 from mlplatform.resources.model_registry import ModelRegistry
@@ -6,11 +7,14 @@ from mlplatform.resources.serving import ServingSettings
 from mlplatform.resources.warehouse import DuckDBWarehouse, Warehouse
 
 __all__ = [
+    "AlertSink",
     "DuckDBWarehouse",
     "FeastFeatureStore",
+    "JsonlAlertSink",
     "LandingZone",
     "ModelRegistry",
     "PredictionLog",
     "ServingSettings",
     "Warehouse",
+    "WebhookAlertSink",
 ]
