@@ -2,7 +2,7 @@
 
 Runs go through a real Dagster instance (the one under `$DAGSTER_HOME`), so the UI opened by
 `make dev` shows them afterwards: one run for the snapshots, one per landed day, one for the rest up to
-the champion model, one scoring every landed day.
+the champion model, one scoring every landed day, one monitoring run per day of the last week.
 """
 
 import shutil
@@ -20,6 +20,8 @@ from mlplatform.resources import LandingZone, Warehouse
 
 INGESTION = AssetSelection.assets(raw_customers, raw_merchants, raw_transactions, raw_labels)
 BATCH_SCORING = AssetSelection.assets(batch_predictions)
+MONITORING = AssetSelection.groups("monitoring")
+MONITORED_DAYS = 7  # the demo monitors its last week (the UI's backfill button does the rest)
 
 
 def partition_range(first: str, last: str) -> dict[str, str]:
@@ -99,10 +101,12 @@ def materialize_all(state: Path, instance: DagsterInstance) -> DemoSummary:
 
     for label, selection, partition_key in ingestion_runs(landing):
         run(label, selection, partition_key)
-    run("downstream", AssetSelection.all() - INGESTION - BATCH_SCORING)
+    run("downstream", AssetSelection.all() - INGESTION - BATCH_SCORING - MONITORING)
     days = sorted(landing.landed_days("transactions"))
     if days:  # every landed day in one run, as a backfill does (the asset has a single-run policy)
         run("batch scoring", BATCH_SCORING, tags=partition_range(days[0], days[-1]))
+    for day in days[-MONITORED_DAYS:]:
+        run(f"monitoring {day}", MONITORING, partition_key=day)
     summary.table_rows = table_row_counts(resources["warehouse"])
     return summary
 
@@ -110,7 +114,8 @@ def materialize_all(state: Path, instance: DagsterInstance) -> DemoSummary:
 def table_row_counts(warehouse: Warehouse) -> dict[str, int]:
     tables = warehouse.read_sql(
         "select table_schema, table_name from information_schema.tables "
-        "where table_schema in ('raw', 'marts', 'training', 'inference') order by table_schema, table_name"
+        "where table_schema in ('raw', 'marts', 'training', 'inference', 'monitoring') "
+        "order by table_schema, table_name"
     )
     return {
         f"{s}.{t}": int(warehouse.read_sql(f"select count(*) as n from {s}.{t}")["n"].iloc[0])

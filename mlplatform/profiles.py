@@ -17,6 +17,7 @@ from mlplatform.resources import (
     JsonlAlertSink,
     LandingZone,
     ModelRegistry,
+    MonitoringSettings,
     PredictionLog,
     ServingSettings,
 )
@@ -56,6 +57,7 @@ def local_resources(state: Path) -> dict[str, ConfigurableResource]:
             audit_log=str(state / "audit" / "model_registry.jsonl"),
         ),
         "alerts": JsonlAlertSink(path=str(state / "alerts" / "alerts.jsonl")),
+        "monitoring": MonitoringSettings(),
         "prediction_log": PredictionLog(directory=str(state / "predictions")),
         "serving": ServingSettings(routing_file=str(state / "serving" / "routing.json")),
         "dbt": DbtCliResource(

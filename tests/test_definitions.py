@@ -51,7 +51,14 @@ def test_every_asset_reads_well_in_the_catalogue():
         node = GRAPH.get(key)
         if not node.is_materializable:
             continue
-        assert node.group_name in {"ingestion", "transform", "features", "training", "inference"}, key
+        assert node.group_name in {
+            "ingestion",
+            "transform",
+            "features",
+            "training",
+            "inference",
+            "monitoring",
+        }, key
         assert node.owners, key
         assert node.description, key
         assert node.kinds, key

@@ -1,0 +1,63 @@
+"""Drift and delayed-label performance as plain functions: no Dagster, no warehouse."""
+
+import numpy as np
+import pandas as pd
+from scipy.stats import ks_2samp
+from sklearn.metrics import precision_score, recall_score, roc_auc_score
+
+PSI_BINS = 10
+EPSILON = 1e-4  # an empty bin on one side must not make PSI infinite
+AT_THRESHOLD = ("precision_at_threshold", "recall_at_threshold")
+
+
+def psi(reference: pd.Series, current: pd.Series) -> float:
+    """Population stability index of `current` against `reference`: deciles of the reference for numbers,
+    categories for strings. Rule of thumb: < 0.1 stable, 0.1-0.25 shifting, > 0.25 drifted."""
+    reference, current = reference.dropna(), current.dropna()
+    if reference.empty or current.empty:
+        return float("nan")
+    if pd.api.types.is_numeric_dtype(reference):
+        edges = np.unique(np.quantile(reference.astype(float), np.linspace(0, 1, PSI_BINS + 1)[1:-1]))
+
+        def counts(values: pd.Series) -> np.ndarray:
+            bins = np.searchsorted(edges, values.astype(float), side="right")
+            return np.bincount(bins, minlength=len(edges) + 1)
+
+    else:
+        categories = sorted(set(reference) | set(current))
+
+        def counts(values: pd.Series) -> np.ndarray:
+            return values.value_counts().reindex(categories, fill_value=0).to_numpy()
+
+    expected, actual = counts(reference), counts(current)
+    expected = np.clip(expected / expected.sum(), EPSILON, None)
+    actual = np.clip(actual / actual.sum(), EPSILON, None)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def drift_table(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Per column: PSI, and for numeric columns the two-sample Kolmogorov-Smirnov statistic and p-value."""
+    rows = []
+    for column in columns:
+        row = {"feature": column, "psi": psi(reference[column], current[column])}
+        if pd.api.types.is_numeric_dtype(reference[column]):
+            test = ks_2samp(reference[column].dropna().astype(float), current[column].dropna().astype(float))
+            row |= {"ks_statistic": float(test.statistic), "ks_pvalue": float(test.pvalue)}
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values("psi", ascending=False, ignore_index=True)
+
+
+def labelled_performance(labels: np.ndarray, scores: np.ndarray, decisions: np.ndarray) -> dict[str, float]:
+    """How the served decisions did once the truth is known; AUC needs both classes."""
+    labels = np.asarray(labels).astype(int)
+    if len(labels) == 0:
+        nothing = float("nan")
+        return {"labelled": 0, "frauds": 0, "roc_auc": nothing, **dict.fromkeys(AT_THRESHOLD, nothing)}
+    both_classes = 0 < labels.sum() < len(labels)
+    return {
+        "labelled": len(labels),
+        "frauds": int(labels.sum()),
+        "roc_auc": float(roc_auc_score(labels, scores)) if both_classes else float("nan"),
+        "precision_at_threshold": float(precision_score(labels, decisions, zero_division=0)),
+        "recall_at_threshold": float(recall_score(labels, decisions, zero_division=0)),
+    }

@@ -1,0 +1,16 @@
+"""Monitoring thresholds: configuration, not code, so each deployment sets its own."""
+
+from dagster import ConfigurableResource
+
+
+class MonitoringSettings(ConfigurableResource):
+    """PSI bounds (< 0.1 stable, > 0.25 drifted by convention) and the champion's ROC AUC floors on
+    labelled days; a day is judged only once enough of its frauds are labelled."""
+
+    psi_warn: float = 0.1
+    psi_error: float = 0.25
+    min_roc_auc_warn: float = 0.85
+    min_roc_auc_error: float = 0.75
+    min_labelled_frauds: int = 10
+    reference_days: int = 7  # the reference: the newest days of the champion's training set
+    reference_rows: int = 20_000
