@@ -96,7 +96,9 @@ def main() -> None:
         )
         assert result.success
         model = load_scoring_model(resources["model_registry"], MODEL_NAME, CHAMPION)
-        transactions = warehouse.read_sql(f"select {', '.join(TRANSACTION_FIELDS)} from raw.transactions")
+        transactions = warehouse.read_sql(
+            f"select {', '.join(TRANSACTION_FIELDS)}, currency from raw.transactions"
+        )
         store = resources["feature_store"].store()
         features_s, features = timed(
             lambda: features_as_of_events(store, transactions, model.feature_service)

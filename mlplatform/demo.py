@@ -15,12 +15,14 @@ from dagster import AssetSelection, DagsterInstance, materialize
 from mlplatform.datagen import GeneratorConfig, generate
 from mlplatform.inference.assets import batch_predictions
 from mlplatform.ingestion.assets import raw_customers, raw_labels, raw_merchants, raw_transactions
+from mlplatform.monitoring.assets import feature_drift, model_performance
 from mlplatform.profiles import build_resources
 from mlplatform.resources import LandingZone, Warehouse
 
 INGESTION = AssetSelection.assets(raw_customers, raw_merchants, raw_transactions, raw_labels)
 BATCH_SCORING = AssetSelection.assets(batch_predictions)
-MONITORING = AssetSelection.groups("monitoring")
+MONITORING = AssetSelection.assets(feature_drift, model_performance)
+MONITORING_KEYS = {feature_drift.key, model_performance.key}
 MONITORED_DAYS = 7  # the demo monitors its last week (the UI's backfill button does the rest)
 
 
@@ -46,6 +48,7 @@ class DemoSummary:
     assets_materialized: set[str] = field(default_factory=set)
     checks_passed: int = 0
     checks_failed: list[str] = field(default_factory=list)
+    signals: list[str] = field(default_factory=list)  # monitoring checks that fired: findings, not faults
     table_rows: dict[str, int] = field(default_factory=dict)
 
     def record(self, label: str, result) -> None:
@@ -56,12 +59,13 @@ class DemoSummary:
         for event in result.get_asset_materialization_events():
             self.assets_materialized.add(event.asset_key.to_user_string())
         for evaluation in result.get_asset_check_evaluations():
+            name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name} ({label})"
             if evaluation.passed:
                 self.checks_passed += 1
+            elif evaluation.asset_key in MONITORING_KEYS:
+                self.signals.append(f"{name} {evaluation.severity.value}")
             else:
-                self.checks_failed.append(
-                    f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name} ({label})"
-                )
+                self.checks_failed.append(name)
 
     def format(self) -> str:
         assets = ", ".join(sorted(self.assets_materialized))
@@ -70,6 +74,8 @@ class DemoSummary:
             f"assets materialized: {len(self.assets_materialized)} ({assets})",
             f"checks: {self.checks_passed} passed, {len(self.checks_failed)} failed",
             *(f"  failed: {check}" for check in self.checks_failed),
+            f"monitoring signals (also sent to the alert sink): {len(self.signals)}",
+            *(f"  {signal}" for signal in self.signals),
             "rows per table:",
             *(f"  {table:<32} {rows:>10,}" for table, rows in self.table_rows.items()),
             f"state: {self.state} (landing/, quarantine/, warehouse.duckdb, dagster/)",

@@ -79,16 +79,27 @@ def feature_drift(
 ) -> MaterializeResult:
     day = context.partition_key
     model = load_scoring_model(model_registry, MODEL_NAME, CHAMPION)
-    transactions = warehouse.read_sql(
-        f"select {', '.join(TRANSACTION_FIELDS)} from raw.transactions where _partition_date = '{day}'"
+    store = feature_store.store()
+    fields = ", ".join(TRANSACTION_FIELDS)
+    current = features_as_of_events(
+        store,
+        warehouse.read_sql(f"select {fields} from raw.transactions where _partition_date = '{day}'"),
+        model.feature_service,
     )
-    current = features_as_of_events(feature_store.store(), transactions, model.feature_service)
-    # the newest week the champion learned from: older rows have rolling windows still filling up
-    reference = warehouse.read_sql(
-        "select * from training.training_set where event_ts >= "
-        f"(select max(event_ts) from training.training_set) - interval '{monitoring.reference_days} days'"
+    # the reference: all transactions (not only the labelled ones, which over-represent fraud while
+    # legitimate confirmations are still on their way) of the newest week the champion trained on
+    reference_transactions = warehouse.read_sql(
+        f"select {fields} from raw.transactions where event_ts between "
+        f"(select max(event_ts) from training.training_set) - interval '{monitoring.reference_days} days' "
+        "and (select max(event_ts) from training.training_set)"
     )
-    reference = reference.sample(min(len(reference), monitoring.reference_rows), random_state=7)
+    reference = features_as_of_events(
+        store,
+        reference_transactions.sample(
+            min(len(reference_transactions), monitoring.reference_rows), random_state=7
+        ),
+        model.feature_service,
+    )
     columns = list(model.pipeline.feature_names_in_)
     table = drift_table(reference, current, columns)
     score_psi = psi(model.score(reference)["score"], model.score(current)["score"])
