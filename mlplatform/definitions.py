@@ -5,7 +5,7 @@ from dagster import Definitions
 from mlplatform.features import feature_assets, feature_checks
 from mlplatform.inference import batch_scoring_job, inference_assets, nightly_batch_scoring
 from mlplatform.ingestion import ingestion_assets, landing_zone_sensor
-from mlplatform.monitoring import monitoring_assets, run_failure_alert
+from mlplatform.monitoring import monitoring_assets, retrain_fraud_model, retrain_sensor, run_failure_alert
 from mlplatform.profiles import build_resources
 from mlplatform.training import (
     model_assets,
@@ -30,8 +30,8 @@ all_checks = [*feature_checks, *training_checks, *model_checks]
 defs = Definitions(
     assets=all_assets,
     asset_checks=all_checks,
-    jobs=[rollback_fraud_model, batch_scoring_job],
+    jobs=[rollback_fraud_model, retrain_fraud_model, batch_scoring_job],
     schedules=[nightly_batch_scoring],
-    sensors=[landing_zone_sensor, run_failure_alert],
+    sensors=[landing_zone_sensor, retrain_sensor, run_failure_alert],
     resources=build_resources(),
 )

@@ -105,3 +105,13 @@ def test_the_landing_zone_sensor_watches_every_raw_asset_and_runs_by_default():
     assert sensor.default_status.value == "RUNNING"
     targets = {k.to_user_string() for k in sensor.asset_selection.resolve(GRAPH)}
     assert targets == {"raw_customers", "raw_merchants", "raw_transactions", "raw_labels"}
+
+
+def test_retraining_is_a_job_with_the_gates_and_a_sensor_that_starts_it():
+    job = defs.resolve_job_def("retrain_fraud_model")
+    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} >= {
+        "training_set",
+        "fraud_model",
+        "fraud_model_champion",
+    }
+    assert defs.resolve_sensor_def("retrain_sensor").job_name == "retrain_fraud_model"

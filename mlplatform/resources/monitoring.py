@@ -14,3 +14,4 @@ class MonitoringSettings(ConfigurableResource):
     min_labelled_frauds: int = 10
     reference_days: int = 7  # the reference: the newest days of the champion's training set
     reference_rows: int = 20_000
+    retrain_min_new_labels: int = 20_000  # labels since the champion's promotion that justify retraining
