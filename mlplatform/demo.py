@@ -15,14 +15,14 @@ from dagster import AssetSelection, DagsterInstance, materialize
 from mlplatform.datagen import GeneratorConfig, generate
 from mlplatform.inference.assets import batch_predictions
 from mlplatform.ingestion.assets import raw_customers, raw_labels, raw_merchants, raw_transactions
-from mlplatform.monitoring.assets import feature_drift, model_performance
+from mlplatform.monitoring.assets import monitoring_assets
 from mlplatform.profiles import build_resources
 from mlplatform.resources import LandingZone, Warehouse
 
 INGESTION = AssetSelection.assets(raw_customers, raw_merchants, raw_transactions, raw_labels)
 BATCH_SCORING = AssetSelection.assets(batch_predictions)
-MONITORING = AssetSelection.assets(feature_drift, model_performance)
-MONITORING_KEYS = {feature_drift.key, model_performance.key}
+MONITORING = AssetSelection.assets(*monitoring_assets)
+MONITORING_KEYS = {a.key for a in monitoring_assets}
 MONITORED_DAYS = 7  # the demo monitors its last week (the UI's backfill button does the rest)
 
 

@@ -18,15 +18,23 @@ from mlplatform.features.retrieval import features_as_of_events
 from mlplatform.inference.assets import batch_predictions
 from mlplatform.inference.scoring import TRANSACTION_FIELDS, load_scoring_model
 from mlplatform.ingestion.assets import DAILY_PARTITIONS
-from mlplatform.monitoring.drift import drift_table, labelled_performance, psi
+from mlplatform.monitoring.drift import drift_table, labelled_performance, psi, serving_figures
 from mlplatform.profiles import warehouse_kind
-from mlplatform.resources import AlertSink, FeastFeatureStore, ModelRegistry, MonitoringSettings, Warehouse
+from mlplatform.resources import (
+    AlertSink,
+    FeastFeatureStore,
+    ModelRegistry,
+    MonitoringSettings,
+    PredictionLog,
+    Warehouse,
+)
 from mlplatform.resources.model_registry import CHAMPION
 from mlplatform.training.assets import training_set
 from mlplatform.training.fraud_model import MODEL_NAME
 
 FEATURE_DRIFT = AssetKey("feature_drift")
 MODEL_PERFORMANCE = AssetKey("model_performance")
+SERVING_HEALTH = AssetKey("serving_health")
 
 
 def graded(
@@ -207,4 +215,50 @@ def model_performance(
     )
 
 
-monitoring_assets = [feature_drift, model_performance]
+@asset(
+    key=SERVING_HEALTH,
+    group_name="monitoring",
+    kinds={"fastapi"},
+    owners=["team:ml"],
+    partitions_def=DAILY_PARTITIONS,
+    check_specs=[
+        AssetCheckSpec(
+            "latency_p99", asset=SERVING_HEALTH, description="p99 of /predict latency within bounds."
+        )
+    ],
+    description=(
+        "The day's online traffic from the prediction log: requests, latency p50/p99, flag rate, and how "
+        "often a shadowed challenger agreed with the served decision."
+    ),
+)
+def serving_health(
+    context: AssetExecutionContext,
+    prediction_log: PredictionLog,
+    monitoring: MonitoringSettings,
+    alerts: AlertSink,
+) -> MaterializeResult:
+    day = context.partition_key
+    figures = serving_figures(prediction_log.read(day))
+    passed, severity = graded(
+        figures.get("latency_p99_ms", float("nan")),
+        monitoring.latency_p99_warn_ms,
+        monitoring.latency_p99_error_ms,
+    )
+    check = alert_on(
+        AssetCheckResult(
+            asset_key=SERVING_HEALTH,
+            check_name="latency_p99",
+            passed=passed,
+            severity=severity,
+            metadata={"latency_p99_ms": round(figures.get("latency_p99_ms", float("nan")), 2)},
+        ),
+        alerts,
+        day,
+        "latency_p99_ms",
+    )
+    return MaterializeResult(
+        metadata={k: round(float(v), 4) for k, v in figures.items()}, check_results=[check]
+    )
+
+
+monitoring_assets = [feature_drift, model_performance, serving_health]

@@ -61,3 +61,24 @@ def labelled_performance(labels: np.ndarray, scores: np.ndarray, decisions: np.n
         "precision_at_threshold": float(precision_score(labels, decisions, zero_division=0)),
         "recall_at_threshold": float(recall_score(labels, decisions, zero_division=0)),
     }
+
+
+def serving_figures(log: pd.DataFrame) -> dict[str, float]:
+    """What the prediction log says about a day of online traffic: volume, latency, flag rate, and how
+    often a shadowed challenger would have decided like the served model."""
+    served = log[~log["shadow"].astype(bool)] if len(log) else log
+    if served.empty:
+        return {"requests": 0}
+    figures = {
+        "requests": int(served["request_id"].nunique()),
+        "predictions": len(served),
+        "latency_p50_ms": float(served["latency_ms"].quantile(0.5)),
+        "latency_p99_ms": float(served["latency_ms"].quantile(0.99)),
+        "flag_rate": float((served["decision"] == "flag").mean()),
+    }
+    shadow = log[log["shadow"].astype(bool)]
+    if not shadow.empty:
+        keys = ["request_id", "customer_id", "merchant_id", "event_ts"]
+        paired = served.merge(shadow, on=keys, suffixes=("", "_shadow"))
+        figures["shadow_agreement"] = float((paired["decision"] == paired["decision_shadow"]).mean())
+    return figures

@@ -14,4 +14,6 @@ class MonitoringSettings(ConfigurableResource):
     min_labelled_frauds: int = 10
     reference_days: int = 7  # the reference: the newest days of the champion's training set
     reference_rows: int = 20_000
+    latency_p99_warn_ms: float = 100.0
+    latency_p99_error_ms: float = 250.0
     retrain_min_new_labels: int = 20_000  # labels since the champion's promotion that justify retraining

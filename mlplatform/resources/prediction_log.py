@@ -77,9 +77,9 @@ class PredictionLog(ConfigurableResource):
     def writer(self) -> PredictionLogWriter:
         return PredictionLogWriter(Path(self.directory))
 
-    def read(self) -> pd.DataFrame:
-        """Every logged prediction, oldest first (empty when nothing was logged yet)."""
-        files = sorted(Path(self.directory).glob("date=*/*.jsonl"))
+    def read(self, day: str = "*") -> pd.DataFrame:
+        """Every logged prediction (of one `YYYY-MM-DD` day), oldest first; empty when there is none."""
+        files = sorted(Path(self.directory).glob(f"date={day}/*.jsonl"))
         frames = [pd.read_json(f, lines=True, dtype=False) for f in files if f.stat().st_size]
         if not frames:
             return pd.DataFrame()

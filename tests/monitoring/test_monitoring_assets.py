@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 import pytest
-from dagster import DagsterInstance
+from dagster import DagsterInstance, materialize
 
 from mlplatform.definitions import all_assets
 from mlplatform.ingestion.assets import raw_transactions
@@ -91,3 +91,42 @@ def test_a_day_without_labels_yet_is_not_judged(monitored):
         )
     check = checks_of(result)["roc_auc"]
     assert check.passed and not check.metadata["judged"].value
+
+
+def test_serving_health_reads_a_day_of_the_prediction_log(tmp_path):
+    """Latency, volume and shadow agreement from a log written by the API's own writer."""
+    from mlplatform.monitoring.assets import serving_health
+    from mlplatform.resources import JsonlAlertSink, MonitoringSettings, PredictionLog
+
+    log = PredictionLog(directory=str(tmp_path / "predictions"))
+    writer = log.writer()
+    for n in range(100):
+        served = {
+            "logged_at": "2026-11-20T10:00:00+00:00",
+            "request_id": f"r{n}",
+            "transaction_id": None,
+            "customer_id": f"C{n}",
+            "merchant_id": "M1",
+            "event_ts": "2026-11-20T09:59:59+00:00",
+            "decision": "flag" if n % 10 == 0 else "approve",
+            "latency_ms": 300.0 if n >= 97 else 20.0,
+            "shadow": False,
+        }
+        writer.record(served)
+        writer.record({**served, "shadow": True, "decision": "approve"})
+    writer.flush()
+    writer.close()
+    alerts = JsonlAlertSink(path=str(tmp_path / "alerts.jsonl"))
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize(
+            [serving_health],
+            partition_key="2026-11-20",
+            resources={"prediction_log": log, "monitoring": MonitoringSettings(), "alerts": alerts},
+            instance=instance,
+        )
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["requests"].value == 100 and metadata["flag_rate"].value == 0.1
+    assert metadata["latency_p50_ms"].value == 20.0 and metadata["shadow_agreement"].value == 0.9
+    check = checks_of(result)["latency_p99"]
+    assert not check.passed and check.severity.value == "ERROR"  # 3 of 100 requests took 300 ms
+    assert alerts.read()[0]["check"] == "latency_p99"
