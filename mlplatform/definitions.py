@@ -5,7 +5,13 @@ from dagster import Definitions
 from mlplatform.features import feature_assets, feature_checks
 from mlplatform.inference import batch_scoring_job, inference_assets, nightly_batch_scoring
 from mlplatform.ingestion import ingestion_assets, landing_zone_sensor
-from mlplatform.monitoring import monitoring_assets, retrain_fraud_model, retrain_sensor, run_failure_alert
+from mlplatform.monitoring import (
+    delivery_metrics,
+    monitoring_assets,
+    retrain_fraud_model,
+    retrain_sensor,
+    run_failure_alert,
+)
 from mlplatform.profiles import build_resources
 from mlplatform.training import (
     model_assets,
@@ -24,6 +30,7 @@ all_assets = [
     *model_assets,
     *inference_assets,
     *monitoring_assets,
+    delivery_metrics,
 ]
 all_checks = [*feature_checks, *training_checks, *model_checks]
 

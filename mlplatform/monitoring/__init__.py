@@ -1,5 +1,11 @@
-from mlplatform.monitoring.assets import monitoring_assets
+from mlplatform.monitoring.assets import delivery_metrics, monitoring_assets
 from mlplatform.monitoring.retraining import retrain_fraud_model, retrain_sensor
 from mlplatform.monitoring.sensors import run_failure_alert
 
-__all__ = ["monitoring_assets", "retrain_fraud_model", "retrain_sensor", "run_failure_alert"]
+__all__ = [
+    "delivery_metrics",
+    "monitoring_assets",
+    "retrain_fraud_model",
+    "retrain_sensor",
+    "run_failure_alert",
+]

@@ -1,6 +1,8 @@
 """Monitoring, per day: feature and prediction drift against the training set, and the champion's
 performance once the (delayed) labels of the day have arrived. Failing checks go to the alert sink."""
 
+from datetime import UTC, datetime, timedelta
+
 import numpy as np
 import pandas as pd
 from dagster import (
@@ -9,6 +11,7 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
+    AssetRecordsFilter,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -17,7 +20,8 @@ from dagster import (
 from mlplatform.features.retrieval import features_as_of_events
 from mlplatform.inference.assets import batch_predictions
 from mlplatform.inference.scoring import TRANSACTION_FIELDS, load_scoring_model
-from mlplatform.ingestion.assets import DAILY_PARTITIONS
+from mlplatform.ingestion.assets import DAILY_PARTITIONS, raw_transactions
+from mlplatform.monitoring.dora import dora_metrics
 from mlplatform.monitoring.drift import drift_table, labelled_performance, psi, serving_figures
 from mlplatform.profiles import warehouse_kind
 from mlplatform.resources import (
@@ -30,7 +34,7 @@ from mlplatform.resources import (
 )
 from mlplatform.resources.model_registry import CHAMPION
 from mlplatform.training.assets import training_set
-from mlplatform.training.fraud_model import MODEL_NAME
+from mlplatform.training.fraud_model import MODEL_NAME, fraud_model_champion
 
 FEATURE_DRIFT = AssetKey("feature_drift")
 MODEL_PERFORMANCE = AssetKey("model_performance")
@@ -259,6 +263,26 @@ def serving_health(
     return MaterializeResult(
         metadata={k: round(float(v), 4) for k, v in figures.items()}, check_results=[check]
     )
+
+
+@asset(
+    group_name="monitoring",
+    kinds={"mlflow"},
+    owners=["team:ml"],
+    deps=[fraud_model_champion],
+    description=(
+        "DORA metrics of model delivery over the last 30 days, from the registry's audit trail and the "
+        "ingestion history: deployments per week, lead time from data landing to a new champion, change "
+        "failure rate (promotions rolled back) and time to restore."
+    ),
+)
+def delivery_metrics(context: AssetExecutionContext, model_registry: ModelRegistry) -> MaterializeResult:
+    loads = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=raw_transactions.key), limit=10_000
+    ).records
+    landed = [datetime.fromtimestamp(record.timestamp, UTC) for record in loads]
+    figures = dora_metrics(model_registry.audit_trail(MODEL_NAME), landed, timedelta(days=30))
+    return MaterializeResult(metadata={k: round(float(v), 3) for k, v in figures.items()})
 
 
 monitoring_assets = [feature_drift, model_performance, serving_health]
