@@ -265,7 +265,7 @@ def main() -> None:
         }
 
         bodies = [http_body(r, r["event_ts"].isoformat()) for r in transactions]
-        with feast_server(state, Path(tmp) / "serve_repo") as port:
+        with feast_server(resources["feature_store"], Path(tmp) / "serve_repo") as port:
             formats = odfv_formats(port, transactions[0])
             sequential = http_latency(port, FEAST_PATH, bodies, clients=1, per_client=1_000)
             concurrent = http_latency(port, FEAST_PATH, bodies, clients=8, per_client=500)

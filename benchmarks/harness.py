@@ -119,15 +119,9 @@ def http_server(command: list[str], port: int, log: Path):
 
 
 @contextmanager
-def feast_server(state: Path, repo: Path):
-    """`feast serve` on this state's registry and online store; yields its port once it listens."""
-    repo.mkdir()
-    (repo / "feature_store.yaml").write_text(
-        "project: mlplatform\nprovider: local\n"
-        f"registry:\n  registry_type: file\n  path: {state}/feast/registry.db\n"
-        f"online_store:\n  type: sqlite\n  path: {state}/feast/online_store.db\n"
-        "offline_store:\n  type: file\nentity_key_serialization_version: 3\nauth:\n  type: no_auth\n"
-    )
+def feast_server(feature_store, repo: Path):
+    """`feast serve` on this feature store's registry and online store; yields its port once it listens."""
+    feature_store.write_serving_repo(repo)
     port = free_port()
     feast = Path(sys.executable).parent / "feast"
     serve = ["serve", "-h", "127.0.0.1", "-p", str(port), "--max-requests", "0", "--no-access-log"]

@@ -127,7 +127,7 @@ def main() -> None:
                 batch_rows_per_s(api_port, requests, size, repeats)
                 for size, repeats in ((100, 50), (1000, 10))
             ]
-        with feast_server(state, Path(tmp) / "serve_repo") as feast_port:
+        with feast_server(resources["feature_store"], Path(tmp) / "serve_repo") as feast_port:
             feast = load_profile(
                 feast_port, "/get-online-features", [feast_body(r, model.feature_service) for r in requests]
             )

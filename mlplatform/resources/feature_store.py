@@ -48,6 +48,18 @@ class FeastFeatureStore(ConfigurableResource):
             repo_path=Path(self.repo_dir),
         )
 
+    def write_serving_repo(self, folder: Path) -> Path:
+        """A feature_store.yaml in `folder` for `feast serve -c folder`, on this state's registry and
+        online store (the same configuration `repo_config` builds in code)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "feature_store.yaml").write_text(
+            f"project: {PROJECT}\nprovider: local\n"
+            f"registry:\n  registry_type: file\n  path: {self.feast_dir / 'registry.db'}\n"
+            f"online_store:\n  type: sqlite\n  path: {self.feast_dir / 'online_store.db'}\n"
+            "offline_store:\n  type: file\nentity_key_serialization_version: 3\nauth:\n  type: no_auth\n"
+        )
+        return folder
+
     def store(self) -> FeatureStore:
         return FeatureStore(config=self.repo_config())
 

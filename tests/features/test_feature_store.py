@@ -165,15 +165,8 @@ def free_port() -> int:
 
 
 def test_feast_serve_answers_with_the_materialized_values(built, tmp_path):
-    state, resources = built
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    (repo / "feature_store.yaml").write_text(
-        "project: mlplatform\nprovider: local\n"
-        f"registry:\n  registry_type: file\n  path: {state}/feast/registry.db\n"
-        f"online_store:\n  type: sqlite\n  path: {state}/feast/online_store.db\n"
-        "offline_store:\n  type: file\nentity_key_serialization_version: 3\nauth:\n  type: no_auth\n"
-    )
+    resources = built[1]
+    repo = resources["feature_store"].write_serving_repo(tmp_path / "repo")
     port = free_port()
     feast = Path(sys.executable).parent / "feast"
     server = subprocess.Popen(
