@@ -34,7 +34,6 @@ from dagster import AssetSelection, DagsterInstance, materialize
 from harness import (
     PeakRSS,
     data_arguments,
-    feast_server,
     generator_config,
     http_latency,
     latency_stats,
@@ -47,6 +46,7 @@ from mlplatform.demo import ingestion_runs
 from mlplatform.features import feature_assets, feature_checks
 from mlplatform.features.assets import feast_registry, online_customer_stats, online_merchant_stats
 from mlplatform.ingestion import ingestion_assets
+from mlplatform.localserver import feast_server
 from mlplatform.profiles import build_resources
 from mlplatform.training import training_assets, training_checks
 from mlplatform.training.assets import FEATURE_SERVICE, training_set

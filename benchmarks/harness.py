@@ -2,18 +2,11 @@
 
 import argparse
 import http.client
-import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import date
-from pathlib import Path
 
 import psutil
 
@@ -81,52 +74,6 @@ def latency_stats(latencies: list[float], elapsed: float) -> dict[str, float]:
         "mean_ms": round(statistics.fmean(ordered) * 1000, 2),
         "per_s": round(len(ordered) / elapsed),
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def http_server(command: list[str], port: int, log: Path):
-    """Start `command` (listening on `port`) in its own session; yield once it accepts connections."""
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            command,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=out,
-            env={**os.environ, "FEAST_USAGE": "False", "MLFLOW_DISABLE_TELEMETRY": "true"},
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"{command[0]} did not start (exit code {server.poll()}):\n{log.read_text()[-2000:]}"
-                    ) from None
-                time.sleep(0.5)
-        yield port
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-
-
-@contextmanager
-def feast_server(feature_store, repo: Path):
-    """`feast serve` on this feature store's registry and online store; yields its port once it listens."""
-    feature_store.write_serving_repo(repo)
-    port = free_port()
-    feast = Path(sys.executable).parent / "feast"
-    serve = ["serve", "-h", "127.0.0.1", "-p", str(port), "--max-requests", "0", "--no-access-log"]
-    with http_server([str(feast), "-c", str(repo), *serve], port, repo / "serve.log"):
-        yield port
 
 
 def post(connection: http.client.HTTPConnection, path: str, body: bytes) -> bytes:

@@ -22,15 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from dagster import AssetSelection, DagsterInstance, materialize
-from harness import (
-    data_arguments,
-    feast_server,
-    free_port,
-    generator_config,
-    http_latency,
-    http_server,
-    timed,
-)
+from harness import data_arguments, generator_config, http_latency, timed
 
 from mlplatform.datagen import generate
 from mlplatform.definitions import all_assets, all_checks
@@ -38,6 +30,7 @@ from mlplatform.demo import materialize_all, partition_range
 from mlplatform.features.retrieval import features_as_of_events
 from mlplatform.inference.assets import batch_predictions
 from mlplatform.inference.scoring import TRANSACTION_FIELDS, load_scoring_model
+from mlplatform.localserver import feast_server, free_port, http_server
 from mlplatform.profiles import build_resources
 from mlplatform.resources.model_registry import CHAMPION
 from mlplatform.training.fraud_model import MODEL_NAME

@@ -8,9 +8,11 @@ from mlplatform.ingestion import ingestion_assets, landing_zone_sensor
 from mlplatform.monitoring import (
     delivery_metrics,
     monitoring_assets,
+    nightly_serving_monitoring,
     retrain_fraud_model,
     retrain_sensor,
     run_failure_alert,
+    serving_monitoring_job,
 )
 from mlplatform.profiles import build_resources
 from mlplatform.training import (
@@ -37,8 +39,8 @@ all_checks = [*feature_checks, *training_checks, *model_checks]
 defs = Definitions(
     assets=all_assets,
     asset_checks=all_checks,
-    jobs=[rollback_fraud_model, retrain_fraud_model, batch_scoring_job],
-    schedules=[nightly_batch_scoring],
+    jobs=[rollback_fraud_model, retrain_fraud_model, batch_scoring_job, serving_monitoring_job],
+    schedules=[nightly_batch_scoring, nightly_serving_monitoring],
     sensors=[landing_zone_sensor, retrain_sensor, run_failure_alert],
     resources=build_resources(),
 )

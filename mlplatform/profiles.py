@@ -57,7 +57,7 @@ def local_resources(state: Path) -> dict[str, ConfigurableResource]:
             audit_log=str(state / "audit" / "model_registry.jsonl"),
         ),
         "alerts": JsonlAlertSink(path=str(state / "alerts" / "alerts.jsonl")),
-        "monitoring": MonitoringSettings(),
+        "monitoring": MonitoringSettings(report_dir=str(state / "reports")),
         "prediction_log": PredictionLog(directory=str(state / "predictions")),
         "serving": ServingSettings(routing_file=str(state / "serving" / "routing.json")),
         "dbt": DbtCliResource(

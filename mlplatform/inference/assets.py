@@ -1,13 +1,11 @@
 """Batch predictions: each day's transactions scored by the champion, with the same features as training."""
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
     AssetKey,
-    AssetSelection,
-    AutomationCondition,
     BackfillPolicy,
     MaterializeResult,
     MetadataValue,
@@ -18,6 +16,7 @@ from dagster import (
     schedule,
 )
 
+from mlplatform.automation import follow_updates_of, previous_day_run
 from mlplatform.features.assets import feast_registry
 from mlplatform.features.retrieval import features_as_of_events
 from mlplatform.inference.scoring import TRANSACTION_FIELDS, load_scoring_model
@@ -31,14 +30,7 @@ SCORE_QUANTILES = (0.5, 0.9, 0.99, 0.999)
 
 # Score a day once its transactions have loaded (and passed their blocking checks); the dbt marts and
 # the champion updating do not re-score history: the nightly schedule and backfills do that.
-FOLLOW_NEW_TRANSACTIONS = (
-    AutomationCondition.any_deps_match(AutomationCondition.newly_updated())
-    .allow(AssetSelection.assets(raw_transactions))
-    .since_last_handled()
-    & AutomationCondition.all_deps_blocking_checks_passed()
-    & ~AutomationCondition.any_deps_in_progress()
-    & ~AutomationCondition.in_progress()
-).with_label("follow_new_transactions")
+FOLLOW_NEW_TRANSACTIONS = follow_updates_of(raw_transactions, label="follow_new_transactions")
 
 
 def score_distribution(scores: pd.Series) -> dict[str, float]:
@@ -114,8 +106,7 @@ batch_scoring_job = define_asset_job("batch_scoring", selection=[batch_predictio
 @schedule(job=batch_scoring_job, cron_schedule="0 2 * * *", execution_timezone="UTC")
 def nightly_batch_scoring(context: ScheduleEvaluationContext) -> RunRequest:
     """At 02:00 UTC, score the day that just ended (today's partition is still filling)."""
-    day = f"{context.scheduled_execution_time - timedelta(days=1):%Y-%m-%d}"
-    return RunRequest(run_key=day, partition_key=day)
+    return previous_day_run(context)
 
 
 inference_assets = [batch_predictions]

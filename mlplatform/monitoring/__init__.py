@@ -1,11 +1,18 @@
-from mlplatform.monitoring.assets import delivery_metrics, monitoring_assets
+from mlplatform.monitoring.assets import (
+    delivery_metrics,
+    monitoring_assets,
+    nightly_serving_monitoring,
+    serving_monitoring_job,
+)
 from mlplatform.monitoring.retraining import retrain_fraud_model, retrain_sensor
 from mlplatform.monitoring.sensors import run_failure_alert
 
 __all__ = [
     "delivery_metrics",
     "monitoring_assets",
+    "nightly_serving_monitoring",
     "retrain_fraud_model",
     "retrain_sensor",
     "run_failure_alert",
+    "serving_monitoring_job",
 ]

@@ -2,6 +2,7 @@
 performance once the (delayed) labels of the day have arrived. Failing checks go to the alert sink."""
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,17 +13,38 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetRecordsFilter,
+    AutomationCondition,
     MaterializeResult,
     MetadataValue,
+    RunRequest,
+    ScheduleEvaluationContext,
     asset,
+    define_asset_job,
+    schedule,
 )
 
+from mlplatform.automation import follow_updates_of, previous_day_run
 from mlplatform.features.retrieval import features_as_of_events
+from mlplatform.features.skew import MISMATCH_DTYPES, mismatch_rates
 from mlplatform.inference.assets import batch_predictions
-from mlplatform.inference.scoring import TRANSACTION_FIELDS, load_scoring_model
+from mlplatform.inference.scoring import (
+    TRANSACTION_FIELDS,
+    ScoringModel,
+    load_model_version,
+    load_scoring_model,
+)
 from mlplatform.ingestion.assets import DAILY_PARTITIONS, raw_transactions
 from mlplatform.monitoring.dora import dora_metrics
 from mlplatform.monitoring.drift import drift_table, labelled_performance, psi, serving_figures
+from mlplatform.monitoring.plots import (
+    html_index,
+    html_report,
+    image_metadata,
+    performance_chart,
+    psi_chart,
+    score_chart,
+    score_histogram,
+)
 from mlplatform.profiles import warehouse_kind
 from mlplatform.resources import (
     AlertSink,
@@ -39,6 +61,23 @@ from mlplatform.training.fraud_model import MODEL_NAME, fraud_model_champion
 FEATURE_DRIFT = AssetKey("feature_drift")
 MODEL_PERFORMANCE = AssetKey("model_performance")
 SERVING_HEALTH = AssetKey("serving_health")
+SERVING_SKEW = AssetKey("serving_skew")
+MONITORING_REPORT = AssetKey("monitoring_report")
+TRAINING_LABELS = AssetKey("training_labels")
+LABEL_LOOKBACK = timedelta(days=7)  # most chargebacks of a day arrive within a week
+
+# a day is monitored once it is scored; its performance again as its labels come in
+FOLLOW_NEW_SCORES = follow_updates_of(batch_predictions, label="follow_new_scores")
+FOLLOW_NEW_SCORES_AND_LABELS = (
+    FOLLOW_NEW_SCORES
+    | (
+        follow_updates_of(TRAINING_LABELS, label="follow_new_labels")
+        & AutomationCondition.in_latest_time_window(LABEL_LOOKBACK)
+    )
+).with_label("follow_new_scores_and_labels")
+FOLLOW_MONITORING = follow_updates_of(
+    FEATURE_DRIFT, MODEL_PERFORMANCE, SERVING_HEALTH, SERVING_SKEW, label="follow_monitoring"
+)
 
 
 def graded(
@@ -65,6 +104,14 @@ def alert_on(result: AssetCheckResult, alerts: AlertSink, partition: str, figure
     return result
 
 
+def store_day(warehouse: Warehouse, table: str, rows: pd.DataFrame, day: str) -> None:
+    """Replace the day's rows of monitoring.`table`: a re-run of a day never duplicates it."""
+    date = pd.Timestamp(day).date()
+    warehouse.replace_partitions(
+        "monitoring", table, rows.assign(partition_date=date), "partition_date", [date]
+    )
+
+
 @asset(
     key=FEATURE_DRIFT,
     group_name="monitoring",
@@ -72,6 +119,7 @@ def alert_on(result: AssetCheckResult, alerts: AlertSink, partition: str, figure
     owners=["team:ml"],
     partitions_def=DAILY_PARTITIONS,
     deps=[batch_predictions, training_set],
+    automation_condition=FOLLOW_NEW_SCORES,
     check_specs=[
         AssetCheckSpec("feature_psi", asset=FEATURE_DRIFT, description="Max feature PSI within bounds."),
         AssetCheckSpec("prediction_psi", asset=FEATURE_DRIFT, description="Score PSI within bounds."),
@@ -114,14 +162,11 @@ def feature_drift(
     )
     columns = list(model.pipeline.feature_names_in_)
     table = drift_table(reference, current, columns)
-    score_psi = psi(model.score(reference)["score"], model.score(current)["score"])
-    warehouse.replace_partitions(
-        "monitoring",
-        "feature_drift",
-        table.assign(partition_date=pd.Timestamp(day).date()),
-        "partition_date",
-        [pd.Timestamp(day).date()],
-    )
+    reference_scores, current_scores = model.score(reference)["score"], model.score(current)["score"]
+    score_psi = psi(reference_scores, current_scores)
+    histogram = score_histogram(reference_scores, current_scores)
+    store_day(warehouse, "feature_drift", table, day)
+    store_day(warehouse, "score_histogram", histogram, day)
 
     max_psi = float(table["psi"].max())
     feature_ok, feature_severity = graded(max_psi, monitoring.psi_warn, monitoring.psi_error)
@@ -152,6 +197,8 @@ def feature_drift(
             "max_psi": round(max_psi, 4),
             "score_psi": round(score_psi, 4),
             "drifted_features": len(drifted),
+            "psi_chart": image_metadata(psi_chart(table, monitoring.psi_warn, monitoring.psi_error), "PSI"),
+            "score_distribution": image_metadata(score_chart(histogram), "scores"),
             "psi_per_feature": MetadataValue.md(table.round(4).to_markdown(index=False)),
         },
         check_results=checks,
@@ -164,7 +211,8 @@ def feature_drift(
     kinds={"scikitlearn", warehouse_kind()},
     owners=["team:ml"],
     partitions_def=DAILY_PARTITIONS,
-    deps=[batch_predictions, AssetKey("training_labels")],
+    deps=[batch_predictions, TRAINING_LABELS],
+    automation_condition=FOLLOW_NEW_SCORES_AND_LABELS,
     check_specs=[
         AssetCheckSpec("roc_auc", asset=MODEL_PERFORMANCE, description="Champion ROC AUC on labelled rows."),
     ],
@@ -187,6 +235,11 @@ def model_performance(
         labelled["is_fraud"].astype(int), labelled["score"], labelled["decision"].astype(int)
     )
     figures["label_coverage"] = len(labelled) / len(scored) if len(scored) else 0.0
+    store_day(warehouse, "model_performance", pd.DataFrame([figures]), day)
+    history = warehouse.read_sql(
+        "select * from monitoring.model_performance "
+        f"where partition_date > date '{day}' - interval '{monitoring.history_days} days'"
+    )
     enough = figures["frauds"] >= monitoring.min_labelled_frauds
     passed, severity = graded(
         figures["roc_auc"] if enough else float("nan"),
@@ -214,6 +267,10 @@ def model_performance(
         metadata={
             **{k: round(float(v), 4) for k, v in figures.items()},
             "model_versions": MetadataValue.json(sorted(scored["model_version"].unique().tolist())),
+            "performance_over_time": image_metadata(
+                performance_chart(history, monitoring.min_roc_auc_warn, monitoring.min_roc_auc_error),
+                "performance",
+            ),
         },
         check_results=[check],
     )
@@ -266,6 +323,172 @@ def serving_health(
 
 
 @asset(
+    key=SERVING_SKEW,
+    group_name="monitoring",
+    kinds={"feast", "fastapi"},
+    owners=["team:ml"],
+    partitions_def=DAILY_PARTITIONS,
+    deps=[AssetKey("online_customer_stats"), AssetKey("online_merchant_stats"), fraud_model_champion],
+    check_specs=[
+        AssetCheckSpec(
+            "feature_skew",
+            asset=SERVING_SKEW,
+            description="Online inputs equal their offline point-in-time recomputation.",
+        )
+    ],
+    description=(
+        "Online/offline skew: every input the API served a model with (prediction log) against the same "
+        "features recomputed offline by Feast as of the request's time: a stale online store, a broken "
+        "materialization or a diverging request-time transformation shows here (monitoring.serving_skew)."
+    ),
+)
+def serving_skew(
+    context: AssetExecutionContext,
+    prediction_log: PredictionLog,
+    feature_store: FeastFeatureStore,
+    model_registry: ModelRegistry,
+    warehouse: Warehouse,
+    monitoring: MonitoringSettings,
+    alerts: AlertSink,
+) -> MaterializeResult:
+    day = context.partition_key
+    log = prediction_log.read(day)
+    tables = [
+        recomputed_skew(feature_store, load_model_version(model_registry, MODEL_NAME, str(version)), requests)
+        for version, requests in (log.groupby("model_version") if len(log) else [])
+    ]
+    table = (
+        pd.concat(tables, ignore_index=True)
+        if tables
+        else pd.DataFrame(
+            {c: pd.Series(dtype=t) for c, t in {**MISMATCH_DTYPES, "model_version": "object"}.items()}
+        )
+    )
+    store_day(warehouse, "serving_skew", table, day)
+    worst = float(table["mismatch_rate"].max()) if len(table) else float("nan")
+    passed, severity = graded(worst, monitoring.skew_warn_rate, monitoring.skew_error_rate)
+    skewed = sorted(set(table.loc[table["mismatches"] > 0, "feature"]))
+    check = alert_on(
+        AssetCheckResult(
+            asset_key=SERVING_SKEW,
+            check_name="feature_skew",
+            passed=passed,
+            severity=severity,
+            metadata={"max_mismatch_rate": round(worst, 5), "skewed_features": MetadataValue.json(skewed)},
+        ),
+        alerts,
+        day,
+        "max_mismatch_rate",
+    )
+    return MaterializeResult(
+        metadata={
+            "predictions_compared": len(log),
+            "max_mismatch_rate": round(worst, 5),
+            "skewed_features": len(skewed),
+            "mismatches_per_feature": MetadataValue.md(table.round(5).to_markdown(index=False)),
+        },
+        check_results=[check],
+    )
+
+
+def recomputed_skew(
+    feature_store: FeastFeatureStore, model: ScoringModel, requests: pd.DataFrame
+) -> pd.DataFrame:
+    """Mismatch rates of the inputs `model` was served (logged) against Feast's offline recomputation."""
+    fields = list(model.pipeline.feature_names_in_)
+    served = pd.json_normalize(requests["features"].tolist())
+    events = requests[[c for c in TRANSACTION_FIELDS if c not in ("transaction_id", "event_ts")]].assign(
+        event_ts=pd.to_datetime(requests["event_ts"], utc=True, format="ISO8601").dt.tz_localize(None)
+    )
+    recomputed = features_as_of_events(
+        feature_store.store(), events.reset_index(drop=True), model.feature_service
+    )
+    return mismatch_rates(served, recomputed, fields).assign(model_version=model.version)
+
+
+@asset(
+    key=MONITORING_REPORT,
+    group_name="monitoring",
+    kinds={"html"},
+    owners=["team:ml"],
+    partitions_def=DAILY_PARTITIONS,
+    deps=[FEATURE_DRIFT, MODEL_PERFORMANCE, SERVING_HEALTH, SERVING_SKEW],
+    automation_condition=FOLLOW_MONITORING,
+    description=(
+        "The day's monitoring as one static HTML page (PSI per feature, score distributions, performance "
+        "over time, serving skew), written to the report folder with an index of every day."
+    ),
+)
+def monitoring_report(
+    context: AssetExecutionContext, warehouse: Warehouse, monitoring: MonitoringSettings
+) -> MaterializeResult:
+    day = context.partition_key
+
+    def rows(table: str, days: int = 1) -> pd.DataFrame:
+        if not warehouse.table_exists("monitoring", table):
+            return pd.DataFrame(columns=["partition_date"])
+        return warehouse.read_sql(
+            f"select * from monitoring.{table} where partition_date between "
+            f"date '{day}' - interval '{days - 1} days' and date '{day}'"
+        )
+
+    drift, histogram, skew_table = rows("feature_drift"), rows("score_histogram"), rows("serving_skew")
+    history = rows("model_performance", monitoring.history_days)
+    charts = {}
+    if len(drift):
+        charts["PSI per feature"] = psi_chart(drift, monitoring.psi_warn, monitoring.psi_error)
+    if len(histogram):
+        charts["Score distribution"] = score_chart(histogram)
+    if len(history):
+        charts["Performance over time"] = performance_chart(
+            history, monitoring.min_roc_auc_warn, monitoring.min_roc_auc_error
+        )
+    figures = latest_figures(context, day)
+    folder = Path(monitoring.report_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    page = folder / f"monitoring-{day}.html"
+    page.write_text(
+        html_report(
+            day,
+            figures,
+            charts,
+            {
+                "Feature drift": drift.drop(columns="partition_date"),
+                "Serving skew": skew_table.drop(columns="partition_date"),
+            },
+        )
+    )
+    days = sorted(p.stem.removeprefix("monitoring-") for p in folder.glob("monitoring-*.html"))
+    (folder / "index.html").write_text(html_index(days))
+    return MaterializeResult(
+        metadata={
+            "report": MetadataValue.path(str(page)),
+            "open": MetadataValue.url(page.resolve().as_uri()),
+            "charts": len(charts),
+            **figures,
+        }
+    )
+
+
+def latest_figures(context: AssetExecutionContext, day: str) -> dict[str, float | str]:
+    """The headline numbers the monitoring assets recorded for `day` (their latest materialization)."""
+    wanted = {
+        FEATURE_DRIFT: ("max_psi", "score_psi", "drifted_features"),
+        MODEL_PERFORMANCE: ("roc_auc", "precision_at_threshold", "recall_at_threshold", "label_coverage"),
+        SERVING_HEALTH: ("requests", "latency_p99_ms"),
+        SERVING_SKEW: ("max_mismatch_rate",),
+    }
+    figures: dict[str, float | str] = {}
+    for key, names in wanted.items():
+        records = context.instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=key, asset_partitions=[day]), limit=1
+        ).records
+        metadata = records[0].asset_materialization.metadata if records else {}
+        figures |= {f"{key.to_user_string()}.{n}": metadata[n].value for n in names if n in metadata}
+    return figures
+
+
+@asset(
     group_name="monitoring",
     kinds={"mlflow"},
     owners=["team:ml"],
@@ -285,4 +508,15 @@ def delivery_metrics(context: AssetExecutionContext, model_registry: ModelRegist
     return MaterializeResult(metadata={k: round(float(v), 3) for k, v in figures.items()})
 
 
-monitoring_assets = [feature_drift, model_performance, serving_health]
+serving_monitoring_job = define_asset_job(
+    "serving_monitoring", selection=[serving_health, serving_skew], description="A day of online traffic."
+)
+
+
+@schedule(job=serving_monitoring_job, cron_schedule="30 2 * * *", execution_timezone="UTC")
+def nightly_serving_monitoring(context: ScheduleEvaluationContext) -> RunRequest:
+    """At 02:30 UTC, the online traffic of the day that just ended (its log is complete)."""
+    return previous_day_run(context)
+
+
+monitoring_assets = [feature_drift, model_performance, serving_health, serving_skew, monitoring_report]

@@ -17,3 +17,8 @@ class MonitoringSettings(ConfigurableResource):
     latency_p99_warn_ms: float = 100.0
     latency_p99_error_ms: float = 250.0
     retrain_min_new_labels: int = 20_000  # labels since the champion's promotion that justify retraining
+    # share of served predictions whose inputs differ from an offline recomputation: any is suspicious
+    skew_warn_rate: float = 0.0
+    skew_error_rate: float = 0.01
+    history_days: int = 30  # how far back the performance-over-time chart looks
+    report_dir: str = ""  # where the HTML monitoring report is written (set per profile)

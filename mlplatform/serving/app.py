@@ -229,8 +229,8 @@ def record(service: Service, prediction: Prediction, policy, row: Transaction, a
             **prediction.model_dump(mode="json"),
             "mode": policy.mode.value,
             "shadow": shadow,
-            "customer_id": row.customer_id,
-            "merchant_id": row.merchant_id,
+            # the request as sent (event time resolved): enough to recompute its features offline
+            **row.model_dump(mode="json", exclude={"transaction_id", "event_ts"}),
             "event_ts": at.isoformat(),
             "features": features,
         }

@@ -1,15 +1,8 @@
 """Feast on a built state: registry, point-in-time training sets, online store, skew, leakage, serving."""
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from datetime import timedelta
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -18,6 +11,7 @@ from dagster import AssetSelection, DagsterInstance
 from mlplatform.definitions import all_assets
 from mlplatform.features.assets import feast_registry, online_customer_stats
 from mlplatform.features.skew import latest_rows
+from mlplatform.localserver import feast_server
 from mlplatform.profiles import build_resources
 from mlplatform.training.assets import training_set
 from tests.conftest import copy_state, run_assets
@@ -158,58 +152,19 @@ def test_planted_leak_fails_the_leakage_check(built, tmp_path):
     assert not result.success  # blocking: the run fails, nothing downstream of training_set runs
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_feast_serve_answers_with_the_materialized_values(built, tmp_path):
     resources = built[1]
-    repo = resources["feature_store"].write_serving_repo(tmp_path / "repo")
-    port = free_port()
-    feast = Path(sys.executable).parent / "feast"
-    server = subprocess.Popen(
-        [
-            str(feast),
-            "-c",
-            str(repo),
-            "serve",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "--max-requests",
-            "0",
-            "--no-access-log",
-        ],
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "FEAST_USAGE": "False"},
-    )
-    try:
+    with feast_server(resources["feature_store"], tmp_path / "repo") as port:
         expected = latest_rows(mart(resources["warehouse"], "customer_features"), "customer_id").head(5)
         body = json.dumps(
             {"features": ["customer_stats:txn_count_7d"], "entities": {"customer_id": list(expected.index)}}
         ).encode()
-        answer = None
-        deadline = time.monotonic() + 60
-        while answer is None and time.monotonic() < deadline:
-            try:
-                request = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/get-online-features",
-                    data=body,
-                    headers={"Content-Type": "application/json"},
-                )
-                answer = json.loads(urllib.request.urlopen(request, timeout=5).read())
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode()[-2000:]
-                time.sleep(0.5)
-        assert answer is not None, "feast serve did not answer within 60 s"
-        names = answer["metadata"]["feature_names"]
-        values = answer["results"][names.index("txn_count_7d")]["values"]
-        assert values == [int(v) for v in expected["txn_count_7d"]]
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/get-online-features",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        answer = json.loads(urllib.request.urlopen(request, timeout=30).read())
+    names = answer["metadata"]["feature_names"]
+    values = answer["results"][names.index("txn_count_7d")]["values"]
+    assert values == [int(v) for v in expected["txn_count_7d"]]

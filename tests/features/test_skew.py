@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from mlplatform.features.skew import latest_rows, skew
+from mlplatform.features.skew import latest_rows, mismatch_rates, skew
 
 
 def test_latest_rows_keeps_the_newest_row_per_entity():
@@ -30,3 +30,13 @@ def test_an_entity_missing_online_is_skew():
     offline = pd.DataFrame({"id": ["a"], "x": [1.0]}).set_index("id")
     online = pd.DataFrame({"id": ["b"], "x": [1.0]})
     assert skew(offline, online, "id", ["x"])[0]["online"] is None
+
+
+def test_mismatch_rates_count_differing_served_values_per_feature():
+    recomputed = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "c": ["web", "pos", None, "pos"]})
+    served = pd.DataFrame({"x": [1.0, 2.5, 3.0, 4.0 + 1e-12], "c": ["web", "pos", None, "atm"]})
+    rates = mismatch_rates(served, recomputed, ["x", "c"]).set_index("feature")
+    assert rates.loc["x", "mismatches"] == 1 and rates.loc["x", "mismatch_rate"] == 0.25
+    assert rates.loc["x", "max_abs_difference"] == 0.5
+    assert rates.loc["c", "mismatches"] == 1 and rates.loc["c", "compared"] == 4
+    assert mismatch_rates(recomputed, recomputed, ["x", "c"])["mismatches"].sum() == 0

@@ -1,13 +1,20 @@
 """Monitoring assets on a copy of the built medium state: a stable day, a drifted day, delayed labels."""
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance, materialize
 
 from mlplatform.definitions import all_assets
 from mlplatform.ingestion.assets import raw_transactions
-from mlplatform.monitoring.assets import feature_drift, model_performance
+from mlplatform.monitoring.assets import (
+    feature_drift,
+    model_performance,
+    monitoring_report,
+    serving_health,
+    serving_skew,
+)
 from mlplatform.profiles import build_resources
 from tests.conftest import copy_state, land_transactions, run_assets
 
@@ -130,3 +137,36 @@ def test_serving_health_reads_a_day_of_the_prediction_log(tmp_path):
     check = checks_of(result)["latency_p99"]
     assert not check.passed and check.severity.value == "ERROR"  # 3 of 100 requests took 300 ms
     assert alerts.read()[0]["check"] == "latency_p99"
+
+
+def test_the_day_report_shows_charts_in_the_ui_and_as_a_static_page(monitored):
+    _, resources, days = monitored
+    day = str(days[-9])
+    with DagsterInstance.ephemeral() as instance:
+        result = run_assets(
+            all_assets,
+            resources,
+            instance,
+            partition_key=day,
+            selection=[feature_drift, model_performance, serving_health, serving_skew, monitoring_report],
+        )
+    assert result.success
+    metadata = {
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+    for asset, chart in (
+        ("feature_drift", "psi_chart"),
+        ("feature_drift", "score_distribution"),
+        ("model_performance", "performance_over_time"),
+    ):
+        assert metadata[asset][chart].value.startswith("![")  # an inline PNG the UI renders
+    report = metadata["monitoring_report"]
+    assert report["charts"].value == 3 and report["feature_drift.max_psi"].value >= 0
+    page = Path(report["report"].value).read_text()
+    assert page.count("data:image/png;base64,") == 3 and "transaction_context__amount_to_avg_30d" in page
+    assert f"monitoring-{day}.html" in (Path(report["report"].value).parent / "index.html").read_text()
+    history = resources["warehouse"].read_sql(
+        f"select roc_auc from monitoring.model_performance where partition_date = '{day}'"
+    )
+    assert len(history) == 1 and history["roc_auc"].iloc[0] > 0.85  # stored once, whatever the re-runs

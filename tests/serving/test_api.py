@@ -4,8 +4,6 @@ The challenger is a real second fraud_model version, trained by the fraud_model 
 hyperparameters, so champion and challenger give different scores.
 """
 
-import socket
-import threading
 import time
 from datetime import UTC, timedelta
 from pathlib import Path
@@ -13,12 +11,12 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-import uvicorn
 from dagster import AssetSelection, materialize
 
 from mlplatform.definitions import all_assets, all_checks
 from mlplatform.inference.assets import batch_predictions
 from mlplatform.ingestion.assets import raw_transactions
+from mlplatform.localserver import api_in_thread
 from mlplatform.profiles import build_resources
 from mlplatform.resources.model_registry import CHALLENGER, CHAMPION
 from mlplatform.serving.app import create_app
@@ -27,12 +25,6 @@ from mlplatform.training.fraud_model import MODEL_NAME, fraud_model
 from tests.conftest import copy_state, land_transactions, run_assets
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -56,25 +48,12 @@ def served(built_state, tmp_path_factory):
     registry = resources["model_registry"]
     assert registry.version_for(MODEL_NAME, CHALLENGER) != registry.version_for(MODEL_NAME, CHAMPION)
 
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(resources, reload_seconds=0.2), host="127.0.0.1", port=port, log_level="warning"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.1)
     last_day = resources["warehouse"].read_sql(
         "select transaction_id, customer_id, merchant_id, amount, currency, channel, country, event_ts "
         "from raw.transactions where _partition_date = (select max(_partition_date) from raw.transactions)"
     )
-    yield f"http://127.0.0.1:{port}", resources, last_day
-    server.should_exit = True
-    thread.join(timeout=10)
+    with api_in_thread(create_app(resources, reload_seconds=0.2)) as url:
+        yield url, resources, last_day
 
 
 @pytest.fixture
