@@ -6,7 +6,9 @@ for 8 GiB without every ingestion step reserving the same. Outside Kubernetes th
 
 import json
 
-from dagster_k8s.job import USER_DEFINED_K8S_CONFIG_KEY
+# dagster_k8s.job.USER_DEFINED_K8S_CONFIG_KEY, spelled out: importing dagster_k8s (and the kubernetes
+# client) would add seconds to every load of the code location, on Kubernetes or not
+USER_DEFINED_K8S_CONFIG_KEY = "dagster-k8s/config"
 
 
 def k8s_config_tags(

@@ -17,6 +17,7 @@ from dagster_k8s.job import (
 from kubernetes.client import ApiClient
 from kubernetes.utils.quantity import parse_quantity
 
+from mlplatform import k8s
 from mlplatform.definitions import defs
 from mlplatform.k8s import k8s_config_tags
 from tests.deploy.deploy_files import KUBERNETES_VERSION, code_location, helm_values
@@ -117,6 +118,7 @@ def test_step_pods_get_the_platform_settings_and_no_secret_values(values):
 
 def test_size_tags_round_trip_through_dagster_k8s():
     tags = k8s_config_tags(cpu_request="1", memory_request="3Gi", cpu_limit="2", memory_limit="4Gi")
+    assert k8s.USER_DEFINED_K8S_CONFIG_KEY == USER_DEFINED_K8S_CONFIG_KEY
     assert set(tags) == {USER_DEFINED_K8S_CONFIG_KEY}
     assert all(isinstance(value, str) for value in tags.values())  # op tags must be strings
     resources = get_user_defined_k8s_config(tags).container_config["resources"]
