@@ -19,6 +19,7 @@ from dagster import (
 from mlplatform.ingestion.ingest import CheckSummary, IngestionReport, NothingLandedError, ingest_partition
 from mlplatform.ingestion.landing_watch import FINGERPRINT, landed_fingerprint
 from mlplatform.ingestion.validation import CHECK_DESCRIPTIONS, SuiteRunner, checks_for
+from mlplatform.k8s import INGESTION
 from mlplatform.profiles import warehouse_kind
 from mlplatform.resources import LandingZone, Warehouse
 from mlplatform.schemas import CUSTOMERS, LABELS, MERCHANTS, PARTITIONS_START_DATE, TRANSACTIONS, RawTable
@@ -56,6 +57,7 @@ def build_raw_asset(table: RawTable, upstream: tuple[RawTable, ...] = ()) -> Ass
         partitions_def=DAILY_PARTITIONS if table.partitioned else None,
         deps=[raw_key(t) for t in upstream],
         check_specs=check_specs,
+        op_tags=INGESTION,
         metadata={"dagster/column_schema": column_schema, "landing_path": f"landing/{table.name}/date=*/"},
         description=(
             f"{DESCRIPTIONS[table.name]}{snapshot_note} Files failing validation are quarantined with "

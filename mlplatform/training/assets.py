@@ -16,6 +16,7 @@ from dagster import (
 from mlplatform.automation import FOLLOW_UPSTREAM
 from mlplatform.features.assets import feast_registry
 from mlplatform.features.retrieval import features_as_of_events
+from mlplatform.k8s import TRAINING
 from mlplatform.resources import FeastFeatureStore, Warehouse
 from mlplatform.training.leakage import leaked_values
 
@@ -40,6 +41,7 @@ class TrainingSetConfig(Config):
         AssetKey("merchant_features"),
     ],
     automation_condition=FOLLOW_UPSTREAM,
+    op_tags=TRAINING,
     description=(
         f"Labelled transactions joined point-in-time with the `{FEATURE_SERVICE}` features by Feast "
         "(historical retrieval); stored as training.training_set."

@@ -20,6 +20,7 @@ from dagster import (
 from mlflow.models import infer_signature
 from sklearn.inspection import permutation_importance
 
+from mlplatform.k8s import TRAINING
 from mlplatform.resources import ModelRegistry, Warehouse
 from mlplatform.resources.model_registry import CHALLENGER, CHAMPION
 from mlplatform.settings import DBT_PROJECT_DIR, PROJECT_ROOT
@@ -101,6 +102,7 @@ def _markdown_table(frame: pd.DataFrame) -> MetadataValue:
     kinds={"scikitlearn", "mlflow"},
     owners=["team:ml"],
     deps=[training_set],
+    op_tags=TRAINING,
     description=(
         "Gradient-boosted fraud classifier trained on the past of training_set and validated on its most "
         "recent 20%; every run is tracked in MLflow and registered as a new `fraud_model` version (alias "

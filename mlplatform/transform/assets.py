@@ -8,6 +8,7 @@ from dagster import AssetExecutionContext, AssetKey
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from mlplatform.automation import FOLLOW_UPSTREAM
+from mlplatform.k8s import TRANSFORM
 from mlplatform.resources import Warehouse
 from mlplatform.transform.project import dbt_project
 
@@ -33,7 +34,12 @@ class PlatformDbtTranslator(DagsterDbtTranslator):
 translator = PlatformDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_code_references=True))
 
 
-@dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=translator)
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=translator,
+    op_tags=TRANSFORM,
+)
 def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
     """`dbt build`: each model materializes, then its tests run as its asset checks."""
     saved = dict(os.environ)
