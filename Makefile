@@ -17,7 +17,7 @@ export GX_ANALYTICS_ENABLED := False
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: env demo test dev serve lint check-defs benchmark clean
+.PHONY: env demo test dev serve lint typecheck security check-defs benchmark clean
 
 MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := $(shell find dbt_project \( -path dbt_project/target -o -path dbt_project/logs \) -prune \
@@ -55,6 +55,13 @@ serve: env
 lint: env
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# mypy and bandit read their settings from pyproject.toml ([tool.mypy], [tool.bandit])
+typecheck: env
+	$(BIN)/mypy
+
+security: env
+	$(BIN)/bandit -c pyproject.toml -r mlplatform feature_repo .ci
 
 check-defs: env
 	$(BIN)/dagster definitions validate -w workspace.yaml
