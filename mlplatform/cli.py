@@ -3,6 +3,7 @@
 import shutil
 import time
 import warnings
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -35,6 +36,11 @@ def main() -> None:
 @click.option(
     "--start-date", type=click.DateTime(["%Y-%m-%d"]), help="First day (default: DAYS ending yesterday)."
 )
+@click.option(
+    "--next-day",
+    is_flag=True,
+    help="Start the day after the newest landed transactions: extends the landed data (e.g. with drift).",
+)
 @click.option("--days", default=30, show_default=True)
 @click.option("--customers", default=2_000, show_default=True)
 @click.option("--merchants", default=300, show_default=True)
@@ -59,6 +65,7 @@ def main() -> None:
 @click.option("--landing-dir", type=click.Path(path_type=Path), help="Default: <state>/landing.")
 def generate_data(
     start_date,
+    next_day,
     days,
     customers,
     merchants,
@@ -77,11 +84,23 @@ def generate_data(
     """Write seeded sample data (customers, merchants, daily transactions, delayed labels) to the landing."""
     from mlplatform.datagen import BAD_FILE_KINDS, DriftConfig, GeneratorConfig, generate, write_bad_file
     from mlplatform.demo import demo_config
+    from mlplatform.resources import LandingZone
 
     if bad_kind and bad_kind not in BAD_FILE_KINDS:
         raise click.BadParameter(f"choose one of {', '.join(BAD_FILE_KINDS)}", param_hint="--bad-file")
     landing = landing_dir or state_dir() / "landing"
     start = start_date.date() if start_date else demo_config(days).start_date
+    if next_day:
+        landed = LandingZone(landing_dir=str(landing), quarantine_dir="").landed_days("transactions")
+        if start_date or not landed:
+            raise click.UsageError("--next-day needs landed transactions and no --start-date")
+        start = date.fromisoformat(landed[-1]) + timedelta(days=1)
+    today = datetime.now(UTC).date()
+    if start + timedelta(days=days - 1) > today:
+        raise click.UsageError(
+            f"days after today ({today}) have no partition yet: the last day would be "
+            f"{start + timedelta(days=days - 1)}"
+        )
     config = GeneratorConfig(
         start_date=start,
         days=days,

@@ -1,6 +1,11 @@
 """The one Definitions object: every asset, check, resource, sensor and schedule of mlplatform."""
 
-from dagster import Definitions
+from dagster import (
+    AssetSelection,
+    AutomationConditionSensorDefinition,
+    DefaultSensorStatus,
+    Definitions,
+)
 
 from mlplatform.features import feature_assets, feature_checks
 from mlplatform.inference import batch_scoring_job, inference_assets, nightly_batch_scoring
@@ -8,11 +13,11 @@ from mlplatform.ingestion import ingestion_assets, landing_zone_sensor
 from mlplatform.monitoring import (
     delivery_metrics,
     monitoring_assets,
-    nightly_serving_monitoring,
+    nightly_monitoring,
+    nightly_monitoring_job,
     retrain_fraud_model,
     retrain_sensor,
     run_failure_alert,
-    serving_monitoring_job,
 )
 from mlplatform.profiles import build_resources
 from mlplatform.training import (
@@ -36,11 +41,26 @@ all_assets = [
 ]
 all_checks = [*feature_checks, *training_checks, *model_checks]
 
-defs = Definitions(
-    assets=all_assets,
-    asset_checks=all_checks,
-    jobs=[rollback_fraud_model, retrain_fraud_model, batch_scoring_job, serving_monitoring_job],
-    schedules=[nightly_batch_scoring, nightly_serving_monitoring],
-    sensors=[landing_zone_sensor, retrain_sensor, run_failure_alert],
-    resources=build_resources(),
+# declarative automation evaluated by the daemon, on from the start so the loop runs by itself
+automation = AutomationConditionSensorDefinition(
+    "automation",
+    target=AssetSelection.all(),
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Evaluates every asset's automation condition (follow upstream, new days, new scores).",
 )
+
+
+def build_definitions(resources: dict) -> Definitions:
+    """Everything, bound to `resources` (tests bind it to their own state folder)."""
+    return Definitions(
+        assets=all_assets,
+        asset_checks=all_checks,
+        jobs=[rollback_fraud_model, retrain_fraud_model, batch_scoring_job, nightly_monitoring_job],
+        schedules=[nightly_batch_scoring, nightly_monitoring],
+        sensors=[landing_zone_sensor, retrain_sensor, run_failure_alert, automation],
+        resources=resources,
+    )
+
+
+defs = build_definitions(build_resources())

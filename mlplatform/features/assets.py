@@ -4,6 +4,7 @@ import hashlib
 import time
 from datetime import UTC, datetime
 
+import pandas as pd
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -58,6 +59,13 @@ def feast_registry(feature_store: FeastFeatureStore) -> MaterializeResult:
     )
 
 
+def newest_valid_row(warehouse: Warehouse, mart: str, now: datetime) -> pd.Timestamp:
+    """The feature time of the mart's newest row that is valid `now` (NaT for an empty mart)."""
+    return warehouse.read_sql(
+        f"select max(feature_ts) as t from marts.{mart} where feature_ts <= '{_naive(now)}'"
+    )["t"].iloc[0]
+
+
 def build_online_features(view: str, mart: str, key: str) -> tuple[AssetsDefinition, list]:
     """`feast materialize` for one feature view, with its freshness and skew checks."""
     asset_key = AssetKey(f"online_{view}")
@@ -74,8 +82,14 @@ def build_online_features(view: str, mart: str, key: str) -> tuple[AssetsDefinit
     def online_view(
         context: AssetExecutionContext, feature_store: FeastFeatureStore, warehouse: Warehouse
     ) -> MaterializeResult:
+        now = datetime.now(UTC)
+        # every entity has a row for the newest feature date: reloading it always leaves each entity's
+        # newest valid row online, even when dbt rebuilt it after the last materialization
+        newest = newest_valid_row(warehouse, mart, now)
         started = time.perf_counter()
-        start, end = feature_store.materialize(view, end=datetime.now(UTC))
+        start, end = feature_store.materialize(
+            view, end=now, reload_from=None if pd.isna(newest) else newest.tz_localize(UTC)
+        )
         elapsed = time.perf_counter() - started
         loaded = warehouse.read_sql(
             f"select count(distinct {key}) as n from marts.{mart} "
@@ -94,9 +108,7 @@ def build_online_features(view: str, mart: str, key: str) -> tuple[AssetsDefinit
     @asset_check(asset=asset_key, description="The online store holds the newest rows that are valid now.")
     def fresh(feature_store: FeastFeatureStore, warehouse: Warehouse) -> AssetCheckResult:
         online_until = feature_store.store().get_feature_view(view).most_recent_end_time
-        newest = warehouse.read_sql(
-            f"select max(feature_ts) as t from marts.{mart} where feature_ts <= '{_naive(datetime.now(UTC))}'"
-        )["t"].iloc[0]
+        newest = newest_valid_row(warehouse, mart, datetime.now(UTC))
         behind = online_until is None or _naive(online_until) < newest
         return AssetCheckResult(
             passed=not behind,

@@ -1,8 +1,8 @@
 from mlplatform.monitoring.assets import (
     delivery_metrics,
     monitoring_assets,
-    nightly_serving_monitoring,
-    serving_monitoring_job,
+    nightly_monitoring,
+    nightly_monitoring_job,
 )
 from mlplatform.monitoring.retraining import retrain_fraud_model, retrain_sensor
 from mlplatform.monitoring.sensors import run_failure_alert
@@ -10,9 +10,9 @@ from mlplatform.monitoring.sensors import run_failure_alert
 __all__ = [
     "delivery_metrics",
     "monitoring_assets",
-    "nightly_serving_monitoring",
+    "nightly_monitoring",
+    "nightly_monitoring_job",
     "retrain_fraud_model",
     "retrain_sensor",
     "run_failure_alert",
-    "serving_monitoring_job",
 ]

@@ -13,7 +13,6 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetRecordsFilter,
-    AutomationCondition,
     MaterializeResult,
     MetadataValue,
     RunRequest,
@@ -23,7 +22,7 @@ from dagster import (
     schedule,
 )
 
-from mlplatform.automation import follow_updates_of, previous_day_run
+from mlplatform.automation import FOLLOW_UPSTREAM, follow_updates_of
 from mlplatform.features.retrieval import features_as_of_events
 from mlplatform.features.skew import MISMATCH_DTYPES, mismatch_rates
 from mlplatform.inference.assets import batch_predictions
@@ -64,17 +63,10 @@ SERVING_HEALTH = AssetKey("serving_health")
 SERVING_SKEW = AssetKey("serving_skew")
 MONITORING_REPORT = AssetKey("monitoring_report")
 TRAINING_LABELS = AssetKey("training_labels")
-LABEL_LOOKBACK = timedelta(days=7)  # most chargebacks of a day arrive within a week
+LABEL_DELAY = timedelta(days=7)  # most chargebacks of a day have arrived a week later
 
-# a day is monitored once it is scored; its performance again as its labels come in
+# a day is monitored once it is scored (its performance is judged again once its labels are in)
 FOLLOW_NEW_SCORES = follow_updates_of(batch_predictions, label="follow_new_scores")
-FOLLOW_NEW_SCORES_AND_LABELS = (
-    FOLLOW_NEW_SCORES
-    | (
-        follow_updates_of(TRAINING_LABELS, label="follow_new_labels")
-        & AutomationCondition.in_latest_time_window(LABEL_LOOKBACK)
-    )
-).with_label("follow_new_scores_and_labels")
 FOLLOW_MONITORING = follow_updates_of(
     FEATURE_DRIFT, MODEL_PERFORMANCE, SERVING_HEALTH, SERVING_SKEW, label="follow_monitoring"
 )
@@ -212,7 +204,7 @@ def feature_drift(
     owners=["team:ml"],
     partitions_def=DAILY_PARTITIONS,
     deps=[batch_predictions, TRAINING_LABELS],
-    automation_condition=FOLLOW_NEW_SCORES_AND_LABELS,
+    automation_condition=FOLLOW_NEW_SCORES,
     check_specs=[
         AssetCheckSpec("roc_auc", asset=MODEL_PERFORMANCE, description="Champion ROC AUC on labelled rows."),
     ],
@@ -493,6 +485,7 @@ def latest_figures(context: AssetExecutionContext, day: str) -> dict[str, float 
     kinds={"mlflow"},
     owners=["team:ml"],
     deps=[fraud_model_champion],
+    automation_condition=FOLLOW_UPSTREAM,
     description=(
         "DORA metrics of model delivery over the last 30 days, from the registry's audit trail and the "
         "ingestion history: deployments per week, lead time from data landing to a new champion, change "
@@ -508,15 +501,31 @@ def delivery_metrics(context: AssetExecutionContext, model_registry: ModelRegist
     return MaterializeResult(metadata={k: round(float(v), 3) for k, v in figures.items()})
 
 
-serving_monitoring_job = define_asset_job(
-    "serving_monitoring", selection=[serving_health, serving_skew], description="A day of online traffic."
+nightly_monitoring_job = define_asset_job(
+    "nightly_monitoring",
+    selection=[serving_health, serving_skew, model_performance],
+    description="Online traffic of a day, or the champion's performance on a day whose labels are in.",
 )
 
 
-@schedule(job=serving_monitoring_job, cron_schedule="30 2 * * *", execution_timezone="UTC")
-def nightly_serving_monitoring(context: ScheduleEvaluationContext) -> RunRequest:
-    """At 02:30 UTC, the online traffic of the day that just ended (its log is complete)."""
-    return previous_day_run(context)
+@schedule(job=nightly_monitoring_job, cron_schedule="30 2 * * *", execution_timezone="UTC")
+def nightly_monitoring(context: ScheduleEvaluationContext) -> list[RunRequest]:
+    """At 02:30 UTC: the online traffic of the day that just ended (its log is complete), and the
+    champion's performance on the day a week back, now that most of its labels have arrived."""
+    yesterday = context.scheduled_execution_time - timedelta(days=1)
+    labelled = yesterday - LABEL_DELAY
+    return [
+        RunRequest(
+            run_key=f"{yesterday:%Y-%m-%d}-serving",
+            partition_key=f"{yesterday:%Y-%m-%d}",
+            asset_selection=[SERVING_HEALTH, SERVING_SKEW],
+        ),
+        RunRequest(
+            run_key=f"{labelled:%Y-%m-%d}-performance",
+            partition_key=f"{labelled:%Y-%m-%d}",
+            asset_selection=[MODEL_PERFORMANCE],
+        ),
+    ]
 
 
 monitoring_assets = [feature_drift, model_performance, serving_health, serving_skew, monitoring_report]

@@ -7,6 +7,7 @@ from dagster import (
     AssetSelection,
     DagsterInstance,
     DagsterRunStatus,
+    DefaultSensorStatus,
     RunRequest,
     RunsFilter,
     SensorEvaluationContext,
@@ -25,6 +26,7 @@ retrain_fraud_model = define_asset_job(
     "retrain_fraud_model",
     selection=AssetSelection.assets(training_set, fraud_model, fraud_model_champion),
     description="Training set, candidate model and its gates, promotion when every gate passes.",
+    tags={"mlplatform/workload": "training"},  # the run queue admits one training run at a time
 )
 # monitoring checks whose ERROR means the champion no longer fits the data
 DEGRADATION_CHECKS = (
@@ -79,7 +81,8 @@ def degradations_since(instance: DagsterInstance, after: float | None) -> list[s
 
 @sensor(
     job=retrain_fraud_model,
-    minimum_interval_seconds=300,
+    minimum_interval_seconds=120,
+    default_status=DefaultSensorStatus.RUNNING,
     description=(
         "Requests retraining when enough labels arrived since the champion was promoted, or a score-drift "
         "or performance check failed with ERROR since then; never while a retraining is in progress."

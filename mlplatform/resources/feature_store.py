@@ -73,10 +73,16 @@ class FeastFeatureStore(ConfigurableResource):
         self.store().apply(list(definitions.values()))
         return definitions
 
-    def materialize(self, feature_view: str, end: datetime) -> tuple[datetime, datetime]:
-        """Load rows newer than the view's last materialization (or all, the first time) up to `end`."""
+    def materialize(
+        self, feature_view: str, end: datetime, reload_from: datetime | None = None
+    ) -> tuple[datetime, datetime]:
+        """Load rows newer than the view's last materialization (or all, the first time) up to `end`, and
+        from `reload_from` if that is earlier: rows rebuilt for an earlier time (a late or replaced file)
+        are older than the last materialization, and Feast only loads by event time."""
         store = self.store()
         view = store.get_feature_view(feature_view)
         start = view.most_recent_end_time or datetime(2000, 1, 1, tzinfo=end.tzinfo)
+        if reload_from is not None:
+            start = min(start, reload_from)
         store.materialize(start_date=start, end_date=end, feature_views=[feature_view])
         return start, end

@@ -13,7 +13,6 @@ from dagster import (
     asset_check,
 )
 
-from mlplatform.automation import FOLLOW_UPSTREAM
 from mlplatform.features.assets import feast_registry
 from mlplatform.features.retrieval import features_as_of_events
 from mlplatform.k8s import TRAINING
@@ -40,7 +39,6 @@ class TrainingSetConfig(Config):
         AssetKey("customer_features"),
         AssetKey("merchant_features"),
     ],
-    automation_condition=FOLLOW_UPSTREAM,
     op_tags=TRAINING,
     description=(
         f"Labelled transactions joined point-in-time with the `{FEATURE_SERVICE}` features by Feast "
@@ -86,7 +84,8 @@ def training_set(
 )
 def no_point_in_time_leakage(warehouse: Warehouse) -> AssetCheckResult:
     sample = warehouse.sample_rows("training.training_set", LEAKAGE_SAMPLE)
-    customers = "', '".join(sample["customer_id"].unique())
+    # ids come from landed files: quote them as SQL literals (a ' inside is doubled), never paste them raw
+    customers = "', '".join(str(c).replace("'", "''") for c in sample["customer_id"].unique())
     transactions = warehouse.read_sql(
         "select customer_id, event_ts, amount from staging.stg_transactions "
         f"where customer_id in ('{customers}')"

@@ -1,0 +1,64 @@
+"""The closed loop end to end, on a copy of the built medium state and its Dagster instance: files land,
+and the sensors and declarative automation (ticked from the test, as the daemon would) do the rest."""
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from mlplatform.datagen import DriftConfig, generate
+from mlplatform.definitions import build_definitions
+from mlplatform.loop_driver import LoopDriver
+from mlplatform.profiles import build_resources
+from mlplatform.resources.model_registry import CHAMPION
+from mlplatform.training.fraud_model import MODEL_NAME
+from tests.conftest import MEDIUM, built_instance, copy_state
+
+pytestmark = pytest.mark.e2e
+# what `mlplatform generate-data --next-day --drift-amount-shift 2 --drift-new-fraud-pattern
+# --drift-new-merchant-category` lands (the README's drift scenario)
+DRIFT = DriftConfig(amount_shift=2.0, new_fraud_pattern=True, new_merchant_category=True)
+
+
+def by_trigger(driver: LoopDriver, trigger: str) -> list:
+    return [run for run in driver.runs if run.trigger == trigger]
+
+
+def test_a_normal_day_flows_through_without_retraining_and_a_drifted_day_retrains_and_promotes(
+    built_state, tmp_path
+):
+    state = copy_state(built_state[0], tmp_path / "state")
+    resources = build_resources(profile="local", state=state)
+    resources["feature_store"].apply()  # the copied registry still points at the original's files
+    registry = resources["model_registry"]
+    champion_before = registry.version_for(MODEL_NAME, CHAMPION)
+    next_day = MEDIUM.start_date + timedelta(days=MEDIUM.days)
+    with built_instance(state) as instance:
+        driver = LoopDriver(build_definitions(resources), instance)
+        assert driver.tick() == 0  # what make demo built is up to date: nothing to do
+
+        generate(replace(MEDIUM, start_date=next_day, days=1), state / "landing")
+        driver.run_until_quiet()
+        normal_runs = list(driver.runs)
+        assert all(run.success for run in normal_runs), [r.label for r in normal_runs if not r.success]
+        landed = {run.label for run in by_trigger(driver, "landing_zone_sensor")}
+        assert landed == {f"raw_transactions [{next_day}]", f"raw_labels [{next_day}]"}
+        followed = " | ".join(run.label for run in by_trigger(driver, "automation"))
+        for asset in ("batch_predictions", "feature_drift", "model_performance", "monitoring_report"):
+            assert f"{asset} [{next_day}]" in followed or asset in followed, followed
+        assert not by_trigger(driver, "retrain_sensor")
+        assert registry.version_for(MODEL_NAME, CHAMPION) == champion_before
+
+        drifted_day = next_day + timedelta(days=1)
+        generate(replace(MEDIUM, start_date=drifted_day, days=1, drift=DRIFT), state / "landing")
+        driver.run_until_quiet()
+
+    retrains = by_trigger(driver, "retrain_sensor")
+    assert len(retrains) == 1 and retrains[0].success
+    assert retrains[0].tags["mlplatform/reason"].startswith("champion degraded: feature_drift:prediction_psi")
+    champion_after = registry.version_for(MODEL_NAME, CHAMPION)
+    assert champion_after != champion_before
+    promotion = registry.audit_trail(MODEL_NAME)[-1]
+    assert promotion["action"] == "promote" and str(promotion["version"]) == champion_after
+    alerts = resources["alerts"].read()
+    assert any(a["check"] == "prediction_psi" and a["partition"] == str(drifted_day) for a in alerts)
