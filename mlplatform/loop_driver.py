@@ -20,8 +20,8 @@ from dagster import (
     SensorResult,
     build_sensor_context,
     evaluate_automation_conditions,
-    materialize,
 )
+from dagster._core.definitions.asset_daemon_cursor import AssetDaemonCursor  # the type of result.cursor
 
 RUN_KEY_TAG = "dagster/run_key"
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class LoopDriver:
     runs: list[LaunchedRun] = field(default_factory=list)
     tick_seconds: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     _cursors: dict[str, str | None] = field(default_factory=dict)
-    _automation_cursor: object = None
+    _automation_cursor: AssetDaemonCursor | None = None
     _run_keys: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
 
     def tick(self) -> int:
@@ -105,16 +105,15 @@ class LoopDriver:
         started = time.perf_counter()
         if request.asset_selection is None:  # a job-targeting sensor
             job = self.defs.resolve_sensor_def(trigger).job_name
+            assert job is not None, f"{trigger} targets neither assets nor a job"
             result = self.defs.resolve_job_def(job).execute_in_process(
                 instance=self.instance, tags=tags, raise_on_error=False
             )
             label = job
         else:
-            result = materialize(
-                [*self.defs.assets, *self.defs.asset_checks],
-                selection=request.asset_selection,
+            result = self.defs.resolve_implicit_global_asset_job_def().execute_in_process(
+                asset_selection=list(request.asset_selection),
                 partition_key=request.partition_key,
-                resources=self.defs.resources,
                 instance=self.instance,
                 tags=tags,
                 raise_on_error=False,
