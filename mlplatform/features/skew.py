@@ -7,7 +7,7 @@ import pandas as pd
 
 TOLERANCE = 1e-9
 MISMATCH_DTYPES = {
-    "feature": "object",
+    "feature": "string",
     "compared": "int64",
     "mismatches": "int64",
     "mismatch_rate": "float64",

@@ -97,7 +97,10 @@ def alert_on(result: AssetCheckResult, alerts: AlertSink, partition: str, figure
 
 
 def store_day(warehouse: Warehouse, table: str, rows: pd.DataFrame, day: str) -> None:
-    """Replace the day's rows of monitoring.`table`: a re-run of a day never duplicates it."""
+    """Replace the day's rows of monitoring.`table`: a re-run of a day never duplicates it. The table is
+    created by the first rows (an empty frame carries no column types)."""
+    if rows.empty and not warehouse.table_exists("monitoring", table):
+        return
     date = pd.Timestamp(day).date()
     warehouse.replace_partitions(
         "monitoring", table, rows.assign(partition_date=date), "partition_date", [date]
@@ -353,7 +356,7 @@ def serving_skew(
         pd.concat(tables, ignore_index=True)
         if tables
         else pd.DataFrame(
-            {c: pd.Series(dtype=t) for c, t in {**MISMATCH_DTYPES, "model_version": "object"}.items()}
+            {c: pd.Series(dtype=t) for c, t in {**MISMATCH_DTYPES, "model_version": "string"}.items()}
         )
     )
     store_day(warehouse, "serving_skew", table, day)
