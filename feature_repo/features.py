@@ -11,6 +11,7 @@ from datetime import timedelta
 import pandas as pd
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, RequestSource, ValueType
 from feast.data_source import DataSource
+from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64, String, UnixTimestamp
 
@@ -111,6 +112,24 @@ def parquet_source(data_dir: str) -> Callable[[str], DataSource]:
 
     def source_for(mart: str) -> DataSource:
         return FileSource(name=mart, path=f"{data_dir}/{mart}.parquet", timestamp_field="feature_ts")
+
+    return source_for
+
+
+# The marts keep feature_ts as a naive UTC timestamp; Feast compares it with timestamptz values, which
+# Postgres would interpret in the session's time zone. This column states the zone explicitly.
+POSTGRES_TIMESTAMP = "feature_ts_utc"
+
+
+def postgres_source(schema: str) -> Callable[[str], DataSource]:
+    """The prod profile's sources: the dbt marts themselves, tables in `schema` of the Postgres warehouse."""
+
+    def source_for(mart: str) -> DataSource:
+        return PostgreSQLSource(
+            name=mart,
+            query=f"select *, feature_ts at time zone 'UTC' as {POSTGRES_TIMESTAMP} from {schema}.{mart}",
+            timestamp_field=POSTGRES_TIMESTAMP,
+        )
 
     return source_for
 

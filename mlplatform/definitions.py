@@ -19,7 +19,7 @@ from mlplatform.monitoring import (
     retrain_sensor,
     run_failure_alert,
 )
-from mlplatform.profiles import build_resources
+from mlplatform.profiles import build_resources, run_executor
 from mlplatform.training import (
     model_assets,
     model_checks,
@@ -60,6 +60,7 @@ def build_definitions(resources: dict) -> Definitions:
         schedules=[nightly_batch_scoring, nightly_monitoring],
         sensors=[landing_zone_sensor, retrain_sensor, run_failure_alert, automation],
         resources=resources,
+        executor=run_executor(),
     )
 
 

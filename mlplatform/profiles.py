@@ -8,23 +8,28 @@ import os
 import sys
 from pathlib import Path
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, EnvVar, ExecutorDefinition
 from dagster_dbt import DbtCliResource
 
 from mlplatform.resources import (
     DuckDBWarehouse,
-    FeastFeatureStore,
     JsonlAlertSink,
     LandingZone,
+    LocalFeastFeatureStore,
     ModelRegistry,
     MonitoringSettings,
+    PostgresConnection,
+    PostgresRedisFeastFeatureStore,
+    PostgresWarehouse,
     PredictionLog,
     ServingSettings,
+    WebhookAlertSink,
 )
 from mlplatform.settings import DBT_PROJECT_DIR, state_dir
 
 PROFILE_ENV_VAR = "MLPLATFORM_PROFILE"
-PROFILES = ("local",)
+EXECUTOR_ENV_VAR = "MLPLATFORM_EXECUTOR"
+PROFILES = ("local", "prod")
 # the dbt installed beside this interpreter, so runs do not depend on PATH
 DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 
@@ -38,38 +43,83 @@ def active_profile() -> str:
 
 def warehouse_kind() -> str:
     """The warehouse technology, shown as a `kind` on the assets that write to it."""
-    return {"local": "duckdb"}[active_profile()]
+    return {"local": "duckdb", "prod": "postgres"}[active_profile()]
 
 
 def local_resources(state: Path) -> dict[str, ConfigurableResource]:
     """Embedded: a DuckDB file, files on disk, nothing to start."""
     return {
-        "landing_zone": LandingZone(
-            landing_dir=str(state / "landing"), quarantine_dir=str(state / "quarantine")
-        ),
+        **file_resources(state),
         "warehouse": DuckDBWarehouse(
             path=str(state / "warehouse.duckdb"), feature_export_dir=str(state / "feast" / "data")
         ),
-        "feature_store": FeastFeatureStore(state_dir=str(state)),
+        "feature_store": LocalFeastFeatureStore(state_dir=str(state)),
         "model_registry": ModelRegistry(
             tracking_uri=f"sqlite:///{state / 'mlflow' / 'mlflow.db'}",
             artifact_root=str(state / "mlflow" / "artifacts"),
             audit_log=str(state / "audit" / "model_registry.jsonl"),
         ),
         "alerts": JsonlAlertSink(path=str(state / "alerts" / "alerts.jsonl")),
+        "dbt": dbt_resource("local"),
+    }
+
+
+def prod_resources(state: Path) -> dict[str, ConfigurableResource]:
+    """Services: Postgres (warehouse, Feast offline store and registry), Redis (online features), an
+    MLflow tracking server, a webhook for alerts. Hosts and secrets come only from the environment
+    (MLPLATFORM_PG_HOST/PORT/USER/PASSWORD/DATABASE, MLPLATFORM_REDIS_URL, MLFLOW_TRACKING_URI,
+    MLPLATFORM_ALERT_WEBHOOK_URL). What still lives in files (landing zone, quarantine, audit trail,
+    prediction log, routing policy) is under the state folder, a mounted volume in Kubernetes."""
+    postgres = PostgresConnection.from_env()
+    return {
+        **file_resources(state),
+        "warehouse": PostgresWarehouse(postgres=postgres),
+        "feature_store": PostgresRedisFeastFeatureStore.from_env(postgres),
+        "model_registry": ModelRegistry(
+            tracking_uri=EnvVar("MLFLOW_TRACKING_URI"),
+            audit_log=str(state / "audit" / "model_registry.jsonl"),
+        ),
+        "alerts": WebhookAlertSink(url=EnvVar("MLPLATFORM_ALERT_WEBHOOK_URL")),
+        "dbt": dbt_resource("prod"),
+    }
+
+
+def file_resources(state: Path) -> dict[str, ConfigurableResource]:
+    """What every profile keeps as files under the state folder, and settings that do not vary."""
+    return {
+        "landing_zone": LandingZone(
+            landing_dir=str(state / "landing"), quarantine_dir=str(state / "quarantine")
+        ),
         "monitoring": MonitoringSettings(report_dir=str(state / "reports")),
         "prediction_log": PredictionLog(directory=str(state / "predictions")),
         "serving": ServingSettings(routing_file=str(state / "serving" / "routing.json")),
-        "dbt": DbtCliResource(
-            project_dir=str(DBT_PROJECT_DIR),
-            profiles_dir=str(DBT_PROJECT_DIR),
-            target="local",
-            dbt_executable=DBT_EXECUTABLE,
-        ),
     }
+
+
+def dbt_resource(target: str) -> DbtCliResource:
+    """The one dbt project, run against `target` of dbt_project/profiles.yml."""
+    return DbtCliResource(
+        project_dir=str(DBT_PROJECT_DIR),
+        profiles_dir=str(DBT_PROJECT_DIR),
+        target=target,
+        dbt_executable=DBT_EXECUTABLE,
+    )
+
+
+def run_executor() -> ExecutorDefinition | None:
+    """Where a run's steps execute: in the run's process (default), or one Kubernetes pod per step when
+    `MLPLATFORM_EXECUTOR=k8s` (set in deploy/k8s/config.yaml), so each asset gets its own pod size."""
+    executor = os.environ.get(EXECUTOR_ENV_VAR, "in_process")
+    if executor == "k8s":
+        from dagster_k8s import k8s_job_executor  # the kubernetes client costs seconds to import
+
+        return k8s_job_executor
+    if executor != "in_process":
+        raise ValueError(f"{EXECUTOR_ENV_VAR}={executor!r}: choose in_process or k8s")
+    return None
 
 
 def build_resources(profile: str | None = None, state: Path | None = None) -> dict[str, ConfigurableResource]:
     profile = profile or active_profile()
-    builders = {"local": local_resources}
+    builders = {"local": local_resources, "prod": prod_resources}
     return builders[profile](state or state_dir())

@@ -1,5 +1,6 @@
 """The code location loads and the asset graph is the intended catalogue; a change is a reviewed diff."""
 
+import pytest
 from dagster import AssetKey
 
 from mlplatform.definitions import defs
@@ -115,3 +116,15 @@ def test_retraining_is_a_job_with_the_gates_and_a_sensor_that_starts_it():
         "fraud_model_champion",
     }
     assert defs.resolve_sensor_def("retrain_sensor").job_name == "retrain_fraud_model"
+
+
+def test_the_executor_is_in_process_unless_kubernetes_is_asked_for(monkeypatch):
+    from mlplatform.profiles import EXECUTOR_ENV_VAR, run_executor
+
+    monkeypatch.delenv(EXECUTOR_ENV_VAR, raising=False)
+    assert run_executor() is None  # Dagster's default: the run's own process
+    monkeypatch.setenv(EXECUTOR_ENV_VAR, "k8s")
+    assert run_executor().name == "k8s"  # one pod per step, sized by the dagster-k8s/config tags
+    monkeypatch.setenv(EXECUTOR_ENV_VAR, "kubernetes")
+    with pytest.raises(ValueError, match="choose in_process or k8s"):
+        run_executor()

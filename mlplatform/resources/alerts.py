@@ -7,6 +7,8 @@ from pathlib import Path
 
 from dagster import ConfigurableResource, get_dagster_logger
 
+from mlplatform.resources.env import resolved
+
 
 class AlertSink(ConfigurableResource):
     """An alert is a flat dict: what happened (`kind`), to what (asset, check, run) and the figure."""
@@ -47,7 +49,7 @@ class WebhookAlertSink(AlertSink):
 
     def deliver(self, alert: dict) -> None:
         request = urllib.request.Request(
-            self.url,
+            resolved(self.url),
             data=json.dumps(alert, default=str).encode(),
             headers={"Content-Type": "application/json"},
             method="POST",

@@ -1,18 +1,36 @@
-"""Feast as a Dagster resource: the feature_repo definitions, applied and served for one state folder."""
+"""Feast as a Dagster resource: the feature_repo definitions, applied and served for one deployment.
+
+`FeastFeatureStore` is what assets are typed against; the profile picks the variant:
+`LocalFeastFeatureStore` (parquet files dbt exports, SQLite online store, file registry, all under a
+state folder) or `PostgresRedisFeastFeatureStore` (the dbt marts in Postgres, Redis online store, SQL
+registry in Postgres). A variant only says where things are (`store_config`, `source_factory`); applying,
+materializing and writing the `feast serve` configuration are shared.
+"""
 
 import importlib.util
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 
-from dagster import ConfigurableResource
+import yaml
+from dagster import ConfigurableResource, EnvVar
 from feast import FeatureStore
+from feast.data_source import DataSource
 from feast.repo_config import RepoConfig
 
+from mlplatform.resources.env import resolved, yaml_reference
+from mlplatform.resources.postgres import PostgresConnection
 from mlplatform.settings import FEATURE_REPO_DIR
 
 PROJECT = "mlplatform"
+COMMON_CONFIG = {
+    "project": PROJECT,
+    "provider": "local",
+    "entity_key_serialization_version": 3,
+    "auth": {"type": "no_auth"},
+}
 
 
 def load_feature_repo(repo_dir: Path) -> ModuleType:
@@ -27,37 +45,29 @@ def load_feature_repo(repo_dir: Path) -> ModuleType:
 
 
 class FeastFeatureStore(ConfigurableResource):
-    """Local profile: parquet offline store written by dbt, SQLite online store, file registry."""
+    """The feature store assets use: `store()`, `definitions()`, `apply()`, `materialize()`."""
 
-    state_dir: str
     repo_dir: str = str(FEATURE_REPO_DIR)
 
-    @property
-    def feast_dir(self) -> Path:
-        return Path(self.state_dir) / "feast"
+    def store_config(self, value: Callable = resolved) -> dict:
+        """registry, online_store and offline_store of feature_store.yaml; `value` renders each setting
+        that may come from the environment (resolved here, `${NAME}` in a file)."""
+        raise NotImplementedError
+
+    def source_factory(self, repo: ModuleType) -> Callable[[str], DataSource]:
+        """How a feature view reads a dbt mart (`repo` is feature_repo/features.py)."""
+        raise NotImplementedError
 
     def repo_config(self) -> RepoConfig:
-        self.feast_dir.mkdir(parents=True, exist_ok=True)
-        return RepoConfig(
-            project=PROJECT,
-            provider="local",
-            registry={"registry_type": "file", "path": str(self.feast_dir / "registry.db")},
-            online_store={"type": "sqlite", "path": str(self.feast_dir / "online_store.db")},
-            offline_store={"type": "file"},
-            entity_key_serialization_version=3,
-            repo_path=Path(self.repo_dir),
-        )
+        return RepoConfig(**COMMON_CONFIG, **self.store_config(), repo_path=Path(self.repo_dir))
 
     def write_serving_repo(self, folder: Path) -> Path:
-        """A feature_store.yaml in `folder` for `feast serve -c folder`, on this state's registry and
-        online store (the same configuration `repo_config` builds in code)."""
+        """A feature_store.yaml in `folder` for `feast serve -c folder`, on this deployment's registry and
+        stores (the configuration `repo_config` builds in code; settings from the environment stay
+        `${NAME}` references, which Feast expands when it reads the file)."""
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "feature_store.yaml").write_text(
-            f"project: {PROJECT}\nprovider: local\n"
-            f"registry:\n  registry_type: file\n  path: {self.feast_dir / 'registry.db'}\n"
-            f"online_store:\n  type: sqlite\n  path: {self.feast_dir / 'online_store.db'}\n"
-            "offline_store:\n  type: file\nentity_key_serialization_version: 3\nauth:\n  type: no_auth\n"
-        )
+        config = {**COMMON_CONFIG, **self.store_config(value=yaml_reference)}
+        (folder / "feature_store.yaml").write_text(yaml.dump(config, Dumper=ReferenceDumper, sort_keys=False))
         return folder
 
     def store(self) -> FeatureStore:
@@ -65,7 +75,7 @@ class FeastFeatureStore(ConfigurableResource):
 
     def definitions(self) -> dict[str, object]:
         repo = load_feature_repo(Path(self.repo_dir))
-        return repo.build_definitions(repo.parquet_source(str(self.feast_dir / "data")))
+        return repo.build_definitions(self.source_factory(repo))
 
     def apply(self) -> dict[str, object]:
         """`feast apply`: register every definition (idempotent: unchanged objects stay as they are)."""
@@ -86,3 +96,95 @@ class FeastFeatureStore(ConfigurableResource):
             start = min(start, reload_from)
         store.materialize(start_date=start, end_date=end, feature_views=[feature_view])
         return start, end
+
+
+class LocalFeastFeatureStore(FeastFeatureStore):
+    """Local profile: parquet offline store written by dbt, SQLite online store, file registry."""
+
+    state_dir: str
+
+    @property
+    def feast_dir(self) -> Path:
+        return Path(self.state_dir) / "feast"
+
+    def store_config(self, value: Callable = resolved) -> dict:
+        self.feast_dir.mkdir(parents=True, exist_ok=True)
+        return {
+            "registry": {"registry_type": "file", "path": str(self.feast_dir / "registry.db")},
+            "online_store": {"type": "sqlite", "path": str(self.feast_dir / "online_store.db")},
+            "offline_store": {"type": "file"},
+        }
+
+    def source_factory(self, repo: ModuleType) -> Callable[[str], DataSource]:
+        return repo.parquet_source(str(self.feast_dir / "data"))
+
+
+class PostgresRedisFeastFeatureStore(FeastFeatureStore):
+    """Prod profile: the dbt marts in Postgres as offline store, Redis online store, SQL registry.
+
+    `redis_connection` is Feast's Redis connection string, `host:port[,db=N][,password=...][,ssl=true]`.
+    `registry_cache_ttl_seconds`: how long a process trusts its copy of the registry (runs are short).
+    """
+
+    postgres: PostgresConnection
+    redis_connection: str
+    registry_cache_ttl_seconds: int = 60
+
+    def store_config(self, value: Callable = resolved) -> dict:
+        pg = self.postgres
+        connection = {
+            "host": value(pg.host),
+            "port": value(pg.port),
+            "database": value(pg.database),
+            "db_schema": "public",
+            "user": value(pg.user),
+            "password": value(pg.password),
+            "sslmode": value(pg.sslmode),
+        }
+        return {
+            "registry": {
+                "registry_type": "sql",
+                "path": registry_url(connection),
+                "cache_ttl_seconds": self.registry_cache_ttl_seconds,
+                "sqlalchemy_config_kwargs": {"echo": False, "pool_pre_ping": True},
+            },
+            "online_store": {"type": "redis", "connection_string": value(self.redis_connection)},
+            "offline_store": {"type": "postgres", **connection},
+        }
+
+    def source_factory(self, repo: ModuleType) -> Callable[[str], DataSource]:
+        return repo.postgres_source("marts")
+
+    @classmethod
+    def from_env(cls, postgres: PostgresConnection) -> "PostgresRedisFeastFeatureStore":
+        return cls(postgres=postgres, redis_connection=EnvVar("MLPLATFORM_REDIS_URL"))
+
+
+class ReferenceDumper(yaml.SafeDumper):
+    """Double-quotes strings holding `${NAME}`: an empty value then reads back as "", not as null."""
+
+
+ReferenceDumper.add_representer(
+    str,
+    lambda dumper, text: dumper.represent_scalar(
+        "tag:yaml.org,2002:str", text, style='"' if "${" in text else None
+    ),
+)
+
+
+def registry_url(connection: dict) -> str:
+    """The SQL registry's SQLAlchemy URL (psycopg 3), from the same settings as the offline store.
+
+    Built as text so `${NAME}` references survive into a file; values are URL-quoted."""
+    from urllib.parse import quote
+
+    def part(setting) -> str:
+        text = str(setting)
+        return text if text.startswith("${") else quote(text, safe="")
+
+    password = connection["password"]
+    login = part(connection["user"]) + (f":{part(password)}" if str(password) else "")
+    return (
+        f"postgresql+psycopg://{login}@{part(connection['host'])}:{part(connection['port'])}/"
+        f"{part(connection['database'])}?sslmode={part(connection['sslmode'])}"
+    )

@@ -1,33 +1,49 @@
 """MLflow as the system of record for models: tracking, the registry, aliases and the audit trail."""
 
 import json
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+import mlflow.artifacts
 import mlflow.sklearn
 from dagster import ConfigurableResource
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from mlplatform.resources.env import resolved
+
 CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous", "challenger"
 
 
 class ModelRegistry(ConfigurableResource):
-    """Local profile: MLflow on a SQLite file with artifacts on disk; the audit trail is JSON lines."""
+    """MLflow tracking and registry; the audit trail is JSON lines.
+
+    Local profile: `tracking_uri` a SQLite file and `artifact_root` a folder the client writes to.
+    Prod profile: `tracking_uri` an `mlflow server` (http) that stores artifacts itself and proxies them
+    (`--serve-artifacts`): `artifact_root` stays unset, so experiments use the server's location.
+    """
 
     tracking_uri: str
-    artifact_root: str
+    artifact_root: str | None = None
     audit_log: str
     experiment: str = "fraud_model"
 
+    @property
+    def uri(self) -> str:
+        """The tracking (and registry) URI, also outside a run when it is an `EnvVar`."""
+        return resolved(self.tracking_uri)
+
     def client(self) -> MlflowClient:
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
 
     def experiment_id(self) -> str:
         client = self.client()
         found = client.get_experiment_by_name(self.experiment)
         if found:
             return found.experiment_id
+        if self.artifact_root is None:
+            return client.create_experiment(self.experiment)
         Path(self.artifact_root).mkdir(parents=True, exist_ok=True)
         return client.create_experiment(self.experiment, artifact_location=Path(self.artifact_root).as_uri())
 
@@ -39,9 +55,15 @@ class ModelRegistry(ConfigurableResource):
             return None
 
     def load_sklearn_model(self, model: str, version: str):
-        """A registered version's scikit-learn model, read from its artifact location: no global MLflow
+        """A registered version's scikit-learn model, copied from its artifact location (through the
+        tracking server when it proxies artifacts) into a scratch folder and loaded. No global MLflow
         state, so nothing falls back to a default tracking store in the working directory."""
-        return mlflow.sklearn.load_model(self.client().get_model_version_download_uri(model, version))
+        uri = self.client().get_model_version_download_uri(model, version)
+        with tempfile.TemporaryDirectory(prefix="mlplatform-model-") as scratch:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=uri, dst_path=scratch, tracking_uri=self.uri, registry_uri=self.uri
+            )
+            return mlflow.sklearn.load_model(local)
 
     def move_alias(self, model: str, alias: str, version: str | None) -> None:
         client = self.client()

@@ -3,15 +3,19 @@
 Assets talk to the `Warehouse` interface; the profile decides which implementation backs it.
 """
 
+import io
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
+import psycopg
 from dagster import ConfigurableResource
 
+from mlplatform.resources.postgres import ENV_VARS, PostgresConnection
 from mlplatform.schemas import LOAD_COLUMNS, RawTable
 
 RAW_SCHEMA = "raw"
@@ -141,3 +145,148 @@ class DuckDBWarehouse(Warehouse):
             "MLPLATFORM_DUCKDB_PATH": str(Path(self.path).resolve()),
             "MLPLATFORM_FEAST_DATA_DIR": str(Path(self.feature_export_dir).resolve()),
         }
+
+
+class PostgresWarehouse(Warehouse):
+    """Postgres: the warehouse of the prod profile (dbt's `prod` target).
+
+    Loads are COPYs inside one transaction with the delete they replace, so readers see the old
+    partition or the new one, never neither or both. Reads come back with the pandas dtypes DuckDB gives
+    (`postgres_frame`), so the assets behave the same on both warehouses. Feast reads the marts here too:
+    nothing is exported.
+    """
+
+    postgres: PostgresConnection
+    sql_types: dict[str, str] = {
+        "string": "text",
+        "float": "double precision",
+        "bool": "boolean",
+        "timestamp": "timestamp",
+        "date": "date",
+    }
+
+    @contextmanager
+    def connect(self) -> Iterator[psycopg.Connection]:
+        """One transaction: committed when the block ends, rolled back when it raises."""
+        with psycopg.connect(self.postgres.conninfo()) as connection:
+            yield connection
+
+    def replace_raw_rows(self, table: RawTable, rows: pd.DataFrame, partition_date: date | None) -> int:
+        with self.connect() as con:
+            con.execute(f"create schema if not exists {RAW_SCHEMA}")
+            con.execute(self.raw_table_ddl(table))
+            if partition_date is None:
+                con.execute(f"delete from {RAW_SCHEMA}.{table.name}")
+            else:
+                con.execute(
+                    f"delete from {RAW_SCHEMA}.{table.name} where _partition_date = %s", [partition_date]
+                )
+            copy_rows(con, f"{RAW_SCHEMA}.{table.name}", rows)
+        return len(rows)
+
+    def replace_partitions(
+        self, schema: str, table: str, rows: pd.DataFrame, partition_column: str, partitions: list[date]
+    ) -> int:
+        with self.connect() as con:
+            con.execute(f"create schema if not exists {schema}")
+            con.execute(create_table_sql(f"{schema}.{table}", rows, if_not_exists=True))
+            con.execute(
+                f"delete from {schema}.{table} where {partition_column} = any(%s)", [list(partitions)]
+            )
+            copy_rows(con, f"{schema}.{table}", rows)
+        return len(rows)
+
+    def read_sql(self, sql: str) -> pd.DataFrame:
+        with self.connect() as con, con.cursor() as cursor:
+            cursor.execute(sql)
+            return postgres_frame(cursor.description, cursor.fetchall())
+
+    def write_table(self, schema: str, table: str, rows: pd.DataFrame) -> None:
+        with self.connect() as con:
+            con.execute(f"create schema if not exists {schema}")
+            con.execute(f"drop table if exists {schema}.{table}")
+            con.execute(create_table_sql(f"{schema}.{table}", rows))
+            copy_rows(con, f"{schema}.{table}", rows)
+
+    def sample_rows(self, table: str, n: int, seed: int = 7) -> pd.DataFrame:
+        # ordered by a hash of the row's content: the same rows for the same table and seed, whatever
+        # the physical order
+        return self.read_sql(
+            f"select * from {table} as sampled order by md5(sampled::text || '{seed}') limit {n}"
+        )
+
+    def dbt_env(self) -> dict[str, str]:
+        p = self.postgres.params()
+        return {
+            **{var: str(p[field]) for field, var in ENV_VARS.items()},
+            "MLPLATFORM_PG_SSLMODE": p["sslmode"],
+        }
+
+
+COPY_CHUNK_ROWS = 50_000
+# Postgres type OIDs of the result columns that need converting to DuckDB's pandas dtypes
+PG_BOOL, PG_INTS, PG_FLOATS = 16, {20, 21, 23}, {700, 701, 1700}
+PG_DATE, PG_TIMESTAMP, PG_TIMESTAMPTZ = 1082, 1114, 1184
+
+
+def postgres_type(column: pd.Series) -> str:
+    """The Postgres type DuckDB would give a pandas column in `create table as select * from frame`."""
+    dtype = column.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return "boolean"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "bigint"
+    if pd.api.types.is_float_dtype(dtype):
+        return "double precision"
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return "timestamptz"
+    if pd.api.types.is_datetime64_dtype(dtype):
+        return "timestamp"
+    values = column.dropna()
+    first = values.iloc[0] if len(values) else None
+    if isinstance(first, datetime):
+        return "timestamptz" if first.tzinfo else "timestamp"
+    if isinstance(first, date):
+        return "date"
+    if isinstance(first, bool | np.bool_):
+        return "boolean"
+    return "text"
+
+
+def create_table_sql(name: str, rows: pd.DataFrame, if_not_exists: bool = False) -> str:
+    body = ", ".join(f'"{column}" {postgres_type(rows[column])}' for column in rows.columns)
+    return f"create table {'if not exists ' if if_not_exists else ''}{name} ({body})"
+
+
+def copy_rows(con: psycopg.Connection, name: str, rows: pd.DataFrame) -> None:
+    """COPY `rows` into `name` by column name, as CSV (`\\N` is NULL: an empty string stays a string)."""
+    columns = ", ".join(f'"{column}"' for column in rows.columns)
+    with con.cursor().copy(f"copy {name} ({columns}) from stdin (format csv, null '\\N')") as copy:
+        for start in range(0, len(rows), COPY_CHUNK_ROWS):
+            buffer = io.StringIO()
+            rows.iloc[start : start + COPY_CHUNK_ROWS].to_csv(buffer, index=False, header=False, na_rep="\\N")
+            copy.write(buffer.getvalue())
+
+
+def postgres_frame(description, records: list[tuple]) -> pd.DataFrame:
+    """A query result with the dtypes DuckDB's `.df()` gives: int64 (Int64 when NULLs occur), float64
+    (numeric too), bool (boolean with NULLs), datetime64[us] for dates and timestamps, UTC for timestamptz."""
+    names = [column.name for column in description]
+    frame = pd.DataFrame.from_records(records, columns=names, coerce_float=False)
+    for position, column in enumerate(description):
+        values = frame.iloc[:, position]
+        has_nulls = bool(values.isna().any())
+        if column.type_code in PG_INTS:
+            converted = values.astype("Int64" if has_nulls else "int64")
+        elif column.type_code in PG_FLOATS:
+            converted = values.astype("float64")
+        elif column.type_code == PG_BOOL:
+            converted = values.astype("boolean" if has_nulls else "bool")
+        elif column.type_code in (PG_DATE, PG_TIMESTAMP):
+            converted = pd.to_datetime(values).astype("datetime64[us]")
+        elif column.type_code == PG_TIMESTAMPTZ:
+            converted = pd.to_datetime(values, utc=True).astype("datetime64[us, UTC]")
+        else:
+            continue
+        frame[names[position]] = converted
+    return frame

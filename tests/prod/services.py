@@ -1,0 +1,135 @@
+"""Real server processes for the prod-profile tests: `mlflow server`, `dagster-daemon run`, a webhook.
+
+Each process starts in its own session, so stopping it kills its whole process group (the daemon's code
+server and run workers, MLflow's workers).
+"""
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+TELEMETRY_OFF = {
+    "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+    "FEAST_USAGE": "False",
+    "GX_ANALYTICS_ENABLED": "False",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> float:
+    """Seconds until `condition()` held; fails after `timeout`."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if condition():
+            return time.perf_counter() - started
+        time.sleep(interval)
+    raise TimeoutError(f"{what}: not within {timeout} s")
+
+
+@contextmanager
+def process(command: list[str], env: dict[str, str], log: Path, cwd: Path | None = None) -> Iterator:
+    """A subprocess in a new session, its output in `log`; its process group is killed on exit."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            yield proc
+        finally:
+            stop(proc)
+
+
+def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(grace)
+    with contextlib.suppress(ProcessLookupError):  # children that outlived their parent in the group
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@contextmanager
+def mlflow_server(backend_uri: str, artifacts: Path, env: dict[str, str], log: Path) -> Iterator[str]:
+    """`mlflow server` on a free port, Postgres backend, artifacts proxied: yields its tracking URI."""
+    port = free_port()
+    command = [
+        str(BIN / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        backend_uri,
+        "--artifacts-destination",
+        str(artifacts),
+        "--serve-artifacts",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    # no background job runner (GenAI evaluation jobs): a dozen idle processes otherwise
+    with process(command, {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, log) as proc:
+        uri = f"http://127.0.0.1:{port}"
+        wait_until(
+            lambda: proc.poll() is None and http_ok(f"{uri}/health"), 120, f"mlflow server (see {log})"
+        )
+        yield uri
+
+
+class WebhookReceiver:
+    """An HTTP endpoint that records the JSON bodies posted to it (the prod alert sink's target)."""
+
+    def __init__(self) -> None:
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "WebhookReceiver":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,124 @@
+"""PostgresWarehouse against the real Postgres: replace-by-partition, transactions, dtypes like DuckDB."""
+
+from datetime import date, datetime
+
+import pandas as pd
+import psycopg
+import pytest
+
+from mlplatform.resources import DuckDBWarehouse, PostgresConnection, PostgresWarehouse
+from mlplatform.schemas import TRANSACTIONS
+from tests.prod.conftest import PG_HOST, PG_PASSWORD, PG_PORT, PG_USER, unreachable_services
+
+pytestmark = pytest.mark.skipif(
+    bool(unreachable_services()), reason=f"prod services unreachable: {unreachable_services()}"
+)
+
+
+@pytest.fixture(scope="module")
+def warehouse(throwaway_database) -> PostgresWarehouse:
+    return PostgresWarehouse(
+        postgres=PostgresConnection(
+            host=PG_HOST, port=PG_PORT, user=PG_USER, password=PG_PASSWORD, database=throwaway_database("wh")
+        )
+    )
+
+
+def transactions(day: date, n: int, prefix: str = "T") -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "transaction_id": [f"{prefix}-{day}-{i}" for i in range(n)],
+            "customer_id": [f"C{i:06d}" for i in range(n)],
+            "merchant_id": ["M00001"] * n,
+            "amount": [10.0 + i / 3 for i in range(n)],
+            "currency": ["EUR"] * n,
+            "channel": ["pos"] * n,
+            "country": ["FR"] * n,
+            "event_ts": pd.to_datetime(
+                [datetime(day.year, day.month, day.day, 9, i) for i in range(n)]
+            ).astype("datetime64[us]"),
+            "_source_file": ["a.parquet"] * n,
+            "_partition_date": [day] * n,
+            "_loaded_at": [datetime(2026, 3, 5, 12)] * n,
+        }
+    )
+
+
+def count_by_day(warehouse) -> dict[str, int]:
+    rows = warehouse.read_sql(
+        "select cast(_partition_date as varchar) as day, count(*) as n from raw.transactions group by 1"
+    )
+    return dict(zip(rows["day"], rows["n"], strict=True))
+
+
+def test_replacing_a_partition_is_idempotent_and_leaves_the_others(warehouse):
+    first, second = date(2026, 3, 1), date(2026, 3, 2)
+    warehouse.replace_raw_rows(TRANSACTIONS, transactions(first, 5), first)
+    warehouse.replace_raw_rows(TRANSACTIONS, transactions(second, 3), second)
+    warehouse.replace_raw_rows(TRANSACTIONS, transactions(first, 5), first)
+    assert count_by_day(warehouse) == {"2026-03-01": 5, "2026-03-02": 3}
+    warehouse.replace_raw_rows(TRANSACTIONS, transactions(first, 2, prefix="U"), first)
+    assert count_by_day(warehouse) == {"2026-03-01": 2, "2026-03-02": 3}
+    ids = warehouse.read_sql(
+        "select transaction_id from raw.transactions where _partition_date = '2026-03-01'"
+    )
+    assert sorted(ids["transaction_id"]) == ["U-2026-03-01-0", "U-2026-03-01-1"]
+
+
+def test_a_failing_load_changes_nothing(warehouse):
+    day = date(2026, 3, 3)
+    warehouse.replace_raw_rows(TRANSACTIONS, transactions(day, 4), day)
+    before = count_by_day(warehouse)
+    broken = transactions(day, 6, prefix="X").astype({"amount": object})
+    broken.loc[5, "amount"] = "not a number"  # the COPY fails on the last row, after the delete ran
+    with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+        warehouse.replace_raw_rows(TRANSACTIONS, broken, day)
+    assert count_by_day(warehouse) == before
+    kept = warehouse.read_sql(f"select transaction_id from raw.transactions where _partition_date = '{day}'")
+    assert sorted(kept["transaction_id"]) == [f"T-{day}-{i}" for i in range(4)]
+
+
+def test_replace_partitions_creates_then_replaces_only_the_given_days(warehouse):
+    frame = pd.DataFrame(
+        {
+            "transaction_id": ["a", "b", "c"],
+            "score": [0.1, 0.5, float("nan")],
+            "decision": [0, 1, 0],
+            "_partition_date": [date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 2)],
+        }
+    )
+    warehouse.replace_partitions(
+        "inference", "scores", frame, "_partition_date", [date(2026, 3, 1), date(2026, 3, 2)]
+    )
+    again = frame.iloc[1:2].assign(score=0.9)
+    warehouse.replace_partitions("inference", "scores", again, "_partition_date", [date(2026, 3, 2)])
+    rows = warehouse.read_sql("select * from inference.scores order by transaction_id")
+    assert rows["transaction_id"].tolist() == ["a", "b"]
+    assert rows["score"].tolist() == [0.1, 0.9]
+
+
+def test_reads_have_the_dtypes_duckdb_gives(warehouse, tmp_path):
+    """The same table written and read back through both warehouses is the same frame."""
+    frame = pd.DataFrame(
+        {
+            "s": ["x", "", None],
+            "f": [1.0 / 3, float("nan"), 2.5e-17],
+            "i": [1, 2, 3],
+            "b": [True, False, True],
+            "ts": pd.to_datetime(["2026-03-01 01:02:03.123456", "2026-03-02", None], format="ISO8601").astype(
+                "datetime64[us]"
+            ),
+            "d": [date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)],
+        }
+    )
+    duck = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"), feature_export_dir=str(tmp_path / "x"))
+    for store in (warehouse, duck):
+        store.write_table("t", "types", frame)
+    query = (
+        "select s, f, i, b, ts, d, cast(i as double precision) / 2 as ratio, count(*) over () as n, "
+        "case when i = 2 then null else i end as maybe from t.types order by i"
+    )
+    pd.testing.assert_frame_equal(warehouse.read_sql(query), duck.read_sql(query))
+    assert warehouse.sample_rows("t.types", 2).equals(warehouse.sample_rows("t.types", 2))
+    assert len(warehouse.sample_rows("t.types", 2)) == 2
+    assert warehouse.table_exists("t", "types") and not warehouse.table_exists("t", "missing")
