@@ -83,8 +83,10 @@ class DemoSummary:
         return "\n".join(lines)
 
 
-def materialize_all(state: Path, instance: DagsterInstance) -> DemoSummary:
-    """Ingest every landed snapshot and day, then build everything downstream."""
+def materialize_all(
+    state: Path, instance: DagsterInstance, monitored_days: int = MONITORED_DAYS
+) -> DemoSummary:
+    """Ingest every landed snapshot and day, build everything downstream, monitor the last days."""
     from mlplatform.definitions import all_assets, all_checks  # the whole graph, bound to this state below
 
     resources = build_resources(state=state)
@@ -111,7 +113,7 @@ def materialize_all(state: Path, instance: DagsterInstance) -> DemoSummary:
     days = sorted(landing.landed_days("transactions"))
     if days:  # every landed day in one run, as a backfill does (the asset has a single-run policy)
         run("batch scoring", BATCH_SCORING, tags=partition_range(days[0], days[-1]))
-    for day in days[-MONITORED_DAYS:]:
+    for day in days[-monitored_days:]:
         run(f"monitoring {day}", MONITORING, partition_key=day)
     summary.table_rows = table_row_counts(resources["warehouse"])
     return summary
