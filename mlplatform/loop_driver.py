@@ -105,7 +105,8 @@ class LoopDriver:
         started = time.perf_counter()
         if request.asset_selection is None:  # a job-targeting sensor
             job = self.defs.resolve_sensor_def(trigger).job_name
-            assert job is not None, f"{trigger} targets neither assets nor a job"
+            if job is None:
+                raise ValueError(f"{trigger} targets neither assets nor a job")
             result = self.defs.resolve_job_def(job).execute_in_process(
                 instance=self.instance, tags=tags, raise_on_error=False
             )

@@ -52,7 +52,8 @@ MARTS = {
 }
 ONLINE_SAMPLE = 40
 MONITORED_DAYS = 2  # monitoring is the same code on both profiles; two days keep CI under its budget
-QUEUED_LABEL = {"mlplatform/pool": "training"}  # the pool limited to one run at a time in dagster.prod.yaml
+# the tag dagster.prod.yaml admits one run at a time of (retrain_fraud_model carries it)
+QUEUED_LABEL = {"mlplatform/workload": "training"}
 
 
 @dataclass
@@ -253,7 +254,7 @@ def record_figures(results: dict[str, Build]) -> None:
         "with dagster.prod.yaml (`dequeue_interval_seconds: 2`). Local: DuckDB, parquet + SQLite, MLflow on",
         "SQLite, SQLite Dagster storage. `started` is when the run worker (a new process importing the code",
         "location) began executing: most of queued -> started is that import. Queued run 2 carries the",
-        "same `mlplatform/pool: training` tag as run 1 and is held until run 1 finishes (limit 1).",
+        "same `mlplatform/workload: training` tag as run 1 and is held until run 1 finishes (limit 1).",
     ]
     target = os.environ.get("MLPLATFORM_RECORD_FIGURES")
     text = "\n".join(lines) + "\n"
@@ -327,7 +328,7 @@ def test_runs_go_through_the_queue_and_the_daemon(builds):
         assert run["status"] == DagsterRunStatus.SUCCESS
         assert run["enqueued"] <= run["starting"] <= run["started"] <= run["finished"]
     first, second = sorted(prod.queued_runs, key=lambda run: run["enqueued"])
-    # one `mlplatform/pool: training` run at a time: queued while the first ran, it waited for it
+    # one `mlplatform/workload: training` run at a time: queued while the first ran, it waited for it
     assert second["enqueued"] < first["finished"] <= second["starting"]
     # re-scoring days with the same champion replaces them with the same predictions
     pd.testing.assert_frame_equal(
