@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 
-import yaml
+import yaml  # type: ignore[import-untyped]  # no stubs in the lock file
 from dagster import ConfigurableResource, EnvVar
 from feast import FeatureStore
 from feast.data_source import DataSource
