@@ -16,3 +16,5 @@ TELEMETRY_OFF = {
 }
 for _name, _value in TELEMETRY_OFF.items():
     os.environ.setdefault(_name, _value)
+# loading a model from the registry draws a progress bar per load: noise in run logs and the demo
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

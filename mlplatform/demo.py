@@ -78,7 +78,7 @@ class DemoSummary:
             *(f"  {signal}" for signal in self.signals),
             "rows per table:",
             *(f"  {table:<32} {rows:>10,}" for table, rows in self.table_rows.items()),
-            f"state: {self.state} (landing/, quarantine/, warehouse.duckdb, dagster/)",
+            f"state: {self.state} (landing/, quarantine/, warehouse.duckdb, dagster/, reports/index.html)",
         ]
         return "\n".join(lines)
 
