@@ -9,11 +9,10 @@ import sys
 from datetime import date
 from typing import cast
 
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance
 
 from mlplatform.datagen import GeneratorConfig, generate
-from mlplatform.definitions import all_checks
-from mlplatform.demo import ingestion_runs
+from mlplatform.demo import ingestion_runs, quiet_run
 from mlplatform.profiles import build_resources
 from mlplatform.resources import LandingZone
 from mlplatform.settings import state_dir
@@ -32,15 +31,7 @@ def main() -> int:
     failed = []
     with DagsterInstance.ephemeral() as instance:
         for label, assets, partition in ingestion_runs(cast(LandingZone, resources["landing_zone"])):
-            result = materialize(
-                [*assets, *all_checks],
-                selection=assets,
-                partition_key=partition,
-                resources=resources,
-                instance=instance,
-                raise_on_error=False,
-                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            )
+            result = quiet_run(assets, resources, instance, partition)
             if not result.success:
                 failed.append(label)
     print(f"ingested {SAMPLE.days} days into {state / 'warehouse.duckdb'}; failed runs: {failed or 'none'}")

@@ -83,27 +83,34 @@ class DemoSummary:
         return "\n".join(lines)
 
 
+def quiet_run(selection, resources: dict, instance: DagsterInstance, partition_key=None, tags=None):
+    """One in-process run of `selection` (with its checks) over the whole graph, logging warnings only:
+    the caller reports the outcome, and every event is still in the instance for the UI."""
+    from mlplatform.definitions import all_assets, all_checks  # the whole graph, bound to `resources`
+
+    return materialize(
+        [*all_assets, *all_checks],
+        selection=selection,
+        partition_key=partition_key,
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,
+        tags=tags,
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+    )
+
+
 def materialize_all(
     state: Path, instance: DagsterInstance, monitored_days: int = MONITORED_DAYS
 ) -> DemoSummary:
     """Ingest every landed snapshot and day, build everything downstream, monitor the last days."""
-    from mlplatform.definitions import all_assets, all_checks  # the whole graph, bound to this state below
-
     resources = build_resources(state=state)
     landing: LandingZone = resources["landing_zone"]
     summary = DemoSummary(state=state)
 
     def run(label: str, selection, partition_key: str | None = None, tags: dict | None = None) -> None:
-        result = materialize(
-            [*all_assets, *all_checks],
-            selection=selection,
-            partition_key=partition_key,
-            resources=resources,
-            instance=instance,
-            raise_on_error=False,
-            tags={"mlplatform/trigger": "demo", **(tags or {})},
-            # the summary below is the demo's output; every event is still in the instance for the UI
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        result = quiet_run(
+            selection, resources, instance, partition_key, {"mlplatform/trigger": "demo", **(tags or {})}
         )
         summary.record(label, result)
 
