@@ -1,0 +1,50 @@
+"""`mlplatform generate-data --next-day`: extend the landed data by a day, never into the future."""
+
+from datetime import UTC, datetime, timedelta
+
+from click.testing import CliRunner
+
+from mlplatform.cli import main
+
+
+def generate_data(landing, *options):
+    return CliRunner().invoke(
+        main,
+        [
+            "generate-data",
+            "--landing-dir",
+            str(landing),
+            "--customers",
+            "100",
+            "--merchants",
+            "20",
+            "--transactions-per-day",
+            "50",
+            *options,
+        ],
+    )
+
+
+def test_next_day_lands_the_day_after_the_newest_landed_one(tmp_path):
+    landing = tmp_path / "landing"
+    first = (datetime.now(UTC).date() - timedelta(days=5)).isoformat()
+    assert generate_data(landing, "--start-date", first, "--days", "2").exit_code == 0
+    result = generate_data(landing, "--next-day", "--days", "1", "--drift-amount-shift", "2.0")
+    assert result.exit_code == 0, result.output
+    days = sorted(p.name for p in (landing / "transactions").iterdir())
+    expected = (datetime.now(UTC).date() - timedelta(days=3)).isoformat()
+    assert days[-1] == f"date={expected}" and len(days) == 3
+
+
+def test_days_after_today_are_refused_with_the_reason(tmp_path):
+    landing = tmp_path / "landing"
+    yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+    assert generate_data(landing, "--start-date", yesterday, "--days", "1").exit_code == 0
+    result = generate_data(landing, "--next-day", "--days", "2")
+    assert result.exit_code != 0 and "have no partition yet" in result.output
+    assert not (landing / "transactions" / f"date={datetime.now(UTC).date() + timedelta(days=1)}").exists()
+
+
+def test_next_day_needs_landed_data(tmp_path):
+    result = generate_data(tmp_path / "empty", "--next-day", "--days", "1")
+    assert result.exit_code != 0 and "--next-day needs landed transactions" in result.output
