@@ -9,6 +9,7 @@ reads `judged` and treats a not-judged evaluation as missing evidence. Checks th
 `judged: true`.
 """
 
+from collections.abc import Mapping
 from typing import Any
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey
@@ -56,7 +57,7 @@ def not_judged(
     )
 
 
-def was_judged(metadata: dict[str, Any]) -> bool:
+def was_judged(metadata: Mapping[str, Any]) -> bool:
     """Whether an evaluation's metadata (values or MetadataValue) says it judged something."""
     value = metadata.get(JUDGED)
     value = getattr(value, "value", value)

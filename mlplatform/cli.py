@@ -163,6 +163,47 @@ def rollback(reason: str) -> None:
     click.echo(f"{MODEL_NAME}: champion is version {record['version']} again (was {record['replaced']})")
 
 
+def _decide(decision: str, version: str, reason: str, actor: str | None) -> None:
+    """approve or reject a fraud_model version, with who and why in the audit trail."""
+    import getpass
+
+    from mlplatform.profiles import build_resources
+    from mlplatform.training.fraud_model import MODEL_NAME
+    from mlplatform.training.registry import PromotionRefusedError, approve, reject
+
+    registry = build_resources()["model_registry"]
+    decide = {"approve": approve, "reject": reject}[decision]
+    try:
+        record = decide(registry, MODEL_NAME, version, actor=actor or getpass.getuser(), reason=reason)
+    except PromotionRefusedError as refused:
+        raise click.ClickException(str(refused)) from refused
+    if decision == "reject":
+        click.echo(f"{MODEL_NAME}: version {version} rejected; it can never be promoted")
+    elif record is None:
+        click.echo(f"{MODEL_NAME}: version {version} already is the champion; nothing changed")
+    else:
+        click.echo(f"{MODEL_NAME}: version {version} is the champion (was {record['replaced']})")
+
+
+@main.command()
+@click.argument("version")
+@click.option("--reason", required=True, help="Why it may serve; written to the audit trail.")
+@click.option("--actor", help="Who approves (default: the user running the command).")
+def approve(version: str, reason: str, actor: str | None) -> None:
+    """Promote VERSION of fraud_model to champion after review (manual promotion policy). Refused unless
+    the version passed every validation gate."""
+    _decide("approve", version, reason, actor)
+
+
+@main.command()
+@click.argument("version")
+@click.option("--reason", required=True, help="Why it may not serve; written to the audit trail.")
+@click.option("--actor", help="Who rejects (default: the user running the command).")
+def reject(version: str, reason: str, actor: str | None) -> None:
+    """Refuse VERSION of fraud_model for good: it loses the challenger alias and is never promoted."""
+    _decide("reject", version, reason, actor)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True)

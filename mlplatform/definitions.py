@@ -23,6 +23,7 @@ from mlplatform.profiles import build_resources, run_executor
 from mlplatform.training import (
     model_assets,
     model_checks,
+    review_fraud_model,
     rollback_fraud_model,
     training_assets,
     training_checks,
@@ -56,7 +57,13 @@ def build_definitions(resources: dict) -> Definitions:
     return Definitions(
         assets=all_assets,
         asset_checks=all_checks,
-        jobs=[rollback_fraud_model, retrain_fraud_model, batch_scoring_job, nightly_monitoring_job],
+        jobs=[
+            rollback_fraud_model,
+            review_fraud_model,
+            retrain_fraud_model,
+            batch_scoring_job,
+            nightly_monitoring_job,
+        ],
         schedules=[nightly_batch_scoring, nightly_monitoring],
         sensors=[landing_zone_sensor, retrain_sensor, run_failure_alert, automation],
         resources=resources,

@@ -6,12 +6,14 @@ the champion model, one scoring every landed day, one monitoring run per day of 
 """
 
 import shutil
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
 from dagster import AssetSelection, DagsterInstance, materialize
 
+from mlplatform.checks import NOT_JUDGED_REASON, was_judged
 from mlplatform.datagen import GeneratorConfig, generate
 from mlplatform.inference.assets import batch_predictions
 from mlplatform.ingestion.assets import raw_customers, raw_labels, raw_merchants, raw_transactions
@@ -48,6 +50,8 @@ class DemoSummary:
     assets_materialized: set[str] = field(default_factory=set)
     checks_passed: int = 0
     checks_failed: list[str] = field(default_factory=list)
+    # (check, reason): nothing to judge, said so, never counted as passed
+    checks_not_judged: list[tuple[str, str]] = field(default_factory=list)
     signals: list[str] = field(default_factory=list)  # monitoring checks that fired: findings, not faults
     table_rows: dict[str, int] = field(default_factory=dict)
 
@@ -62,6 +66,9 @@ class DemoSummary:
             name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name} ({label})"
             if evaluation.passed:
                 self.checks_passed += 1
+            elif not was_judged(evaluation.metadata):
+                check = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+                self.checks_not_judged.append((check, evaluation.metadata[NOT_JUDGED_REASON].value))
             elif evaluation.asset_key in MONITORING_KEYS:
                 self.signals.append(f"{name} {evaluation.severity.value}")
             else:
@@ -72,8 +79,13 @@ class DemoSummary:
         lines = [
             f"runs: {self.runs_succeeded} succeeded, {len(self.runs_failed)} failed {self.runs_failed or ''}",
             f"assets materialized: {len(self.assets_materialized)} ({assets})",
-            f"checks: {self.checks_passed} passed, {len(self.checks_failed)} failed",
+            f"checks: {self.checks_passed} passed, {len(self.checks_failed)} failed, "
+            f"{len(self.checks_not_judged)} not judged (nothing to judge yet)",
             *(f"  failed: {check}" for check in self.checks_failed),
+            *(
+                f"  not judged: {check} x{n} (e.g. {dict(self.checks_not_judged)[check]})"
+                for check, n in Counter(check for check, _ in self.checks_not_judged).items()
+            ),
             f"monitoring signals (also sent to the alert sink): {len(self.signals)}",
             *(f"  {signal}" for signal in self.signals),
             "rows per table:",

@@ -7,12 +7,14 @@ never asks which profile it runs under.
 import os
 import sys
 from pathlib import Path
+from typing import Literal
 
 from dagster import ConfigurableResource, EnvVar, ExecutorDefinition
 from dagster_dbt import DbtCliResource
 
 from mlplatform.resources import (
     DuckDBWarehouse,
+    GateBounds,
     JsonlAlertSink,
     LandingZone,
     LocalFeastFeatureStore,
@@ -29,6 +31,7 @@ from mlplatform.settings import DBT_PROJECT_DIR, state_dir
 
 PROFILE_ENV_VAR = "MLPLATFORM_PROFILE"
 EXECUTOR_ENV_VAR = "MLPLATFORM_EXECUTOR"
+PROMOTION_POLICY_ENV_VAR = "MLPLATFORM_PROMOTION_POLICY"
 PROFILES = ("local", "prod")
 # the dbt installed beside this interpreter, so runs do not depend on PATH
 DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
@@ -39,6 +42,16 @@ def active_profile() -> str:
     if profile not in PROFILES:
         raise ValueError(f"{PROFILE_ENV_VAR}={profile!r} is not a known profile; choose one of {PROFILES}")
     return profile
+
+
+def promotion_policy() -> Literal["auto", "manual"]:
+    """auto (default): gates suffice; manual: a reviewer approves each champion (`mlplatform approve`)."""
+    policy = os.environ.get(PROMOTION_POLICY_ENV_VAR, "auto")
+    if policy == "auto":
+        return "auto"
+    if policy == "manual":
+        return "manual"
+    raise ValueError(f"{PROMOTION_POLICY_ENV_VAR}={policy!r}: choose auto or manual")
 
 
 def warehouse_kind() -> str:
@@ -58,6 +71,7 @@ def local_resources(state: Path) -> dict[str, ConfigurableResource]:
             tracking_uri=f"sqlite:///{state / 'mlflow' / 'mlflow.db'}",
             artifact_root=str(state / "mlflow" / "artifacts"),
             audit_log=str(state / "audit" / "model_registry.jsonl"),
+            promotion_policy=promotion_policy(),
         ),
         "alerts": JsonlAlertSink(path=str(state / "alerts" / "alerts.jsonl")),
         "dbt": dbt_resource("local"),
@@ -78,6 +92,7 @@ def prod_resources(state: Path) -> dict[str, ConfigurableResource]:
         "model_registry": ModelRegistry(
             tracking_uri=EnvVar("MLFLOW_TRACKING_URI"),
             audit_log=str(state / "audit" / "model_registry.jsonl"),
+            promotion_policy=promotion_policy(),
         ),
         "alerts": WebhookAlertSink(url=EnvVar("MLPLATFORM_ALERT_WEBHOOK_URL")),
         "dbt": dbt_resource("prod"),
@@ -91,6 +106,7 @@ def file_resources(state: Path) -> dict[str, ConfigurableResource]:
             landing_dir=str(state / "landing"), quarantine_dir=str(state / "quarantine")
         ),
         "monitoring": MonitoringSettings(report_dir=str(state / "reports")),
+        "gate_bounds": GateBounds(),
         "prediction_log": PredictionLog(directory=str(state / "predictions")),
         "serving": ServingSettings(routing_file=str(state / "serving" / "routing.json")),
     }
@@ -106,17 +122,22 @@ def dbt_resource(target: str) -> DbtCliResource:
     )
 
 
-def run_executor() -> ExecutorDefinition | None:
-    """Where a run's steps execute: in the run's process (default), or one Kubernetes pod per step when
-    `MLPLATFORM_EXECUTOR=k8s` (set in deploy/k8s/config.yaml), so each asset gets its own pod size."""
+def run_executor() -> ExecutorDefinition:
+    """Where a run's steps execute: in the run's process (default: one code-location load per run), in
+    one process per step (`MLPLATFORM_EXECUTOR=multiprocess`), or one Kubernetes pod per step
+    (`MLPLATFORM_EXECUTOR=k8s`, set in deploy/k8s/config.yaml), so each asset gets its own pod size."""
+    from dagster import in_process_executor, multiprocess_executor
+
     executor = os.environ.get(EXECUTOR_ENV_VAR, "in_process")
     if executor == "k8s":
         from dagster_k8s import k8s_job_executor  # the kubernetes client costs seconds to import
 
         return k8s_job_executor
+    if executor == "multiprocess":
+        return multiprocess_executor
     if executor != "in_process":
-        raise ValueError(f"{EXECUTOR_ENV_VAR}={executor!r}: choose in_process or k8s")
-    return None
+        raise ValueError(f"{EXECUTOR_ENV_VAR}={executor!r}: choose in_process, multiprocess or k8s")
+    return in_process_executor
 
 
 def build_resources(profile: str | None = None, state: Path | None = None) -> dict[str, ConfigurableResource]:

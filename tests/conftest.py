@@ -1,5 +1,7 @@
 """Shared fixtures: small generated data sets in temporary state folders, real DuckDB and real GX."""
 
+import os
+import pickle
 import shutil
 from datetime import date
 from pathlib import Path
@@ -50,13 +52,20 @@ def built_state(tmp_path_factory):
     """The whole graph materialized once on the medium data set, the way `make demo` does it.
 
     Returns (state folder, demo summary). Tests that change anything work on a copy (`copy_state`).
+    While iterating, `MLPLATFORM_TEST_BUILT_STATE=<folder>` builds it there once and reuses it in later
+    sessions (delete the folder when the code that builds it changes; CI never sets it).
     """
     from mlplatform.demo import materialize_all
 
-    state = tmp_path_factory.mktemp("built")
+    reused = os.environ.get("MLPLATFORM_TEST_BUILT_STATE")
+    state = Path(reused) if reused else tmp_path_factory.mktemp("built")
+    summary_file = state / "test-summary.pickle"
+    if reused and summary_file.exists():
+        return state, pickle.loads(summary_file.read_bytes())
     generate(MEDIUM, state / "landing")
     with built_instance(state) as instance:
         summary = materialize_all(state, instance)
+    summary_file.write_bytes(pickle.dumps(summary))
     return state, summary
 
 

@@ -118,13 +118,15 @@ def test_retraining_is_a_job_with_the_gates_and_a_sensor_that_starts_it():
     assert defs.resolve_sensor_def("retrain_sensor").job_name == "retrain_fraud_model"
 
 
-def test_the_executor_is_in_process_unless_kubernetes_is_asked_for(monkeypatch):
+def test_the_executor_is_in_process_unless_another_is_asked_for(monkeypatch):
     from mlplatform.profiles import EXECUTOR_ENV_VAR, run_executor
 
     monkeypatch.delenv(EXECUTOR_ENV_VAR, raising=False)
-    assert run_executor() is None  # Dagster's default: the run's own process
+    assert run_executor().name == "in_process"  # one code-location load per run, not one per step
+    monkeypatch.setenv(EXECUTOR_ENV_VAR, "multiprocess")
+    assert run_executor().name == "multiprocess"
     monkeypatch.setenv(EXECUTOR_ENV_VAR, "k8s")
     assert run_executor().name == "k8s"  # one pod per step, sized by the dagster-k8s/config tags
     monkeypatch.setenv(EXECUTOR_ENV_VAR, "kubernetes")
-    with pytest.raises(ValueError, match="choose in_process or k8s"):
+    with pytest.raises(ValueError, match="choose in_process, multiprocess or k8s"):
         run_executor()

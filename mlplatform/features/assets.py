@@ -20,6 +20,7 @@ from dagster import (
 )
 
 from mlplatform.automation import FOLLOW_UPSTREAM
+from mlplatform.checks import judged, not_judged
 from mlplatform.features.skew import latest_rows, skew
 from mlplatform.resources import FeastFeatureStore, Warehouse
 from mlplatform.settings import FEATURE_REPO_DIR
@@ -109,12 +110,11 @@ def build_online_features(view: str, mart: str, key: str) -> tuple[AssetsDefinit
     def fresh(feature_store: FeastFeatureStore, warehouse: Warehouse) -> AssetCheckResult:
         online_until = feature_store.store().get_feature_view(view).most_recent_end_time
         newest = newest_valid_row(warehouse, mart, datetime.now(UTC))
+        figures = {"online_until": str(online_until), "newest_valid_offline_row": str(newest)}
+        if pd.isna(newest):
+            return not_judged(f"marts.{mart} has no row valid now", **figures)
         behind = online_until is None or _naive(online_until) < newest
-        return AssetCheckResult(
-            passed=not behind,
-            severity=AssetCheckSeverity.WARN,
-            metadata={"online_until": str(online_until), "newest_valid_offline_row": str(newest)},
-        )
+        return judged(not behind, severity=AssetCheckSeverity.WARN, **figures)
 
     @asset_check(
         asset=asset_key,
@@ -132,14 +132,16 @@ def build_online_features(view: str, mart: str, key: str) -> tuple[AssetsDefinit
         )
         expected = latest_rows(offline, key)
         expected = expected.sample(min(SKEW_SAMPLE, len(expected)), random_state=0)
+        if expected.empty:
+            return not_judged(f"no {key} has an offline row before the materialization to compare")
         online = store.get_online_features(
             features=[f"{view}:{f}" for f in fields],
             entity_rows=[{key: entity} for entity in expected.index],
         ).to_df()
         mismatches = skew(expected, online, key, fields)
-        return AssetCheckResult(
-            passed=not mismatches,
-            metadata={
+        return judged(
+            not mismatches,
+            **{
                 "entities_compared": len(expected),
                 "features_compared": len(fields),
                 "mismatches": len(mismatches),

@@ -1,9 +1,12 @@
 """Point-in-time retrieval of a feature service for labelled or scored events."""
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 import pyarrow as pa
-from feast import FeatureStore
-from feast.infra.offline_stores.contrib.postgres_offline_store.postgres import PostgreSQLOfflineStoreConfig
+
+if TYPE_CHECKING:  # feast takes seconds to import: paid by the steps that retrieve features
+    from feast import FeatureStore
 
 EVENT_TIME = "event_timestamp"
 # Feast's file store joins each event with every row of its entity before filtering by time, so memory
@@ -15,14 +18,18 @@ CHUNK_EVENTS = 100_000
 POSTGRES_CHUNK_EVENTS = 3_000
 
 
-def chunk_events(store: FeatureStore) -> int:
+def chunk_events(store: "FeatureStore") -> int:
     """How many distinct (keys, time) events to ask the store's offline store for at once."""
+    from feast.infra.offline_stores.contrib.postgres_offline_store.postgres import (
+        PostgreSQLOfflineStoreConfig,
+    )
+
     if isinstance(store.config.offline_store, PostgreSQLOfflineStoreConfig):
         return POSTGRES_CHUNK_EVENTS
     return CHUNK_EVENTS
 
 
-def historical_features(store: FeatureStore, events: pd.DataFrame, service: str) -> pd.DataFrame:
+def historical_features(store: "FeatureStore", events: pd.DataFrame, service: str) -> pd.DataFrame:
     """`events` plus every feature of `service` as of each event's `event_timestamp` (full feature names).
 
     Feast does the point-in-time join of each feature view, on the distinct (join keys, time) pairs in
@@ -61,7 +68,7 @@ def historical_features(store: FeatureStore, events: pd.DataFrame, service: str)
     return result
 
 
-def features_as_of_events(store: FeatureStore, rows: pd.DataFrame, service: str) -> pd.DataFrame:
+def features_as_of_events(store: "FeatureStore", rows: pd.DataFrame, service: str) -> pd.DataFrame:
     """`rows` (warehouse rows, `event_ts` naive UTC) with `service`'s features as of each `event_ts`.
 
     What training sets and batch predictions both use, so their features are computed the same way."""

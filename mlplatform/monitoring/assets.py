@@ -3,6 +3,7 @@ performance once the (delayed) labels of the day have arrived. Failing checks go
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,7 @@ from dagster import (
 )
 
 from mlplatform.automation import FOLLOW_UPSTREAM, follow_updates_of
+from mlplatform.checks import judged, not_judged, was_judged
 from mlplatform.features.retrieval import features_as_of_events
 from mlplatform.features.skew import MISMATCH_DTYPES, mismatch_rates
 from mlplatform.inference.assets import batch_predictions
@@ -63,6 +65,13 @@ SERVING_HEALTH = AssetKey("serving_health")
 SERVING_SKEW = AssetKey("serving_skew")
 MONITORING_REPORT = AssetKey("monitoring_report")
 TRAINING_LABELS = AssetKey("training_labels")
+# inputs the transaction itself carries: no rolling window, so no warm-up drift on short histories
+TRANSACTION_INPUTS = (
+    "amount",
+    "channel",
+    "transaction_context__hour_of_day",
+    "transaction_context__is_foreign",
+)
 LABEL_DELAY = timedelta(days=7)  # most chargebacks of a day have arrived a week later
 
 # a day is monitored once it is scored (its performance is judged again once its labels are in)
@@ -77,13 +86,39 @@ def graded(
 ) -> tuple[bool, AssetCheckSeverity]:
     """passed, and how bad it is when not: WARN between the bounds, ERROR beyond the error bound."""
     worse = (lambda x, bound: x > bound) if higher_is_worse else (lambda x, bound: x < bound)
-    if np.isnan(value) or not worse(value, warn):
+    if not worse(value, warn):
         return True, AssetCheckSeverity.WARN
     return False, AssetCheckSeverity.ERROR if worse(value, error) else AssetCheckSeverity.WARN
 
 
+def graded_check(
+    key: AssetKey,
+    name: str,
+    figure: str,
+    value: float,
+    warn: float,
+    error: float,
+    *,
+    day: str,
+    higher_is_worse: bool = True,
+    unjudged_reason: str | None = None,
+    **metadata,
+) -> AssetCheckResult:
+    """The check result for `figure` = `value` against its WARN and ERROR bounds, with the value, the
+    bounds and the day in its metadata. No value (NaN) or a stated reason: not judged, never passed."""
+    figures: dict[str, Any] = {"partition": day, "warn_bound": warn, "error_bound": error, **metadata}
+    if unjudged_reason is not None or np.isnan(value):
+        return not_judged(
+            unjudged_reason or f"no {figure} for {day}", asset_key=key, check_name=name, **figures
+        )
+    passed, severity = graded(value, warn, error, higher_is_worse)
+    figures[figure] = round(value, 5)
+    return judged(passed, severity=severity, asset_key=key, check_name=name, **figures)
+
+
 def alert_on(result: AssetCheckResult, alerts: AlertSink, partition: str, figure: str) -> AssetCheckResult:
-    if not result.passed:
+    """Send a judged failure to the alert sink (a check that could not judge is not an alarm)."""
+    if not result.passed and was_judged(result.metadata):
         alerts.send(
             "check_failed",
             f"{result.asset_key.to_user_string()}:{result.check_name} {result.severity.value} on {partition}",
@@ -116,8 +151,24 @@ def store_day(warehouse: Warehouse, table: str, rows: pd.DataFrame, day: str) ->
     deps=[batch_predictions, training_set],
     automation_condition=FOLLOW_NEW_SCORES,
     check_specs=[
-        AssetCheckSpec("feature_psi", asset=FEATURE_DRIFT, description="Max feature PSI within bounds."),
-        AssetCheckSpec("prediction_psi", asset=FEATURE_DRIFT, description="Score PSI within bounds."),
+        AssetCheckSpec(
+            "feature_psi",
+            asset=FEATURE_DRIFT,
+            description="Largest PSI of any model input against the reference: WARN above 0.1, ERROR above "
+            "0.25 (alerts; rolling windows still filling up also move it, so it does not retrain).",
+        ),
+        AssetCheckSpec(
+            "transaction_psi",
+            asset=FEATURE_DRIFT,
+            description="Largest PSI of the transaction's own inputs (amount, channel, hour, foreign), which "
+            "no rolling window smooths: WARN above 0.1, ERROR above 0.25 (retrains).",
+        ),
+        AssetCheckSpec(
+            "prediction_psi",
+            asset=FEATURE_DRIFT,
+            description="PSI of the day's scores against the reference: WARN above 0.1, ERROR above 0.25 "
+            "(retrains).",
+        ),
     ],
     description=(
         "The day's model inputs and scores against the champion's training set: PSI per feature (KS test "
@@ -164,32 +215,51 @@ def feature_drift(
     store_day(warehouse, "score_histogram", histogram, day)
 
     max_psi = float(table["psi"].max())
-    feature_ok, feature_severity = graded(max_psi, monitoring.psi_warn, monitoring.psi_error)
-    score_ok, score_severity = graded(score_psi, monitoring.psi_warn, monitoring.psi_error)
     drifted = table.loc[table["psi"] > monitoring.psi_warn, "feature"].tolist()
+    transaction_psi = float(table.loc[table["feature"].isin(TRANSACTION_INPUTS), "psi"].max())
+    no_rows = None if len(current) else f"no transactions scored on {day}"
     checks = [
-        AssetCheckResult(
-            asset_key=FEATURE_DRIFT,
-            check_name="feature_psi",
-            passed=feature_ok,
-            severity=feature_severity,
-            metadata={"max_psi": round(max_psi, 4), "drifted_features": MetadataValue.json(drifted)},
+        graded_check(
+            FEATURE_DRIFT,
+            "feature_psi",
+            "max_psi",
+            max_psi,
+            monitoring.psi_warn,
+            monitoring.psi_error,
+            day=day,
+            unjudged_reason=no_rows,
+            drifted_features=MetadataValue.json(drifted),
         ),
-        AssetCheckResult(
-            asset_key=FEATURE_DRIFT,
-            check_name="prediction_psi",
-            passed=score_ok,
-            severity=score_severity,
-            metadata={"score_psi": round(score_psi, 4)},
+        graded_check(
+            FEATURE_DRIFT,
+            "transaction_psi",
+            "max_transaction_psi",
+            transaction_psi,
+            monitoring.psi_warn,
+            monitoring.psi_error,
+            day=day,
+            unjudged_reason=no_rows,
+            inputs=MetadataValue.json(list(TRANSACTION_INPUTS)),
+        ),
+        graded_check(
+            FEATURE_DRIFT,
+            "prediction_psi",
+            "score_psi",
+            score_psi,
+            monitoring.psi_warn,
+            monitoring.psi_error,
+            day=day,
+            unjudged_reason=no_rows,
         ),
     ]
-    for check, figure in zip(checks, ("max_psi", "score_psi"), strict=True):
+    for check, figure in zip(checks, ("max_psi", "max_transaction_psi", "score_psi"), strict=True):
         alert_on(check, alerts, day, figure)
     return MaterializeResult(
         metadata={
             "dagster/row_count": len(current),
             "model_version": model.version,
             "max_psi": round(max_psi, 4),
+            "max_transaction_psi": round(transaction_psi, 4),
             "score_psi": round(score_psi, 4),
             "drifted_features": len(drifted),
             "psi_chart": image_metadata(psi_chart(table, monitoring.psi_warn, monitoring.psi_error), "PSI"),
@@ -236,23 +306,23 @@ def model_performance(
         f"where partition_date > date '{day}' - interval '{monitoring.history_days} days'"
     )
     enough = figures["frauds"] >= monitoring.min_labelled_frauds
-    passed, severity = graded(
-        figures["roc_auc"] if enough else float("nan"),
-        monitoring.min_roc_auc_warn,
-        monitoring.min_roc_auc_error,
-        higher_is_worse=False,
-    )
     check = alert_on(
-        AssetCheckResult(
-            asset_key=MODEL_PERFORMANCE,
-            check_name="roc_auc",
-            passed=passed,
-            severity=severity,
-            metadata={
-                "roc_auc": round(figures["roc_auc"], 4),
-                "frauds_labelled": figures["frauds"],
-                "judged": enough,
-            },
+        graded_check(
+            MODEL_PERFORMANCE,
+            "roc_auc",
+            "roc_auc",
+            figures["roc_auc"],
+            monitoring.min_roc_auc_warn,
+            monitoring.min_roc_auc_error,
+            day=day,
+            higher_is_worse=False,
+            unjudged_reason=None
+            if enough
+            else (
+                f"not enough labels yet: {int(figures['frauds'])} frauds labelled, "
+                f"{monitoring.min_labelled_frauds} needed"
+            ),
+            frauds_labelled=int(figures["frauds"]),
         ),
         alerts,
         day,
@@ -295,18 +365,16 @@ def serving_health(
 ) -> MaterializeResult:
     day = context.partition_key
     figures = serving_figures(prediction_log.read(day))
-    passed, severity = graded(
-        figures.get("latency_p99_ms", float("nan")),
-        monitoring.latency_p99_warn_ms,
-        monitoring.latency_p99_error_ms,
-    )
     check = alert_on(
-        AssetCheckResult(
-            asset_key=SERVING_HEALTH,
-            check_name="latency_p99",
-            passed=passed,
-            severity=severity,
-            metadata={"latency_p99_ms": round(figures.get("latency_p99_ms", float("nan")), 2)},
+        graded_check(
+            SERVING_HEALTH,
+            "latency_p99",
+            "latency_p99_ms",
+            figures.get("latency_p99_ms", float("nan")),
+            monitoring.latency_p99_warn_ms,
+            monitoring.latency_p99_error_ms,
+            day=day,
+            unjudged_reason=None if figures.get("requests") else f"no online traffic on {day}",
         ),
         alerts,
         day,
@@ -361,15 +429,19 @@ def serving_skew(
     )
     store_day(warehouse, "serving_skew", table, day)
     worst = float(table["mismatch_rate"].max()) if len(table) else float("nan")
-    passed, severity = graded(worst, monitoring.skew_warn_rate, monitoring.skew_error_rate)
     skewed = sorted(set(table.loc[table["mismatches"] > 0, "feature"]))
     check = alert_on(
-        AssetCheckResult(
-            asset_key=SERVING_SKEW,
-            check_name="feature_skew",
-            passed=passed,
-            severity=severity,
-            metadata={"max_mismatch_rate": round(worst, 5), "skewed_features": MetadataValue.json(skewed)},
+        graded_check(
+            SERVING_SKEW,
+            "feature_skew",
+            "max_mismatch_rate",
+            worst,
+            monitoring.skew_warn_rate,
+            monitoring.skew_error_rate,
+            day=day,
+            unjudged_reason=None if len(log) else f"no online predictions logged on {day}",
+            predictions_compared=len(log),
+            skewed_features=MetadataValue.json(skewed),
         ),
         alerts,
         day,
@@ -468,7 +540,7 @@ def monitoring_report(
 def latest_figures(context: AssetExecutionContext, day: str) -> dict[str, float | str]:
     """The headline numbers the monitoring assets recorded for `day` (their latest materialization)."""
     wanted = {
-        FEATURE_DRIFT: ("max_psi", "score_psi", "drifted_features"),
+        FEATURE_DRIFT: ("max_psi", "max_transaction_psi", "score_psi", "drifted_features"),
         MODEL_PERFORMANCE: ("roc_auc", "precision_at_threshold", "recall_at_threshold", "label_coverage"),
         SERVING_HEALTH: ("requests", "latency_p99_ms"),
         SERVING_SKEW: ("max_mismatch_rate",),

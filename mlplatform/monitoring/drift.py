@@ -2,8 +2,6 @@
 
 import numpy as np
 import pandas as pd
-from scipy.stats import ks_2samp
-from sklearn.metrics import precision_score, recall_score, roc_auc_score
 
 PSI_BINS = 10
 EPSILON = 1e-4  # an empty bin on one side must not make PSI infinite
@@ -37,6 +35,8 @@ def psi(reference: pd.Series, current: pd.Series) -> float:
 
 def drift_table(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Per column: PSI, and for numeric columns the two-sample Kolmogorov-Smirnov statistic and p-value."""
+    from scipy.stats import ks_2samp  # a second to import: only when drift is measured
+
     rows = []
     for column in columns:
         row = {"feature": column, "psi": psi(reference[column], current[column])}
@@ -49,6 +49,8 @@ def drift_table(reference: pd.DataFrame, current: pd.DataFrame, columns: list[st
 
 def labelled_performance(labels: np.ndarray, scores: np.ndarray, decisions: np.ndarray) -> dict[str, float]:
     """How the served decisions did once the truth is known; AUC needs both classes."""
+    from sklearn import metrics  # seconds to import: only when performance is computed
+
     labels = np.asarray(labels).astype(int)
     if len(labels) == 0:
         nothing = float("nan")
@@ -57,9 +59,9 @@ def labelled_performance(labels: np.ndarray, scores: np.ndarray, decisions: np.n
     return {
         "labelled": len(labels),
         "frauds": int(labels.sum()),
-        "roc_auc": float(roc_auc_score(labels, scores)) if both_classes else float("nan"),
-        "precision_at_threshold": float(precision_score(labels, decisions, zero_division=0)),
-        "recall_at_threshold": float(recall_score(labels, decisions, zero_division=0)),
+        "roc_auc": float(metrics.roc_auc_score(labels, scores)) if both_classes else float("nan"),
+        "precision_at_threshold": float(metrics.precision_score(labels, decisions, zero_division=0)),
+        "recall_at_threshold": float(metrics.recall_score(labels, decisions, zero_division=0)),
     }
 
 

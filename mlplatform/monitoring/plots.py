@@ -8,10 +8,6 @@ import base64
 import html
 import io
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display: render to memory only
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from dagster import MetadataValue
@@ -20,11 +16,21 @@ SCORE_BINS = np.linspace(0.0, 1.0, 21)
 STABLE, SHIFTING, DRIFTED = "#4c9a6a", "#e0a030", "#c8453b"
 
 
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend (no display: render to memory), imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _png(figure) -> bytes:
     buffer = io.BytesIO()
     figure.tight_layout()
     figure.savefig(buffer, format="png", dpi=80)
-    plt.close(figure)
+    _pyplot().close(figure)
     return buffer.getvalue()
 
 
@@ -32,7 +38,7 @@ def psi_chart(table: pd.DataFrame, warn: float, error: float, top: int = 15) -> 
     """Horizontal bars of the `top` highest PSIs, coloured by the WARN and ERROR bounds."""
     shown = table.dropna(subset=["psi"]).nlargest(top, "psi").iloc[::-1]
     colours = [DRIFTED if v > error else SHIFTING if v > warn else STABLE for v in shown["psi"]]
-    figure, axis = plt.subplots(figsize=(7, 0.28 * len(shown) + 1.2))
+    figure, axis = _pyplot().subplots(figsize=(7, 0.28 * len(shown) + 1.2))
     axis.barh(shown["feature"], shown["psi"], color=colours)
     for bound, style in ((warn, ":"), (error, "--")):
         axis.axvline(bound, color="grey", linestyle=style, linewidth=1)
@@ -52,7 +58,7 @@ def score_histogram(reference: pd.Series, current: pd.Series) -> pd.DataFrame:
 
 def score_chart(histogram: pd.DataFrame) -> bytes:
     """Reference and current score distributions, log scale: fraud scores live in the thin right tail."""
-    figure, axis = plt.subplots(figsize=(7, 3))
+    figure, axis = _pyplot().subplots(figsize=(7, 3))
     width = float(histogram["bin_end"].iloc[0] - histogram["bin_start"].iloc[0])
     for column, colour, label in (
         ("reference_share", "#8aa1c1", "training reference"),
@@ -77,7 +83,7 @@ def score_chart(histogram: pd.DataFrame) -> bytes:
 def performance_chart(history: pd.DataFrame, floor_warn: float, floor_error: float) -> bytes:
     """ROC AUC, precision and recall of the served decisions per day, with the AUC floors."""
     history = history.sort_values("partition_date")
-    figure, axis = plt.subplots(figsize=(7, 3))
+    figure, axis = _pyplot().subplots(figsize=(7, 3))
     for column, marker in (("roc_auc", "o"), ("precision_at_threshold", "s"), ("recall_at_threshold", "^")):
         axis.plot(pd.to_datetime(history["partition_date"]), history[column], marker=marker, label=column)
     for bound, style in ((floor_warn, ":"), (floor_error, "--")):

@@ -4,6 +4,7 @@ from mlplatform.resources.feature_store import (
     LocalFeastFeatureStore,
     PostgresRedisFeastFeatureStore,
 )
+from mlplatform.resources.gates import GateBounds
 from mlplatform.resources.landing import LandingZone
 from mlplatform.resources.model_registry import ModelRegistry
 from mlplatform.resources.monitoring import MonitoringSettings
@@ -16,6 +17,7 @@ __all__ = [
     "AlertSink",
     "DuckDBWarehouse",
     "FeastFeatureStore",
+    "GateBounds",
     "JsonlAlertSink",
     "LandingZone",
     "LocalFeastFeatureStore",

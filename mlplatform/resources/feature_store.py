@@ -13,12 +13,15 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import yaml  # type: ignore[import-untyped]  # no stubs in the lock file
 from dagster import ConfigurableResource, EnvVar
-from feast import FeatureStore
-from feast.data_source import DataSource
-from feast.repo_config import RepoConfig
+
+if TYPE_CHECKING:  # feast takes seconds to import: only the code that uses it pays for it
+    from feast import FeatureStore
+    from feast.data_source import DataSource
+    from feast.repo_config import RepoConfig
 
 from mlplatform.resources.env import resolved, yaml_reference
 from mlplatform.resources.postgres import PostgresConnection
@@ -54,11 +57,13 @@ class FeastFeatureStore(ConfigurableResource):
         that may come from the environment (resolved here, `${NAME}` in a file)."""
         raise NotImplementedError
 
-    def source_factory(self, repo: ModuleType) -> Callable[[str], DataSource]:
+    def source_factory(self, repo: ModuleType) -> Callable[[str], "DataSource"]:
         """How a feature view reads a dbt mart (`repo` is feature_repo/features.py)."""
         raise NotImplementedError
 
-    def repo_config(self) -> RepoConfig:
+    def repo_config(self) -> "RepoConfig":
+        from feast.repo_config import RepoConfig
+
         return RepoConfig(**COMMON_CONFIG, **self.store_config(), repo_path=Path(self.repo_dir))
 
     def write_serving_repo(self, folder: Path) -> Path:
@@ -70,7 +75,9 @@ class FeastFeatureStore(ConfigurableResource):
         (folder / "feature_store.yaml").write_text(yaml.dump(config, Dumper=ReferenceDumper, sort_keys=False))
         return folder
 
-    def store(self) -> FeatureStore:
+    def store(self) -> "FeatureStore":
+        from feast import FeatureStore
+
         return FeatureStore(config=self.repo_config())
 
     def definitions(self) -> dict[str, object]:
@@ -115,7 +122,7 @@ class LocalFeastFeatureStore(FeastFeatureStore):
             "offline_store": {"type": "file"},
         }
 
-    def source_factory(self, repo: ModuleType) -> Callable[[str], DataSource]:
+    def source_factory(self, repo: ModuleType) -> Callable[[str], "DataSource"]:
         return repo.parquet_source(str(self.feast_dir / "data"))
 
 
@@ -152,7 +159,7 @@ class PostgresRedisFeastFeatureStore(FeastFeatureStore):
             "offline_store": {"type": "postgres", **connection},
         }
 
-    def source_factory(self, repo: ModuleType) -> Callable[[str], DataSource]:
+    def source_factory(self, repo: ModuleType) -> Callable[[str], "DataSource"]:
         return repo.postgres_source("marts")
 
     @classmethod

@@ -13,11 +13,12 @@ from dagster import (
     asset_check,
 )
 
+from mlplatform.checks import judged, not_judged
 from mlplatform.features.assets import feast_registry
 from mlplatform.features.retrieval import features_as_of_events
 from mlplatform.k8s import TRAINING
 from mlplatform.resources import FeastFeatureStore, Warehouse
-from mlplatform.training.leakage import leaked_values
+from mlplatform.training.leakage import FAMILIES, leaked_values
 
 FEATURE_SERVICE = "fraud_model_v1"
 LEAKAGE_SAMPLE = 400
@@ -77,27 +78,43 @@ def training_set(
     )
 
 
+def sql_list(values) -> str:
+    """Ids from landed files as quoted SQL literals (a ' inside is doubled), never pasted raw."""
+    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
+
+
 @asset_check(
     asset=training_set,
     blocking=True,
-    description="No feature value was computed from data after its label's event time (sampled recompute).",
+    description=(
+        f"No feature value of {LEAKAGE_SAMPLE} sampled rows was computed from data at or after its validity "
+        f"time: every stored feature family ({', '.join(FAMILIES)}) recomputed from staging."
+    ),
 )
 def no_point_in_time_leakage(warehouse: Warehouse) -> AssetCheckResult:
     sample = warehouse.sample_rows("training.training_set", LEAKAGE_SAMPLE)
-    # ids come from landed files: quote them as SQL literals (a ' inside is doubled), never paste them raw
-    customers = "', '".join(str(c).replace("'", "''") for c in sample["customer_id"].unique())
+    if sample.empty:
+        return not_judged("the training set is empty")
+    customers, merchants = sql_list(sample["customer_id"].unique()), sql_list(sample["merchant_id"].unique())
     transactions = warehouse.read_sql(
-        "select customer_id, event_ts, amount from staging.stg_transactions "
-        f"where customer_id in ('{customers}')"
+        "select transaction_id, customer_id, merchant_id, event_ts, amount from staging.stg_transactions "
+        f"where customer_id in ({customers}) or merchant_id in ({merchants})"
     )
-    problems = leaked_values(sample, transactions)
-    return AssetCheckResult(
-        passed=not problems,
-        metadata={
-            "rows_checked": len(sample),
-            "values_differing": len(problems),
-            "examples": MetadataValue.json([{k: str(v) for k, v in p.items()} for p in problems[:10]]),
-        },
+    of_merchants = f"select transaction_id from staging.stg_transactions where merchant_id in ({merchants})"
+    labels = warehouse.read_sql(
+        "select transaction_id, is_fraud, reported_at, cast(null as timestamp) as superseded_at "
+        f"from staging.stg_labels where transaction_id in ({of_merchants}) "
+        "union all select transaction_id, is_fraud, reported_at, superseded_at "
+        f"from staging.stg_superseded_labels where transaction_id in ({of_merchants})"
+    )
+    problems = leaked_values(sample, transactions, labels)
+    per_family = {family: sum(p["family"] == family for p in problems) for family in FAMILIES}
+    return judged(
+        not problems,
+        rows_checked=len(sample),
+        values_differing=len(problems),
+        differing_per_family=MetadataValue.json(per_family),
+        examples=MetadataValue.json([{k: str(v) for k, v in p.items()} for p in problems[:10]]),
     )
 
 

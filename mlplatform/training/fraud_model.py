@@ -3,28 +3,36 @@
 import hashlib
 import subprocess
 import time
-from dataclasses import dataclass
+from typing import Any
 
-import mlflow
 import pandas as pd
 from dagster import (
+    AssetCheckExecutionContext,
     AssetCheckResult,
     AssetExecutionContext,
     Config,
+    DagsterInstance,
+    DagsterRunStatus,
     MaterializeResult,
     MetadataValue,
-    Output,
     asset,
     asset_check,
 )
-from mlflow.models import infer_signature
-from sklearn.inspection import permutation_importance
 
+from mlplatform.checks import judged, not_judged
 from mlplatform.k8s import TRAINING
-from mlplatform.resources import ModelRegistry, Warehouse
-from mlplatform.resources.model_registry import CHALLENGER, CHAMPION
+from mlplatform.resources import GateBounds, ModelRegistry, Warehouse
+from mlplatform.resources.model_registry import CHAMPION
 from mlplatform.settings import DBT_PROJECT_DIR, PROJECT_ROOT
 from mlplatform.training.assets import FEATURE_SERVICE, training_set
+from mlplatform.training.candidate import (
+    EVALUATION_ARTIFACT,
+    VERSION_METADATA,
+    ModelCandidate,
+    candidate_version,
+    load_candidate,
+)
+from mlplatform.training.gates import LIFECYCLE_TAG, GateResult, Lifecycle, Verdict
 from mlplatform.training.model import (
     LABEL,
     SLICES,
@@ -35,15 +43,10 @@ from mlplatform.training.model import (
     predict_scores,
     time_split,
 )
-from mlplatform.training.registry import promote
+from mlplatform.training.registry import promote, propose, reconcile_orphans
 
 MODEL_NAME = "fraud_model"
-# Gates a candidate must pass before it may serve (blocking checks).
-FLOORS = {"roc_auc": 0.85, "pr_auc": 0.30, "recall_at_1pct_fpr": 0.30}
-CHAMPION_TOLERANCE = 0.005  # ROC AUC a candidate may lose against the champion on the same holdout
-MAX_SLICE_AUC_GAP = 0.15
-MAX_CALIBRATION_ERROR = 0.05
-MAX_ONE_ROW_LATENCY_MS = 50.0
+DEFAULT_BOUNDS = GateBounds()  # shown in the gates' descriptions; runs use the `gate_bounds` resource
 PIP_REQUIREMENTS = ["scikit-learn==1.9.1", "pandas==2.3.3", "numpy==2.4.6"]
 
 
@@ -57,21 +60,19 @@ class FraudModelConfig(Config):
     threads: int = 1  # OpenMP threads for fitting; more only helps on an otherwise idle machine
 
 
-@dataclass(frozen=True)
-class ModelCandidate:
-    """What fraud_model hands downstream: a registered version and how it did on its holdout."""
+IN_PROGRESS = {
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+}
 
-    name: str
-    version: str
-    run_id: str
-    metrics: dict[str, float]
-    slices: dict[str, dict[str, float]]
-    threshold: float
-    holdout_from: str  # first holdout event time: the checks re-create the same holdout from it
 
-    @property
-    def uri(self) -> str:
-        return f"models:/{self.name}/{self.version}"
+def run_in_progress(instance: DagsterInstance, run_id: str | None) -> bool:
+    """Whether a Dagster run is still going (a killed run counts as going until run monitoring, or the
+    loss of its instance, says otherwise)."""
+    run = instance.get_run_by_id(run_id) if run_id else None
+    return run is not None and run.status in IN_PROGRESS
 
 
 def _lineage_tags(rows: pd.DataFrame) -> dict[str, str]:
@@ -105,8 +106,8 @@ def _markdown_table(frame: pd.DataFrame) -> MetadataValue:
     op_tags=TRAINING,
     description=(
         "Gradient-boosted fraud classifier trained on the past of training_set and validated on its most "
-        "recent 20%; every run is tracked in MLflow and registered as a new `fraud_model` version (alias "
-        "`challenger` until promoted)."
+        "recent 20%; every run is tracked in MLflow and registered as a new `fraud_model` version (tag "
+        "`lifecycle: candidate`, no alias until its gates pass). The version id is what later steps judge."
     ),
 )
 def fraud_model(
@@ -114,7 +115,21 @@ def fraud_model(
     config: FraudModelConfig,
     warehouse: Warehouse,
     model_registry: ModelRegistry,
-) -> Output[ModelCandidate]:
+) -> MaterializeResult:
+    import mlflow
+    from mlflow.models import infer_signature
+    from sklearn.inspection import permutation_importance
+
+    from mlplatform.training.pyfunc import FraudScorer
+
+    repaired = reconcile_orphans(
+        model_registry,
+        MODEL_NAME,
+        lambda run_id: run_id != context.run_id and run_in_progress(context.instance, run_id),
+        actor=f"dagster run {context.run_id}",
+    )
+    for repair in repaired:
+        context.log.warning(f"reconciled after an interrupted training: {repair}")
     rows = warehouse.read_sql("select * from training.training_set")
     train, holdout = time_split(rows, config.holdout_fraction)
     params = Hyperparameters(
@@ -137,17 +152,22 @@ def fraud_model(
             {**evaluation.metrics, "train_seconds": train_seconds, "threshold": evaluation.threshold}
         )
         mlflow.set_tags({**_lineage_tags(rows), "dagster.run_id": context.run_id})
-        info = mlflow.sklearn.log_model(
-            model,
+        mlflow.log_dict(
+            {"slices": evaluation.slices, "holdout_from": str(holdout["event_ts"].min())}, EVALUATION_ARTIFACT
+        )
+        scorer = FraudScorer(model, evaluation.threshold)
+        info = mlflow.pyfunc.log_model(
             name="model",
-            signature=infer_signature(features, scores),
+            python_model=scorer,
+            signature=infer_signature(features, scorer.predict(None, features.head(3))),
             input_example=features.head(3),
             pip_requirements=PIP_REQUIREMENTS,
-            serialization_format="cloudpickle",
             registered_model_name=MODEL_NAME,
         )
     version = str(info.registered_model_version)
-    model_registry.move_alias(MODEL_NAME, CHALLENGER, version)
+    model_registry.tag_version(
+        MODEL_NAME, version, {LIFECYCLE_TAG: Lifecycle.CANDIDATE, "dagster.run_id": context.run_id}
+    )
 
     sample = holdout.sample(min(2_000, len(holdout)), random_state=0)
     importance = permutation_importance(
@@ -159,21 +179,11 @@ def fraud_model(
         random_state=0,
     )
     top = pd.Series(importance.importances_mean, index=feature_columns(sample.columns)).nlargest(10)
-    candidate = ModelCandidate(
-        MODEL_NAME,
-        version,
-        run.info.run_id,
-        evaluation.metrics,
-        evaluation.slices,
-        evaluation.threshold,
-        str(holdout["event_ts"].min()),
-    )
-    return Output(
-        candidate,
+    return MaterializeResult(
         metadata={
-            "model_version": version,
+            VERSION_METADATA: version,
             "mlflow_run_id": run.info.run_id,
-            "mlflow_model_uri": candidate.uri,
+            "mlflow_model_uri": f"models:/{MODEL_NAME}/{version}",
             "mlflow_ui": f"mlflow ui --backend-store-uri {model_registry.tracking_uri}",
             **{k: round(v, 4) for k, v in evaluation.metrics.items()},
             "metrics": _markdown_table(pd.Series(evaluation.metrics).to_frame("value")),
@@ -183,110 +193,202 @@ def fraud_model(
             "top_features": _markdown_table(top.to_frame("roc_auc_drop_when_shuffled")),
             "slices": _markdown_table(pd.DataFrame(evaluation.slices).T),
             "train_seconds": round(train_seconds, 2),
+            "reconciled": MetadataValue.json(repaired),
         },
     )
 
 
-def _gate(
-    registry: ModelRegistry, candidate: ModelCandidate, gate: str, passed: bool, **figures
+def candidate_under_judgement(context: AssetCheckExecutionContext, registry: ModelRegistry) -> ModelCandidate:
+    """The version fraud_model registered in this run (or its latest one when a gate runs alone)."""
+    version = candidate_version(context.instance, context.run.run_id, fraud_model.key)
+    return load_candidate(registry, MODEL_NAME, version)
+
+
+def record_gate(
+    context: AssetCheckExecutionContext,
+    registry: ModelRegistry,
+    candidate: ModelCandidate,
+    gate: str,
+    passed: bool | None,
+    *,
+    reason: str | None = None,
+    **figures: Any,
 ) -> AssetCheckResult:
-    """Record the gate's verdict on the model version, so a failed candidate carries why."""
-    registry.client().set_model_version_tag(
-        candidate.name, candidate.version, f"gate.{gate}", "passed" if passed else "failed"
+    """Write the gate's verdict and figures on the model version (the evidence promotion reads), and
+    report it as the check result. `passed=None`: the gate could not judge, and says why."""
+    verdict = Verdict.NOT_JUDGED if passed is None else Verdict.PASSED if passed else Verdict.FAILED
+    shown = {k: v for k, v in figures.items() if not isinstance(v, MetadataValue)}
+    recorded = {**shown, **({"reason": reason} if reason else {})}
+    registry.tag_version(
+        candidate.name, candidate.version, GateResult(gate, verdict, recorded, context.run.run_id).tags()
     )
-    return AssetCheckResult(passed=passed, metadata={"model_version": candidate.version, **figures})
+    if passed is None:
+        return not_judged(reason or "no evidence", model_version=candidate.version, **figures)
+    return judged(passed, model_version=candidate.version, **figures)
 
 
 @asset_check(
-    asset=fraud_model, blocking=True, description=f"ROC AUC, PR AUC and recall at 1% FPR above {FLOORS}."
+    asset=fraud_model,
+    blocking=True,
+    description=(
+        f"Holdout ROC AUC >= {DEFAULT_BOUNDS.min_roc_auc}, PR AUC >= {DEFAULT_BOUNDS.min_pr_auc} and "
+        f"recall at 1% false positives >= {DEFAULT_BOUNDS.min_recall_at_1pct_fpr} (defaults)."
+    ),
 )
-def metric_floors(fraud_model: ModelCandidate, model_registry: ModelRegistry) -> AssetCheckResult:
-    below = {k: fraud_model.metrics[k] for k, floor in FLOORS.items() if fraud_model.metrics[k] < floor}
-    return _gate(
-        model_registry, fraud_model, "metric_floors", not below, below_floor=MetadataValue.json(below)
+def metric_floors(
+    context: AssetCheckExecutionContext, model_registry: ModelRegistry, gate_bounds: GateBounds
+) -> AssetCheckResult:
+    candidate = candidate_under_judgement(context, model_registry)
+    floors = gate_bounds.floors()
+    below = {k: round(candidate.metrics[k], 4) for k, floor in floors.items() if candidate.metrics[k] < floor}
+    figures: dict[str, Any] = {k: round(candidate.metrics[k], 4) for k in floors}
+    return record_gate(
+        context,
+        model_registry,
+        candidate,
+        "metric_floors",
+        not below,
+        **figures,
+        floors=MetadataValue.json(floors),
+        below_floor=MetadataValue.json(below),
     )
 
 
 @asset_check(
     asset=fraud_model,
     blocking=True,
-    description=f"ROC AUC within {CHAMPION_TOLERANCE} of the current champion on the candidate's holdout.",
+    description=(
+        f"ROC AUC at most {DEFAULT_BOUNDS.champion_tolerance} below the current champion's, both scored on "
+        "the candidate's holdout; not judged when there is no champion yet."
+    ),
 )
 def not_worse_than_champion(
-    fraud_model: ModelCandidate, model_registry: ModelRegistry, warehouse: Warehouse
+    context: AssetCheckExecutionContext,
+    model_registry: ModelRegistry,
+    warehouse: Warehouse,
+    gate_bounds: GateBounds,
 ) -> AssetCheckResult:
-    champion = model_registry.version_for(fraud_model.name, CHAMPION)
-    if champion is None or champion == fraud_model.version:
-        return _gate(model_registry, fraud_model, "not_worse_than_champion", True, champion=str(champion))
-    holdout = warehouse.read_sql(
-        f"select * from training.training_set where event_ts >= '{fraud_model.holdout_from}'"
-    )
-    champion_model = model_registry.load_sklearn_model(fraud_model.name, champion)
-    champion_auc = evaluate(holdout[LABEL].to_numpy(), predict_scores(champion_model, holdout)).metrics[
-        "roc_auc"
-    ]
-    candidate_auc = fraud_model.metrics["roc_auc"]
-    return _gate(
+    candidate = candidate_under_judgement(context, model_registry)
+    champion = model_registry.version_for(candidate.name, CHAMPION)
+    if champion is None:
+        return record_gate(
+            context,
+            model_registry,
+            candidate,
+            "not_worse_than_champion",
+            None,
+            reason="no champion to compare with (the first model)",
+        )
+    candidate_auc = candidate.metrics["roc_auc"]
+    if champion == candidate.version:
+        champion_auc = candidate_auc
+    else:
+        holdout = warehouse.read_sql(
+            f"select * from training.training_set where event_ts >= '{candidate.holdout_from}'"
+        )
+        champion_model = model_registry.load_sklearn_model(candidate.name, champion)
+        champion_auc = evaluate(holdout[LABEL].to_numpy(), predict_scores(champion_model, holdout)).metrics[
+            "roc_auc"
+        ]
+    return record_gate(
+        context,
         model_registry,
-        fraud_model,
+        candidate,
         "not_worse_than_champion",
-        candidate_auc >= champion_auc - CHAMPION_TOLERANCE,
+        candidate_auc >= champion_auc - gate_bounds.champion_tolerance,
         champion=champion,
         champion_roc_auc=round(champion_auc, 4),
         candidate_roc_auc=round(candidate_auc, 4),
+        tolerance=gate_bounds.champion_tolerance,
     )
 
 
 @asset_check(
     asset=fraud_model,
     blocking=True,
-    description=f"ROC AUC gap between customer segments/regions <= {MAX_SLICE_AUC_GAP}.",
+    description=(
+        f"ROC AUC gap between customer segments and regions <= {DEFAULT_BOUNDS.max_slice_auc_gap} (slices "
+        "with at least 10 frauds); not judged when fewer than two slices qualify."
+    ),
 )
-def slice_gaps(fraud_model: ModelCandidate, model_registry: ModelRegistry) -> AssetCheckResult:
-    gap = fraud_model.metrics["slice_auc_gap"]
-    return _gate(
+def slice_gaps(
+    context: AssetCheckExecutionContext, model_registry: ModelRegistry, gate_bounds: GateBounds
+) -> AssetCheckResult:
+    candidate = candidate_under_judgement(context, model_registry)
+    gap = candidate.metrics["slice_auc_gap"]
+    table = MetadataValue.md(pd.DataFrame(candidate.slices).T.to_markdown())
+    if pd.isna(gap):
+        return record_gate(
+            context,
+            model_registry,
+            candidate,
+            "slice_gaps",
+            None,
+            reason="fewer than two slices have enough frauds to compare",
+            slices=table,
+        )
+    return record_gate(
+        context,
         model_registry,
-        fraud_model,
+        candidate,
         "slice_gaps",
-        gap <= MAX_SLICE_AUC_GAP,
+        gap <= gate_bounds.max_slice_auc_gap,
         slice_auc_gap=round(gap, 4),
-        slices=MetadataValue.md(pd.DataFrame(fraud_model.slices).T.to_markdown()),
-    )
-
-
-@asset_check(
-    asset=fraud_model, blocking=True, description=f"Expected calibration error <= {MAX_CALIBRATION_ERROR}."
-)
-def calibration(fraud_model: ModelCandidate, model_registry: ModelRegistry) -> AssetCheckResult:
-    error = fraud_model.metrics["expected_calibration_error"]
-    return _gate(
-        model_registry, fraud_model, "calibration", error <= MAX_CALIBRATION_ERROR, ece=round(error, 5)
+        bound=gate_bounds.max_slice_auc_gap,
+        slices=table,
     )
 
 
 @asset_check(
     asset=fraud_model,
     blocking=True,
-    description=f"Scoring one row takes <= {MAX_ONE_ROW_LATENCY_MS} ms (median).",
+    description=f"Expected calibration error on the holdout <= {DEFAULT_BOUNDS.max_calibration_error}.",
+)
+def calibration(
+    context: AssetCheckExecutionContext, model_registry: ModelRegistry, gate_bounds: GateBounds
+) -> AssetCheckResult:
+    candidate = candidate_under_judgement(context, model_registry)
+    error = candidate.metrics["expected_calibration_error"]
+    return record_gate(
+        context,
+        model_registry,
+        candidate,
+        "calibration",
+        error <= gate_bounds.max_calibration_error,
+        ece=round(error, 5),
+        bound=gate_bounds.max_calibration_error,
+    )
+
+
+@asset_check(
+    asset=fraud_model,
+    blocking=True,
+    description=f"Median CPU time to score one row <= {DEFAULT_BOUNDS.max_one_row_latency_ms} ms (50 calls).",
 )
 def one_row_latency(
-    fraud_model: ModelCandidate, model_registry: ModelRegistry, warehouse: Warehouse
+    context: AssetCheckExecutionContext,
+    model_registry: ModelRegistry,
+    warehouse: Warehouse,
+    gate_bounds: GateBounds,
 ) -> AssetCheckResult:
-    model = model_registry.load_sklearn_model(fraud_model.name, fraud_model.version)
+    candidate = candidate_under_judgement(context, model_registry)
+    model = model_registry.load_sklearn_model(candidate.name, candidate.version)
     row = warehouse.sample_rows("training.training_set", 1)
     predict_scores(model, row)  # warm-up
     timings = []
-    for _ in range(50):
-        started = time.perf_counter()
+    for _ in range(50):  # CPU time of this thread: what the model costs, not how busy the machine is
+        started = time.thread_time()
         predict_scores(model, row)
-        timings.append((time.perf_counter() - started) * 1000)
+        timings.append((time.thread_time() - started) * 1000)
     median = sorted(timings)[len(timings) // 2]
-    return _gate(
+    return record_gate(
+        context,
         model_registry,
-        fraud_model,
+        candidate,
         "one_row_latency",
-        median <= MAX_ONE_ROW_LATENCY_MS,
+        median <= gate_bounds.max_one_row_latency_ms,
         median_ms=round(median, 2),
+        bound_ms=gate_bounds.max_one_row_latency_ms,
     )
 
 
@@ -294,29 +396,39 @@ def one_row_latency(
     group_name="training",
     kinds={"mlflow"},
     owners=["team:ml"],
+    deps=[fraud_model],
     description=(
-        "The serving model: a fraud_model version that passed every gate becomes `champion` (the old one "
-        "is kept as `previous`) and the promotion is written to the audit trail."
+        "The serving model. Promotion reads the candidate's gate evidence from the registry itself and "
+        "refuses a version that did not pass every gate. Policy auto: the version becomes `champion` (the "
+        "old one is kept as `previous`); manual: it waits as `challenger` for `mlplatform approve`. Every "
+        "decision goes to the audit trail with its evidence."
     ),
 )
-def fraud_model_champion(
-    context: AssetExecutionContext, fraud_model: ModelCandidate, model_registry: ModelRegistry
-) -> MaterializeResult:
-    record = promote(
-        model_registry,
-        fraud_model.name,
-        fraud_model.version,
-        actor=f"dagster run {context.run_id}",
-        reason="passed all validation gates",
-        metrics={k: round(v, 4) for k, v in fraud_model.metrics.items()},
-        gates=["metric_floors", "not_worse_than_champion", "slice_gaps", "calibration", "one_row_latency"],
-    )
+def fraud_model_champion(context: AssetExecutionContext, model_registry: ModelRegistry) -> MaterializeResult:
+    version = candidate_version(context.instance, context.run_id, fraud_model.key)
+    actor = f"dagster run {context.run_id}"
+    if model_registry.promotion_policy == "manual":
+        record = propose(model_registry, MODEL_NAME, version, actor=actor)
+        outcome = "awaiting approval" if record else "unchanged"
+    else:
+        record = promote(
+            model_registry, MODEL_NAME, version, actor=actor, reason="passed every validation gate"
+        )
+        outcome = "promoted" if record else "unchanged"
+    champion = model_registry.version_for(MODEL_NAME, CHAMPION)
+    gates = (record or {}).get("gates") or {}
     return MaterializeResult(
         metadata={
-            "champion_version": fraud_model.version,
-            "previous_version": str(record["replaced"]) if record else "unchanged",
-            "promoted": record is not None,
-            "audit_record": MetadataValue.json(record or {"note": "already champion: nothing changed"}),
+            "champion_version": str(champion),
+            "candidate_version": version,
+            "outcome": outcome,
+            "promotion_policy": model_registry.promotion_policy,
+            "previous_version": str((record or {}).get("replaced") or "-"),
+            "gate_results": MetadataValue.md(
+                "| gate | verdict | figures |\n|---|---|---|\n"
+                + "\n".join(f"| {g} | {e['verdict']} | {e['figures']} |" for g, e in gates.items())
+            ),
+            "audit_record": MetadataValue.json(record or {"note": "nothing changed"}),
         }
     )
 

@@ -1,27 +1,116 @@
-"""Promotion and rollback on the MLflow registry aliases, each written to the audit trail."""
+"""Promotion, approval, rejection and rollback on the MLflow registry aliases, each written to the audit
+trail with its evidence. Promotion checks the gate evidence itself: whoever calls it (the champion
+asset, the CLI, a job), a version that did not pass every gate in a completed evaluation never serves."""
+
+from collections.abc import Callable
 
 from mlplatform.resources.model_registry import CHALLENGER, CHAMPION, PREVIOUS, ModelRegistry
+from mlplatform.training.gates import (
+    APPROVAL_TAG,
+    GATE_TAG_PREFIX,
+    GATES,
+    LIFECYCLE_TAG,
+    Lifecycle,
+    evidence_summary,
+    promotion_blockers,
+)
+
+# the training run's tags that say what a version was built from, copied into every promotion record
+LINEAGE_TAGS = ("data.partitions", "data.rows", "feature_service", "dbt.manifest_sha256", "git.commit")
 
 
 class NothingToRollBackError(RuntimeError):
     """There is no previous champion to return to."""
 
 
+class PromotionRefusedError(RuntimeError):
+    """The version lacks the evidence to serve: a gate failed, could not judge, or never ran."""
+
+
+def check_promotable(registry: ModelRegistry, model: str, version: str) -> dict[str, str]:
+    """The version's tags when it may be promoted; otherwise PromotionRefusedError naming every blocker."""
+    tags = registry.version_tags(model, version)
+    champion = registry.version_for(model, CHAMPION)
+    blockers = promotion_blockers(tags, has_champion=champion not in (None, version))
+    if blockers:
+        raise PromotionRefusedError(f"{model} version {version} cannot be promoted: " + "; ".join(blockers))
+    return tags
+
+
+def evidence(registry: ModelRegistry, model: str, version: str, tags: dict[str, str]) -> dict:
+    """What the audit keeps of a promotion: every gate's verdict and figures, the runs, data and code."""
+    client = registry.client()
+    run_id = str(client.get_model_version(model, version).run_id)
+    run = client.get_run(run_id)
+    return {
+        "gates": evidence_summary(tags),
+        "mlflow_run_id": run_id,
+        "training_dagster_run_id": run.data.tags.get("dagster.run_id"),
+        "metrics": {k: round(v, 4) for k, v in run.data.metrics.items()},
+        **{tag: run.data.tags.get(tag) for tag in LINEAGE_TAGS},
+    }
+
+
 def promote(
-    registry: ModelRegistry, model: str, version: str, *, actor: str, reason: str, **evidence
+    registry: ModelRegistry, model: str, version: str, *, actor: str, reason: str, **extra
 ) -> dict | None:
-    """Make `version` the champion and keep the old one as `previous`; a no-op if it already is champion."""
+    """Make `version` the champion and keep the old one as `previous`; a no-op if it already is champion.
+    Refuses (PromotionRefusedError) unless the version passed every gate."""
+    tags = check_promotable(registry, model, version)
     champion = registry.version_for(model, CHAMPION)
     if champion == version:
         return None
     if champion is not None:
         registry.move_alias(model, PREVIOUS, champion)
+        registry.tag_version(model, champion, {LIFECYCLE_TAG: Lifecycle.PREVIOUS})
     registry.move_alias(model, CHAMPION, version)
+    registry.tag_version(model, version, {LIFECYCLE_TAG: Lifecycle.CHAMPION})
     if registry.version_for(model, CHALLENGER) == version:
         registry.move_alias(model, CHALLENGER, None)
     return registry.audit(
-        "promote", model, version=version, replaced=champion, actor=actor, reason=reason, **evidence
+        "promote",
+        model,
+        version=version,
+        replaced=champion,
+        actor=actor,
+        reason=reason,
+        **evidence(registry, model, version, tags),
+        **extra,
     )
+
+
+def propose(registry: ModelRegistry, model: str, version: str, *, actor: str) -> dict | None:
+    """Manual policy: a version that passed every gate waits as `challenger` for a person's approval."""
+    tags = check_promotable(registry, model, version)
+    if version in (registry.version_for(model, CHAMPION), registry.version_for(model, CHALLENGER)):
+        return None
+    registry.move_alias(model, CHALLENGER, version)
+    registry.tag_version(model, version, {LIFECYCLE_TAG: Lifecycle.CHALLENGER, APPROVAL_TAG: "pending"})
+    return registry.audit(
+        "propose",
+        model,
+        version=version,
+        actor=actor,
+        reason="passed every gate; awaiting approval (promotion policy: manual)",
+        **evidence(registry, model, version, tags),
+    )
+
+
+def approve(registry: ModelRegistry, model: str, version: str, *, actor: str, reason: str) -> dict | None:
+    """A person approves a version that passed its gates: it becomes champion, with who and why."""
+    record = promote(registry, model, version, actor=actor, reason=reason, approved_by=actor)
+    registry.tag_version(model, version, {APPROVAL_TAG: f"approved by {actor}"})
+    return record
+
+
+def reject(registry: ModelRegistry, model: str, version: str, *, actor: str, reason: str) -> dict:
+    """A person refuses a version: it loses `challenger` and can never be promoted."""
+    if registry.version_for(model, CHAMPION) == version:
+        raise PromotionRefusedError(f"{model} version {version} is the champion: roll back instead")
+    if registry.version_for(model, CHALLENGER) == version:
+        registry.move_alias(model, CHALLENGER, None)
+    registry.tag_version(model, version, {APPROVAL_TAG: "rejected", LIFECYCLE_TAG: Lifecycle.REJECTED})
+    return registry.audit("reject", model, version=version, actor=actor, reason=reason)
 
 
 def rollback(registry: ModelRegistry, model: str, *, actor: str, reason: str) -> dict:
@@ -37,4 +126,47 @@ def rollback(registry: ModelRegistry, model: str, *, actor: str, reason: str) ->
     before_previous = promotions[-1].get("replaced") if promotions else None
     registry.move_alias(model, CHAMPION, previous)
     registry.move_alias(model, PREVIOUS, before_previous)
+    registry.tag_version(model, previous, {LIFECYCLE_TAG: Lifecycle.CHAMPION})
+    if champion is not None:
+        registry.tag_version(model, champion, {LIFECYCLE_TAG: "rolled_back"})
     return registry.audit("rollback", model, version=previous, replaced=champion, actor=actor, reason=reason)
+
+
+def reconcile_orphans(
+    registry: ModelRegistry, model: str, still_running: Callable[[str | None], bool], *, actor: str
+) -> list[str]:
+    """After a training died mid-way: end its MLflow runs still marked RUNNING as FAILED, and tag its
+    versions whose gates never all judged as orphaned (no alias, never promotable). A training whose
+    Dagster run is still in progress is left alone. Returns what was repaired."""
+    client = registry.client()
+    repaired = []
+    stuck = client.search_runs(
+        [registry.experiment_id()], filter_string="attributes.status = 'RUNNING'", max_results=100
+    )
+    for run in stuck:
+        if not still_running(run.data.tags.get("dagster.run_id")):
+            client.set_terminated(run.info.run_id, status="FAILED")
+            repaired.append(f"mlflow run {run.info.run_id} ended as FAILED")
+    served = {registry.version_for(model, a) for a in (CHAMPION, PREVIOUS)}
+    for found in client.search_model_versions(f"name = '{model}'", max_results=1_000):
+        version, tags = str(found.version), dict(found.tags)
+        complete = all(GATE_TAG_PREFIX + gate in tags for gate in GATES)
+        if (
+            complete
+            or version in served
+            or tags.get(LIFECYCLE_TAG) == Lifecycle.ORPHANED
+            or still_running(tags.get("dagster.run_id"))
+        ):
+            continue
+        if registry.version_for(model, CHALLENGER) == version:
+            registry.move_alias(model, CHALLENGER, None)
+        registry.tag_version(model, version, {LIFECYCLE_TAG: Lifecycle.ORPHANED})
+        registry.audit(
+            "orphan",
+            model,
+            version=version,
+            actor=actor,
+            reason="its training run died before every gate judged it; it can never be promoted",
+        )
+        repaired.append(f"version {version} tagged orphaned")
+    return repaired

@@ -97,7 +97,26 @@ def test_a_day_without_labels_yet_is_not_judged(monitored):
             all_assets, resources, instance, partition_key=str(days[-1]), selection=[model_performance]
         )
     check = checks_of(result)["roc_auc"]
-    assert check.passed and not check.metadata["judged"].value
+    assert not check.passed and check.severity.value == "WARN"  # shown as a warning, never a pass
+    assert check.metadata["judged"].value is False
+    assert check.metadata["not_judged_reason"].value.startswith("not enough labels yet")
+    assert not resources["alerts"].read() or all(a["check"] != "roc_auc" for a in resources["alerts"].read())
+
+
+@pytest.mark.parametrize("asset_name", ["serving_health", "serving_skew"])
+def test_a_day_without_traffic_is_not_judged(monitored, asset_name):
+    """latency_p99 and feature_skew have nothing to judge on a day the API served nobody."""
+    from mlplatform.monitoring.assets import serving_health, serving_skew
+
+    _, resources, days = monitored
+    asset = {"serving_health": serving_health, "serving_skew": serving_skew}[asset_name]
+    with DagsterInstance.ephemeral() as instance:
+        result = run_assets(all_assets, resources, instance, partition_key=str(days[-1]), selection=[asset])
+    assert result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed and check.severity.value == "WARN"
+    assert check.metadata["judged"].value is False
+    assert "no online" in check.metadata["not_judged_reason"].value
 
 
 def test_serving_health_reads_a_day_of_the_prediction_log(tmp_path):

@@ -49,7 +49,16 @@ def test_the_demo_path_trains_a_good_model_and_promotes_it(built_state):
     assert 0.85 < metrics["roc_auc"] < 0.995
     run = registry.client().get_run(registry.client().get_model_version(MODEL_NAME, "1").run_id)
     assert {"data.partitions", "feature_service", "dbt.manifest_sha256", "git.commit"} <= set(run.data.tags)
-    assert [e["action"] for e in registry.audit_trail(MODEL_NAME)] == ["promote"]
+    trail = registry.audit_trail(MODEL_NAME)
+    assert [e["action"] for e in trail] == ["promote"]
+    # the first model had no champion to compare with: said so, and the audit keeps every gate's verdict
+    assert trail[0]["gates"]["not_worse_than_champion"]["verdict"] == "not_judged"
+    assert {g for g, e in trail[0]["gates"].items() if e["verdict"] == "passed"} == {
+        "metric_floors",
+        "slice_gaps",
+        "calibration",
+        "one_row_latency",
+    }
 
 
 def test_a_worse_model_is_not_promoted_and_the_champion_stays(resources):
@@ -61,9 +70,10 @@ def test_a_worse_model_is_not_promoted_and_the_champion_stays(resources):
         e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
     }
     assert registry.version_for(MODEL_NAME, CHAMPION) == "1"
-    assert registry.version_for(MODEL_NAME, CHALLENGER) == "2"
+    assert registry.version_for(MODEL_NAME, CHALLENGER) is None  # a failed candidate is never served
     tags = registry.client().get_model_version(MODEL_NAME, "2").tags
     assert tags["gate.not_worse_than_champion"] == "failed"
+    assert tags["lifecycle"] == "candidate"
 
 
 def test_a_planted_slice_gap_fails_the_bias_check(resources):
