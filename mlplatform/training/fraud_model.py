@@ -117,10 +117,9 @@ def fraud_model(
     model_registry: ModelRegistry,
 ) -> MaterializeResult:
     import mlflow
-    from mlflow.models import infer_signature
     from sklearn.inspection import permutation_importance
 
-    from mlplatform.training.pyfunc import FraudScorer
+    from mlplatform.training.pyfunc import FraudScorer, signature_for
 
     repaired = reconcile_orphans(
         model_registry,
@@ -159,7 +158,7 @@ def fraud_model(
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=scorer,
-            signature=infer_signature(features, scorer.predict(None, features.head(3))),
+            signature=signature_for(features, scorer.predict(None, features.head(3))),
             input_example=features.head(3),
             pip_requirements=PIP_REQUIREMENTS,
             registered_model_name=MODEL_NAME,

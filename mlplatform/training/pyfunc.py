@@ -22,3 +22,25 @@ class FraudScorer(PythonModel):
         return pd.DataFrame(
             {"score": scores, "decision": (scores >= self.threshold).astype("int64")}, index=model_input.index
         )
+
+
+def signature_for(features: pd.DataFrame, outputs: pd.DataFrame):
+    """The model signature, with integer-valued inputs (counts, hour, flags) accepting any number type:
+    Feast returns them as int64 when every value is known and as float64 with NaN otherwise, and MLflow
+    refuses int64 where the training frame (with its NaNs) said double. Numeric inputs may be missing
+    (an entity without history): the trees handle NaN."""
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    inferred = infer_signature(features, outputs)
+    numeric = {c for c in features.columns if pd.api.types.is_numeric_dtype(features[c])}
+    integral = {c for c in numeric if (features[c].dropna() % 1 == 0).all()}
+    inputs = Schema(
+        [
+            ColSpec(AnyType() if spec.name in integral else spec.type, spec.name, required=False)
+            if spec.name in numeric
+            else spec
+            for spec in inferred.inputs.inputs
+        ]
+    )
+    return ModelSignature(inputs=inputs, outputs=inferred.outputs)

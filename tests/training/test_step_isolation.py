@@ -38,7 +38,7 @@ def test_retraining_with_every_step_in_its_own_process_and_no_shared_disk(built_
     config.write_text(
         yaml.safe_dump(
             {
-                "execution": {"config": {"multiprocess": {"max_concurrent": 2}}},
+                "execution": {"config": {"max_concurrent": 2}},
                 "resources": {"io_manager": {"config": {"base_dir": NO_SHARED_DISK}}},
                 "ops": {"fraud_model": {"config": {"max_iter": 30}}},
             }
