@@ -1,6 +1,7 @@
 """Raw tables: landing files, validated by Great Expectations, loaded into the warehouse's `raw` schema."""
 
 from pathlib import Path
+from typing import Any
 
 from dagster import (
     AssetCheckResult,
@@ -131,7 +132,7 @@ def _check_result(key: AssetKey, summary: CheckSummary) -> AssetCheckResult:
         {"file": file, "expectation": o.expectation, "column": o.column, "detail": o.describe()}
         for file, o in summary.failures
     ]
-    metadata = {
+    metadata: dict[str, Any] = {
         "files_evaluated": MetadataValue.json(summary.files_evaluated),
         "files_not_judged": MetadataValue.json(summary.files_not_judged),
         "failed_expectations": len(failures),
