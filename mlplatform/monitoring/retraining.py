@@ -153,9 +153,9 @@ def label_events_since(instance: DagsterInstance, after: float | None) -> list[L
     ).records
     events = []
     for r in records:
-        metadata = r.event_log_entry.asset_materialization.metadata  # type: ignore[union-attr]
+        metadata = r.event_log_entry.asset_materialization.metadata
         if "dagster/row_count" in metadata:
-            events.append(LabelEvent(r.storage_id, int(metadata["dagster/row_count"].value)))  # type: ignore[arg-type]
+            events.append(LabelEvent(r.storage_id, int(metadata["dagster/row_count"].value)))
     return events
 
 
