@@ -15,6 +15,7 @@ import pandas as pd
 
 from mlplatform.ingestion.validation import (
     REFERENCES,
+    UNIQUE_ACROSS_DAYS,
     ExpectationOutcome,
     FileValidation,
     PartitionContext,
@@ -92,7 +93,9 @@ def ingest_partition(
     validations = [validate_schema(path, table, runner) for path in files]
     keys = {v.path: file_keys(v, table.key) for v in validations if v.schema_sound}
     every_key = sorted(set().union(*keys.values())) if keys else []
-    elsewhere = loaded_on_other_days(warehouse, table, day, every_key) if table.partitioned else {}
+    elsewhere = (
+        loaded_on_other_days(warehouse, table, day, every_key) if table.name in UNIQUE_ACROSS_DAYS else {}
+    )
     known_transactions = None
     if table.name in REFERENCES:
         referenced = REFERENCES[table.name][1]

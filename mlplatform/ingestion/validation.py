@@ -31,13 +31,16 @@ CHECK_DESCRIPTIONS = {
     "not_null": "No required value (keys, amounts, timestamps, categories) is missing.",
     "unique_key": (
         "The key is unique within the file, across the partition's other files (the file at fault is the one "
-        "not already loaded, else the later one) and across every other day already loaded."
+        "not already loaded, else the later one) and, for transactions, across every day already loaded."
     ),
     "value_ranges": "Amounts within (0, MAX_AMOUNT]; categorical values inside their known domains.",
     "inside_partition": "Every timestamp falls inside the file's daily partition (UTC).",
     "known_entities": "Referential integrity: every customer and merchant exists in the latest snapshots.",
     "known_transactions": "Every label is for a transaction already loaded (any day), else quarantined.",
 }
+# tables whose key is unique across every partition (a label, by contrast, may be corrected on a later
+# day: the later `reported_at` wins in dbt, so a labels key seen on another day is a correction)
+UNIQUE_ACROSS_DAYS = frozenset({"transactions"})
 # partitioned tables whose key must name a row already loaded in another table: {table: (column, table)}
 REFERENCES = {"labels": ("transaction_id", "transactions")}
 CROSS_DAY_RULE = "id_already_loaded_on_another_day"
