@@ -147,3 +147,19 @@ def test_labels_for_transactions_never_loaded_are_quarantined_not_dropped(loaded
     land(state, "labels", day, labels.head(4), "orphans-fixed.parquet")
     assert run_assets(all_assets, loaded, instance, partition_key=str(day), selection=[raw_labels]).success
     assert sorted(rows(warehouse, "labels")["transaction_id"]) == sorted(known)
+
+
+def test_a_label_corrected_on_a_later_day_is_accepted(loaded, state, instance):
+    """Labels are the exception to ids unique across days: a later label for a transaction is a correction."""
+    warehouse = loaded["warehouse"]
+    [transaction] = landed(state, "transactions", DAY1)["transaction_id"].head(1).tolist()
+    for day, is_fraud in ((DAY2, False), (DAY3, True)):
+        for path in (state / "landing" / "labels" / f"date={day}").glob("*"):
+            path.unlink()
+        label = pd.DataFrame(
+            {"transaction_id": [transaction], "is_fraud": [is_fraud], "reported_at": [pd.Timestamp(day)]}
+        )
+        land(state, "labels", day, label, "label.parquet")
+        result = run_assets(all_assets, loaded, instance, partition_key=str(day), selection=[raw_labels])
+        assert result.success
+    assert rows(warehouse, "labels")["is_fraud"].tolist() == [False, True]
