@@ -249,5 +249,40 @@ def routing(mode: str | None, challenger_percent: float, threshold: float | None
     click.echo(f"routing is now: {routing_file.write(policy).model_dump_json()}")
 
 
+@main.command()
+@click.argument("archive", type=click.Path(path_type=Path))
+def backup(archive: Path) -> None:
+    """Back up the local state folder into ARCHIVE (.tar.gz). Stop `make dev` and the API first."""
+    from mlplatform.profiles import active_profile
+    from mlplatform.state_backup import StateError, backup_state
+
+    if active_profile() != "local":
+        raise click.ClickException("backup covers the local profile; prod state lives in its services")
+    try:
+        files = backup_state(state_dir(), archive)
+    except StateError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"backed up {files} files of {state_dir()} into {archive}")
+
+
+@main.command()
+@click.argument("archive", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--force", is_flag=True, help="Restore over a non-empty state (kept aside, not deleted).")
+def restore(archive: Path, force: bool) -> None:
+    """Restore the local state folder from ARCHIVE (a `mlplatform backup`), re-rooted on this folder."""
+    from mlplatform.profiles import active_profile
+    from mlplatform.state_backup import StateError, restore_state
+
+    if active_profile() != "local":
+        raise click.ClickException("restore covers the local profile; prod state lives in its services")
+    try:
+        kept = restore_state(archive, state_dir(), force=force)
+    except StateError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(
+        f"restored {archive} into {state_dir()}" + (f"; the previous state is in {kept}" if kept else "")
+    )
+
+
 if __name__ == "__main__":
     main()

@@ -8,7 +8,9 @@ DuckDB and Postgres).
 from dataclasses import dataclass
 
 # Partitioned tables land as data/landing/<table>/date=YYYY-MM-DD/*.parquet (CSV accepted);
-# snapshots land the same way and the newest date folder is the current snapshot.
+# snapshots land the same way and the newest date folder is the current snapshot. Where the daily
+# partitions start is configuration (`mlplatform.settings.partitions_start_date`); this date is only the
+# generator's signup cut-off (every card holder signed up before it).
 PARTITIONS_START_DATE = "2025-01-01"
 
 

@@ -1,12 +1,16 @@
 """Batch predictions: each day's transactions scored by the champion, with the same features as training."""
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     BackfillPolicy,
+    DefaultScheduleStatus,
+    Failure,
     MaterializeResult,
     MetadataValue,
     RunRequest,
@@ -33,6 +37,38 @@ SCORE_QUANTILES = (0.5, 0.9, 0.99, 0.999)
 FOLLOW_NEW_TRANSACTIONS = follow_updates_of(raw_transactions, label="follow_new_transactions")
 
 
+FEATURE_MARTS = ("customer_features", "merchant_features")
+
+
+def stale_features(day: date, newest: dict[str, date | None]) -> str | None:
+    """Why the feature marts cannot score `day` (the last of a run's days), or None when they can.
+
+    A transaction of day D is scored with the features valid at its time: those of feature date D - 1
+    (valid from 00:00 of D), built from every day before it. Older marts mean a day is missing from the
+    features (an ingestion or dbt run that died, a rebuild that did not happen): scoring would use old
+    features silently, so it refuses."""
+    needed = day - timedelta(days=1)
+    behind = {mart: day for mart, day in newest.items() if day is None or day < needed}
+    if not behind:
+        return None
+    found = ", ".join(f"{mart} up to {day or 'nothing'}" for mart, day in sorted(behind.items()))
+    return (
+        f"features are older than the day being scored: scoring {day} needs feature date {needed}, "
+        f"found {found}; rebuild the dbt marts (and the online store) first"
+    )
+
+
+def newest_feature_dates(warehouse: Warehouse) -> dict[str, date | None]:
+    newest: dict[str, date | None] = {}
+    for mart in FEATURE_MARTS:
+        if not warehouse.table_exists("marts", mart):
+            newest[mart] = None
+            continue
+        value = warehouse.read_sql(f"select max(feature_date) as d from marts.{mart}")["d"].iloc[0]
+        newest[mart] = None if pd.isna(value) else pd.Timestamp(value).date()
+    return newest
+
+
 def score_distribution(scores: pd.Series) -> dict[str, float]:
     """Mean and upper quantiles: a shift here is the first sign of drift or a broken feature."""
     if scores.empty:
@@ -56,6 +92,14 @@ def score_distribution(scores: pd.Series) -> dict[str, float]:
         fraud_model_champion,
     ],
     automation_condition=FOLLOW_NEW_TRANSACTIONS,
+    check_specs=[
+        AssetCheckSpec(
+            "features_cover_partition",
+            asset="batch_predictions",
+            blocking=True,
+            description="Feature marts reach the day before the scored one, else scoring refuses.",
+        )
+    ],
     description=(
         "Every transaction of the day scored by the `champion` fraud_model with its point-in-time features "
         "(Feast, as in training); stored in inference.batch_predictions with the model version per row. "
@@ -69,6 +113,10 @@ def batch_predictions(
     model_registry: ModelRegistry,
 ) -> MaterializeResult:
     days = [date.fromisoformat(key) for key in context.partition_keys]
+    newest = newest_feature_dates(warehouse)
+    stale = stale_features(days[-1], newest)
+    if stale:  # refuse: nothing is written, nothing downstream runs on it
+        raise Failure(stale, metadata={m: str(d) for m, d in newest.items()})
     model = load_scoring_model(model_registry, MODEL_NAME, CHAMPION)
     transactions = warehouse.read_sql(
         f"select {', '.join(TRANSACTION_FIELDS)}, _partition_date from raw.transactions "
@@ -96,14 +144,26 @@ def batch_predictions(
             "flag_rate": round(float(predictions["decision"].mean()), 5) if len(predictions) else 0.0,
             **{k: round(v, 5) for k, v in score_distribution(predictions["score"]).items()},
             "days": MetadataValue.md(per_day.to_markdown()),
-        }
+        },
+        check_results=[
+            AssetCheckResult(
+                check_name="features_cover_partition",
+                passed=True,
+                metadata={"judged": True, **{f"{m}_newest": str(d) for m, d in newest.items()}},
+            )
+        ],
     )
 
 
 batch_scoring_job = define_asset_job("batch_scoring", selection=[batch_predictions])
 
 
-@schedule(job=batch_scoring_job, cron_schedule="0 2 * * *", execution_timezone="UTC")
+@schedule(
+    job=batch_scoring_job,
+    cron_schedule="0 2 * * *",
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.RUNNING,  # the loop needs it: on by default
+)
 def nightly_batch_scoring(context: ScheduleEvaluationContext) -> RunRequest:
     """At 02:00 UTC, score the day that just ended (today's partition is still filling)."""
     return previous_day_run(context)

@@ -1,8 +1,10 @@
 """Raw tables: landing files, validated by Great Expectations, loaded into the warehouse's `raw` schema."""
 
+from pathlib import Path
+from typing import Any
+
 from dagster import (
     AssetCheckResult,
-    AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
@@ -16,16 +18,20 @@ from dagster import (
     asset,
 )
 
+from mlplatform.checks import judged, not_judged
 from mlplatform.ingestion.ingest import CheckSummary, IngestionReport, NothingLandedError, ingest_partition
 from mlplatform.ingestion.landing_watch import FINGERPRINT, landed_fingerprint
 from mlplatform.ingestion.validation import CHECK_DESCRIPTIONS, SuiteRunner, checks_for
 from mlplatform.k8s import INGESTION
 from mlplatform.profiles import warehouse_kind
 from mlplatform.resources import LandingZone, Warehouse
-from mlplatform.schemas import CUSTOMERS, LABELS, MERCHANTS, PARTITIONS_START_DATE, TRANSACTIONS, RawTable
+from mlplatform.resources.landing import not_date_folders
+from mlplatform.schemas import CUSTOMERS, LABELS, MERCHANTS, TRANSACTIONS, RawTable
+from mlplatform.settings import partitions_start_date
 
-# end_offset=1: today's partition exists, so files landing during the day can be ingested.
-DAILY_PARTITIONS = DailyPartitionsDefinition(start_date=PARTITIONS_START_DATE, end_offset=1)
+# end_offset=1: today's partition exists, so files landing during the day can be ingested. The first
+# partition is where the data starts (MLPLATFORM_PARTITIONS_START, else the oldest landed day).
+DAILY_PARTITIONS = DailyPartitionsDefinition(start_date=partitions_start_date(), end_offset=1)
 
 DESCRIPTIONS = {
     "transactions": "Card transactions as they landed, one partition per event day.",
@@ -66,6 +72,8 @@ def build_raw_asset(table: RawTable, upstream: tuple[RawTable, ...] = ()) -> Ass
     )
     def raw_asset(context: AssetExecutionContext, landing_zone: LandingZone, warehouse: Warehouse):
         day = context.partition_key if table.partitioned else landing_zone.latest_snapshot_day(table.name)
+        for folder in not_date_folders(Path(landing_zone.landing_dir), table.name):
+            context.log.warning(f"ignored {folder}: a landing folder must be named date=YYYY-MM-DD")
         if day is None:
             raise Failure(
                 f"no {table.name} snapshot has landed under {landing_zone.landing_dir}/{table.name}"
@@ -119,21 +127,30 @@ def _report_metadata(report: IngestionReport) -> dict:
 
 
 def _check_result(key: AssetKey, summary: CheckSummary) -> AssetCheckResult:
+    """A verdict when the check looked at every file or found a failure; otherwise "not judged"."""
     failures = [
         {"file": file, "expectation": o.expectation, "column": o.column, "detail": o.describe()}
         for file, o in summary.failures
     ]
-    return AssetCheckResult(
+    metadata: dict[str, Any] = {
+        "files_evaluated": MetadataValue.json(summary.files_evaluated),
+        "files_not_judged": MetadataValue.json(summary.files_not_judged),
+        "failed_expectations": len(failures),
+        "failures": MetadataValue.json(failures),
+    }
+    if not summary.judged:
+        return not_judged(
+            f"{', '.join(summary.files_not_judged)} failed `schema`: content not evaluated",
+            asset_key=key,
+            check_name=summary.name,
+            **metadata,
+        )
+    return judged(
+        summary.passed,
         asset_key=key,
         check_name=summary.name,
-        passed=summary.passed,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={
-            "files_evaluated": MetadataValue.json(summary.files_evaluated),
-            "failed_expectations": len(failures),
-            "failures": MetadataValue.json(failures),
-        },
         description=None if summary.passed else "; ".join(f["detail"] for f in failures)[:1000],
+        **metadata,
     )
 
 

@@ -2,6 +2,9 @@
 
 A partition loads only when all its files pass; otherwise the warehouse keeps what it had, the failing
 files move to quarantine with their reason, and the good files stay in the landing zone for the re-run.
+Each file is judged for its own faults: a key it shares with a neighbour is blamed on one file only (see
+`blame_collisions`), a key already loaded on another day is the new file's fault, and a label for a
+transaction never loaded is quarantined (re-land it once its transaction is loaded).
 """
 
 from dataclasses import dataclass
@@ -11,16 +14,22 @@ from pathlib import Path
 import pandas as pd
 
 from mlplatform.ingestion.validation import (
+    REFERENCES,
+    UNIQUE_ACROSS_DAYS,
     ExpectationOutcome,
     FileValidation,
     PartitionContext,
     SuiteRunner,
+    blame_collisions,
     checks_for,
-    validate_file,
+    validate_content,
+    validate_schema,
 )
 from mlplatform.resources.landing import LandingZone
 from mlplatform.resources.warehouse import Warehouse
-from mlplatform.schemas import RawTable
+from mlplatform.schemas import RAW_TABLES, RawTable
+
+LOOKUP_CHUNK = 10_000  # keys per warehouse query (an IN list)
 
 
 class NothingLandedError(RuntimeError):
@@ -33,6 +42,12 @@ class CheckSummary:
     passed: bool
     files_evaluated: list[str]
     failures: list[tuple[str, ExpectationOutcome]]  # (file name, what failed)
+    files_not_judged: list[str]  # files this check could not look at (their schema failed)
+
+    @property
+    def judged(self) -> bool:
+        """A failure found is a verdict; otherwise every file must have been looked at."""
+        return bool(self.failures) or (bool(self.files_evaluated) and not self.files_not_judged)
 
 
 @dataclass
@@ -52,7 +67,10 @@ class IngestionReport:
         for name in checks_for(self.table):
             evaluated = [v for v in self.validations if any(o.check == name for o in v.outcomes)]
             failures = [(v.path.name, o) for v in evaluated for o in v.failures if o.check == name]
-            summaries.append(CheckSummary(name, not failures, [v.path.name for v in evaluated], failures))
+            not_judged = [v.path.name for v in self.validations if v not in evaluated]
+            summaries.append(
+                CheckSummary(name, not failures, [v.path.name for v in evaluated], failures, not_judged)
+            )
         return summaries
 
 
@@ -72,19 +90,32 @@ def ingest_partition(
             f"no file has landed for {table.name} on {day} "
             f"(looked in {landing.partition_dir(table.name, day)}); the warehouse is unchanged"
         )
-    validations: list[FileValidation] = []
-    earlier_keys: set[str] = set()
-    for path in files:
-        context = PartitionContext(
-            day=date.fromisoformat(day) if table.partition_timestamp else None,
-            known_customers=known_customers,
-            known_merchants=known_merchants,
-            earlier_keys=frozenset(earlier_keys),
+    validations = [validate_schema(path, table, runner) for path in files]
+    keys = {v.path: file_keys(v, table.key) for v in validations if v.schema_sound}
+    every_key = sorted(set().union(*keys.values())) if keys else []
+    elsewhere = (
+        loaded_on_other_days(warehouse, table, day, every_key) if table.name in UNIQUE_ACROSS_DAYS else {}
+    )
+    known_transactions = None
+    if table.name in REFERENCES:
+        referenced = REFERENCES[table.name][1]
+        known_transactions = existing_keys(warehouse, RAW_TABLES[referenced], every_key)
+    validations = [
+        validate_content(
+            v,
+            table,
+            PartitionContext(
+                day=date.fromisoformat(day) if table.partition_timestamp else None,
+                known_customers=known_customers,
+                known_merchants=known_merchants,
+                known_transactions=known_transactions,
+                loaded_on_other_days={k: elsewhere[k] for k in keys.get(v.path, ()) if k in elsewhere},
+            ),
+            runner,
         )
-        validation = validate_file(path, table, context, runner)
-        validations.append(validation)
-        if validation.frame is not None and table.key in validation.frame:
-            earlier_keys.update(validation.frame[table.key].dropna().astype(str))
+        for v in validations
+    ]
+    validations = blame_collisions(validations, table.key, loaded_files(warehouse, table, day))
 
     report = IngestionReport(table, day, validations, rows_loaded=0, quarantined={})
     if report.passed:
@@ -129,3 +160,53 @@ def warehouse_rows(
     rows["_partition_date"] = date.fromisoformat(day)
     rows["_loaded_at"] = loaded_at
     return rows
+
+
+def file_keys(validation: FileValidation, key: str) -> set[str]:
+    if validation.frame is None or key not in validation.frame:
+        return set()
+    return set(validation.frame[key].dropna().astype(str))
+
+
+def _in_lists(keys: list[str]):
+    for start in range(0, len(keys), LOOKUP_CHUNK):
+        chunk = keys[start : start + LOOKUP_CHUNK]
+        yield ", ".join("'" + k.replace("'", "''") + "'" for k in chunk)
+
+
+def loaded_on_other_days(warehouse: Warehouse, table: RawTable, day: str, keys: list[str]) -> dict[str, str]:
+    """{key: day} for the keys already loaded in another partition of `table` (one indexed-free scan of
+    the key column per chunk of keys: only the collisions come back)."""
+    if not keys or not warehouse.table_exists("raw", table.name):
+        return {}
+    found: dict[str, str] = {}
+    for values in _in_lists(keys):
+        rows = warehouse.read_sql(
+            f"select {table.key} as k, cast(min(_partition_date) as varchar) as d from raw.{table.name} "
+            f"where _partition_date <> date '{date.fromisoformat(day)}' and {table.key} in ({values}) "
+            "group by 1"
+        )
+        found.update(zip(rows["k"].astype(str), rows["d"].astype(str), strict=True))
+    return found
+
+
+def existing_keys(warehouse: Warehouse, table: RawTable, keys: list[str]) -> frozenset[str]:
+    """Which of `keys` are loaded in `table` (any partition)."""
+    if not keys or not warehouse.table_exists("raw", table.name):
+        return frozenset()
+    found: set[str] = set()
+    for values in _in_lists(keys):
+        rows = warehouse.read_sql(
+            f"select distinct {table.key} as k from raw.{table.name} where {table.key} in ({values})"
+        )
+        found.update(rows["k"].astype(str))
+    return frozenset(found)
+
+
+def loaded_files(warehouse: Warehouse, table: RawTable, day: str) -> set[str]:
+    """The landing files the warehouse holds for this partition (or snapshot)."""
+    if not warehouse.table_exists("raw", table.name):
+        return set()
+    where = f" where _partition_date = date '{date.fromisoformat(day)}'" if table.partitioned else ""
+    rows = warehouse.read_sql(f"select distinct _source_file as f from raw.{table.name}{where}")
+    return set(rows["f"].astype(str))

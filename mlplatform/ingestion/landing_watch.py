@@ -4,7 +4,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlplatform.resources.landing import LANDING_SUFFIXES
+from mlplatform.resources.landing import LANDING_SUFFIXES, folder_day
 
 FINGERPRINT = "landing_fingerprint"  # materialization metadata: which file contents a raw asset read
 # path -> [size, mtime_ns, content hash]: size and mtime say when a file must be hashed again
@@ -21,12 +21,13 @@ class LandedFile:
 
 
 def scan(landing_dir: Path, tables: list[str]) -> list[LandedFile]:
+    """Every landed file in a `date=YYYY-MM-DD` folder; other folders (`date=latest`) are not read."""
     files = []
     for table in tables:
         for path in sorted((landing_dir / table).glob("date=*/*")):
-            if path.is_file() and path.suffix in LANDING_SUFFIXES:
+            day = folder_day(path.parent)
+            if day is not None and path.is_file() and path.suffix in LANDING_SUFFIXES:
                 stat = path.stat()
-                day = path.parent.name.removeprefix("date=")
                 files.append(LandedFile(table, day, path, stat.st_size, stat.st_mtime_ns))
     return files
 

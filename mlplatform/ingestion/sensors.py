@@ -18,6 +18,7 @@ from dagster import (
 from mlplatform.ingestion.assets import ingestion_assets, raw_key
 from mlplatform.ingestion.landing_watch import FINGERPRINT, landed_changes, partition_fingerprint, scan
 from mlplatform.resources import LandingZone
+from mlplatform.resources.landing import not_date_folders
 from mlplatform.schemas import RAW_TABLES
 
 MAX_RUNS_PER_TICK = 50  # a bigger burst is spread over the next ticks, never dropped
@@ -49,6 +50,12 @@ def already_ingested(
 )
 def landing_zone_sensor(context: SensorEvaluationContext, landing_zone: LandingZone) -> SensorResult:
     seen = json.loads(context.cursor) if context.cursor else {}
+    ignored = [f for table in RAW_TABLES for f in not_date_folders(Path(landing_zone.landing_dir), table)]
+    if ignored:
+        context.log.warning(
+            "ignoring landing folders that are not dates (expected date=YYYY-MM-DD): "
+            + ", ".join(str(f) for f in ignored)
+        )
     files = scan(Path(landing_zone.landing_dir), list(RAW_TABLES))
     current, changed = landed_changes(seen, files)
     requests, deferred, skipped = [], set(), []

@@ -29,11 +29,23 @@ from mlplatform.schemas import (
 CHECK_DESCRIPTIONS = {
     "schema": "The file is readable, not empty, has exactly the contract's columns and their types.",
     "not_null": "No required value (keys, amounts, timestamps, categories) is missing.",
-    "unique_key": "The key is unique within the file and across the partition's other files.",
+    "unique_key": (
+        "The key is unique within the file, across the partition's other files (the file at fault is the one "
+        "not already loaded, else the later one) and, for transactions, across every day already loaded."
+    ),
     "value_ranges": "Amounts within (0, MAX_AMOUNT]; categorical values inside their known domains.",
     "inside_partition": "Every timestamp falls inside the file's daily partition (UTC).",
     "known_entities": "Referential integrity: every customer and merchant exists in the latest snapshots.",
+    "known_transactions": "Every label is for a transaction already loaded (any day), else quarantined.",
 }
+# tables whose key is unique across every partition (a label, by contrast, may be corrected on a later
+# day: the later `reported_at` wins in dbt, so a labels key seen on another day is a correction)
+UNIQUE_ACROSS_DAYS = frozenset({"transactions"})
+# partitioned tables whose key must name a row already loaded in another table: {table: (column, table)}
+REFERENCES = {"labels": ("transaction_id", "transactions")}
+CROSS_DAY_RULE = "id_already_loaded_on_another_day"
+CROSS_FILE_RULE = "id_in_another_file_of_the_partition"
+CONTENT_CHECKS = ("not_null", "unique_key", "value_ranges", "inside_partition", "known_entities")
 
 # pandas dtype names (or per-value Python type names for object columns) accepted per logical type
 ACCEPTED_TYPES = {
@@ -60,11 +72,15 @@ class UnreadableFileError(ValueError):
 
 def checks_for(table: RawTable) -> list[str]:
     """The Dagster asset checks a raw table gets."""
-    checks = ["schema", "not_null", "unique_key", "value_ranges"]
+    checks = ["schema", "not_null", "unique_key"]
+    if "amount" in table.columns or set(DOMAINS) & set(table.columns):  # a check with nothing to judge
+        checks.append("value_ranges")  # would "pass" on every file: only where it has ranges to check
     if table.partition_timestamp:
         checks.append("inside_partition")
     if {"customer_id", "merchant_id"} <= set(table.columns) and table.partitioned:
         checks.append("known_entities")
+    if table.name in REFERENCES:
+        checks.append("known_transactions")
     return checks
 
 
@@ -135,6 +151,15 @@ class FileValidation:
         return all(o.success for o in self.outcomes)
 
     @property
+    def schema_sound(self) -> bool:
+        """Readable with the contract's columns and types: its content can be judged."""
+        schema = [o for o in self.outcomes if o.check == "schema"]
+        return self.frame is not None and bool(schema) and all(o.success for o in schema)
+
+    def judged(self, check: str) -> bool:
+        return any(o.check == check for o in self.outcomes)
+
+    @property
     def failures(self) -> list[ExpectationOutcome]:
         return [o for o in self.outcomes if not o.success]
 
@@ -151,7 +176,9 @@ class PartitionContext:
     day: date | None = None
     known_customers: frozenset[str] | None = None
     known_merchants: frozenset[str] | None = None
-    earlier_keys: frozenset[str] = frozenset()
+    known_transactions: frozenset[str] | None = None  # for tables in REFERENCES
+    # keys of this file already loaded on another day: {key: day}
+    loaded_on_other_days: dict[str, str] = field(default_factory=dict)
 
 
 class SuiteRunner:
@@ -194,7 +221,7 @@ def _outcome(result) -> ExpectationOutcome:
         observed = result.exception_info.get("exception_message")
     return ExpectationOutcome(
         check=config.meta["check"],
-        expectation=config.type,
+        expectation=config.meta.get("rule", config.type),
         column=config.kwargs.get("column"),
         success=bool(result.success),
         unexpected_count=details.get("unexpected_count"),
@@ -227,8 +254,11 @@ def content_expectations(gxe, table: RawTable, context: PartitionContext) -> lis
     ]
     expectations += [
         gxe.ExpectColumnValuesToBeUnique(column=table.key, meta={"check": "unique_key"}),
+        # the warehouse lookup narrowed the set to this file's keys that are loaded elsewhere: small
         gxe.ExpectColumnValuesToNotBeInSet(
-            column=table.key, value_set=sorted(context.earlier_keys), meta={"check": "unique_key"}
+            column=table.key,
+            value_set=sorted(context.loaded_on_other_days),
+            meta={"check": "unique_key", "rule": CROSS_DAY_RULE},
         ),
     ]
     if "amount" in table.columns:
@@ -259,9 +289,9 @@ def content_expectations(gxe, table: RawTable, context: PartitionContext) -> lis
         )
     expectations += [
         gxe.ExpectColumnValuesToBeInSet(
-            column=f"{column}{KNOWN_SUFFIX}", value_set=[True], meta={"check": "known_entities"}
+            column=f"{column}{KNOWN_SUFFIX}", value_set=[True], meta={"check": check}
         )
-        for column in known_entity_columns(table, context)
+        for column, (check, _) in known_entity_columns(table, context).items()
     ]
     return expectations
 
@@ -269,9 +299,19 @@ def content_expectations(gxe, table: RawTable, context: PartitionContext) -> lis
 KNOWN_SUFFIX = "_is_known"
 
 
-def known_entity_columns(table: RawTable, context: PartitionContext) -> dict[str, frozenset[str]]:
-    known = {"customer_id": context.known_customers, "merchant_id": context.known_merchants}
-    return {column: ids for column, ids in known.items() if ids is not None and column in table.columns}
+def known_entity_columns(table: RawTable, context: PartitionContext) -> dict[str, tuple[str, frozenset[str]]]:
+    """{column: (check, the ids it may hold)} for the referential checks that apply."""
+    known: dict[str, tuple[str, frozenset[str] | None]] = {
+        "customer_id": ("known_entities", context.known_customers),
+        "merchant_id": ("known_entities", context.known_merchants),
+    }
+    if table.name in REFERENCES:
+        known[REFERENCES[table.name][0]] = ("known_transactions", context.known_transactions)
+    return {
+        column: (check, ids)
+        for column, (check, ids) in known.items()
+        if ids is not None and column in table.columns
+    }
 
 
 def with_known_flags(frame: pd.DataFrame, table: RawTable, context: PartitionContext) -> pd.DataFrame:
@@ -282,7 +322,7 @@ def with_known_flags(frame: pd.DataFrame, table: RawTable, context: PartitionCon
     """
     flags = {  # a missing key is the not_null check's finding, not an unknown entity
         f"{c}{KNOWN_SUFFIX}": frame[c].isin(ids) | frame[c].isna()
-        for c, ids in known_entity_columns(table, context).items()
+        for c, (_, ids) in known_entity_columns(table, context).items()
     }
     return frame.assign(**flags)
 
@@ -296,10 +336,18 @@ def _name_unknown_ids(outcome: ExpectationOutcome, frame: pd.DataFrame) -> Expec
     return replace(outcome, column=column, sample=list(unknown.head(5)), unexpected_count=len(unknown))
 
 
-def validate_file(
-    path: Path, table: RawTable, context: PartitionContext, runner: SuiteRunner
-) -> FileValidation:
-    """Validate one landed file; content is only judged once the schema is sound."""
+def _name_other_days(outcome: ExpectationOutcome, context: PartitionContext) -> ExpectationOutcome:
+    """Report an id loaded on another day with the day it was loaded on."""
+    if outcome.success or outcome.expectation != CROSS_DAY_RULE:
+        return outcome
+    sample = [
+        f"{key} (loaded on {context.loaded_on_other_days.get(str(key), '?')})" for key in outcome.sample
+    ]
+    return replace(outcome, sample=sample)
+
+
+def validate_schema(path: Path, table: RawTable, runner: SuiteRunner) -> FileValidation:
+    """Read one landed file and check it against the contract's columns and types."""
     try:
         frame = read_landing_file(path, table)
     except UnreadableFileError as error:
@@ -309,8 +357,54 @@ def validate_file(
     outcomes = runner.run(
         f"raw_{table.name}.schema", schema_expectations(gxe, table, list(frame.columns)), frame
     )
-    if all(o.success for o in outcomes):
-        flagged = with_known_flags(frame, table, context)
-        content = runner.run(f"raw_{table.name}.content", content_expectations(gxe, table, context), flagged)
-        outcomes += [_name_unknown_ids(o, flagged) for o in content]
     return FileValidation(path, outcomes, frame)
+
+
+def validate_content(
+    validation: FileValidation, table: RawTable, context: PartitionContext, runner: SuiteRunner
+) -> FileValidation:
+    """Judge the content of a file whose schema is sound; any other file is returned unchanged (its
+    content checks are then "not judged", never passed)."""
+    if not validation.schema_sound or validation.frame is None:
+        return validation
+    flagged = with_known_flags(validation.frame, table, context)
+    content = runner.run(
+        f"raw_{table.name}.content", content_expectations(runner.expectations(), table, context), flagged
+    )
+    outcomes = [_name_other_days(_name_unknown_ids(o, flagged), context) for o in content]
+    return FileValidation(validation.path, validation.outcomes + outcomes, validation.frame)
+
+
+def validate_file(
+    path: Path, table: RawTable, context: PartitionContext, runner: SuiteRunner
+) -> FileValidation:
+    """Validate one landed file on its own; content is only judged once the schema is sound."""
+    return validate_content(validate_schema(path, table, runner), table, context, runner)
+
+
+def blame_collisions(
+    validations: list[FileValidation], key: str, loaded_files: set[str]
+) -> list[FileValidation]:
+    """Keys shared between files of one partition: decide, per file, which one is at fault.
+
+    Only files that passed on their own take part (a file failing anyway is quarantined, its keys are
+    never loaded, so they blame nobody). A file already loaded in the warehouse keeps its keys; among the
+    others the earlier name wins. The file at fault gets a `unique_key` failure naming the other file.
+    """
+    owners: dict[str, str] = {}
+    blamed: dict[Path, ExpectationOutcome] = {}
+    candidates = [v for v in validations if v.passed and v.frame is not None and key in v.frame]
+    for validation in sorted(candidates, key=lambda v: (v.path.name not in loaded_files, v.path.name)):
+        keys = validation.frame[key].dropna().astype(str)  # type: ignore[index]
+        clash = keys[keys.isin(owners.keys())]
+        if len(clash):
+            sample = [f"{k} (in {owners[k]})" for k in clash.head(5)]
+            blamed[validation.path] = ExpectationOutcome(
+                "unique_key", CROSS_FILE_RULE, key, False, unexpected_count=len(clash), sample=sample
+            )
+        else:
+            owners.update(dict.fromkeys(keys, validation.path.name))
+    return [
+        FileValidation(v.path, [*v.outcomes, blamed[v.path]], v.frame) if v.path in blamed else v
+        for v in validations
+    ]

@@ -14,6 +14,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetRecordsFilter,
+    DefaultScheduleStatus,
     MaterializeResult,
     MetadataValue,
     RunRequest,
@@ -350,7 +351,12 @@ def model_performance(
     check_specs=[
         AssetCheckSpec(
             "latency_p99", asset=SERVING_HEALTH, description="p99 of /predict latency within bounds."
-        )
+        ),
+        AssetCheckSpec(
+            "log_lines_readable",
+            asset=SERVING_HEALTH,
+            description="Every prediction log line parses; corrupt ones are skipped and counted (WARN).",
+        ),
     ],
     description=(
         "The day's online traffic from the prediction log: requests, latency p50/p99, flag rate, and how "
@@ -364,7 +370,8 @@ def serving_health(
     alerts: AlertSink,
 ) -> MaterializeResult:
     day = context.partition_key
-    figures = serving_figures(prediction_log.read(day))
+    log = prediction_log.read_counted(day)  # corrupt lines (a crash mid-write) are skipped, never fatal
+    figures = serving_figures(log.frame)
     check = alert_on(
         graded_check(
             SERVING_HEALTH,
@@ -381,7 +388,26 @@ def serving_health(
         "latency_p99_ms",
     )
     return MaterializeResult(
-        metadata={k: round(float(v), 4) for k, v in figures.items()}, check_results=[check]
+        metadata={
+            **{k: round(float(v), 4) for k, v in figures.items()},
+            "corrupt_log_lines": log.corrupt_lines,
+            "corrupt_log_files": MetadataValue.json(log.corrupt_files),
+        },
+        check_results=[check, log_lines_check(log.corrupt_lines, log.corrupt_files)],
+    )
+
+
+def log_lines_check(corrupt_lines: int, corrupt_files: list[str]) -> AssetCheckResult:
+    """A WARN naming the files when prediction log lines had to be skipped; they never fail the day."""
+    return judged(
+        corrupt_lines == 0,
+        severity=AssetCheckSeverity.WARN,
+        asset_key=SERVING_HEALTH,
+        check_name="log_lines_readable",
+        description=None
+        if corrupt_lines == 0
+        else f"skipped {corrupt_lines} corrupt prediction log line(s) in {', '.join(corrupt_files)}",
+        corrupt_log_lines=corrupt_lines,
     )
 
 
@@ -583,7 +609,12 @@ nightly_monitoring_job = define_asset_job(
 )
 
 
-@schedule(job=nightly_monitoring_job, cron_schedule="30 2 * * *", execution_timezone="UTC")
+@schedule(
+    job=nightly_monitoring_job,
+    cron_schedule="30 2 * * *",
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.RUNNING,  # the loop needs it: on by default
+)
 def nightly_monitoring(context: ScheduleEvaluationContext) -> list[RunRequest]:
     """At 02:30 UTC: the online traffic of the day that just ended (its log is complete), and the
     champion's performance on the day a week back, now that most of its labels have arrived."""

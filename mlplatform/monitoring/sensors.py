@@ -1,4 +1,10 @@
-"""Alerts on failure: every failed run of this code location goes to the alert sink."""
+"""Alerts on failure: every failed run goes to the alert sink, whatever launched it.
+
+`monitor_all_code_locations=True`: by default a run failure sensor only sees runs launched from its own
+code location (the UI, sensors, schedules); runs started from the CLI (`dagster asset materialize -m ...`)
+or marked failed by run monitoring after their process died carry no code-location origin and would be
+ignored silently.
+"""
 
 from dagster import DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
 
@@ -7,6 +13,7 @@ from mlplatform.resources.alerts import AlertSink
 
 @run_failure_sensor(
     default_status=DefaultSensorStatus.RUNNING,
+    monitor_all_code_locations=True,
     description="Sends every failed run (job, failed steps, error, assets) to the alert sink.",
 )
 def run_failure_alert(context: RunFailureSensorContext, alerts: AlertSink) -> None:

@@ -125,6 +125,32 @@ class LocalFeastFeatureStore(FeastFeatureStore):
     def source_factory(self, repo: ModuleType) -> Callable[[str], "DataSource"]:
         return repo.parquet_source(str(self.feast_dir / "data"))
 
+    def store(self) -> FeatureStore:
+        """The store; the first time per process, its file sources are re-registered here if the registry
+        points them at another folder (a state copied or restored elsewhere would read the original)."""
+        store = super().store()
+        key = str(self.feast_dir)
+        if key not in _REROOTED:
+            _REROOTED.add(key)
+            if sources_outside(store, self.feast_dir / "data"):
+                self.apply()
+                store = super().store()
+        return store
+
+
+_REROOTED: set[str] = set()  # feast folders whose registry was checked in this process
+
+
+def sources_outside(store: FeatureStore, data_dir: Path) -> list[str]:
+    """Paths of registered file sources that are not in `data_dir`."""
+    try:
+        sources = store.list_data_sources()
+    except Exception:  # no registry yet: nothing registered elsewhere
+        return []
+    paths = [getattr(source, "path", None) for source in sources]
+    root = data_dir.resolve()
+    return [p for p in paths if p and not Path(p).resolve().is_relative_to(root)]
+
 
 class PostgresRedisFeastFeatureStore(FeastFeatureStore):
     """Prod profile: the dbt marts in Postgres as offline store, Redis online store, SQL registry.

@@ -1,6 +1,7 @@
 """The landing zone: where raw daily files arrive, and the quarantine next to it."""
 
 import json
+import logging
 import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -8,6 +9,26 @@ from pathlib import Path
 from dagster import ConfigurableResource
 
 LANDING_SUFFIXES = (".parquet", ".csv")
+logger = logging.getLogger(__name__)
+
+
+def folder_day(folder: Path) -> str | None:
+    """The day of a `date=YYYY-MM-DD` folder; None for anything else (`date=latest`, `date=2026-13-01`)."""
+    value = folder.name.removeprefix("date=")
+    if not folder.name.startswith("date=") or len(value) != 10:
+        return None
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        return None
+
+
+def not_date_folders(landing_dir: Path, table: str) -> list[Path]:
+    """`date=` folders whose name is not a date: never read, reported so someone renames them."""
+    root = landing_dir / table
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob("date=*") if p.is_dir() and folder_day(p) is None)
 
 
 class LandingZone(ConfigurableResource):
@@ -31,8 +52,10 @@ class LandingZone(ConfigurableResource):
         root = Path(self.landing_dir) / table
         if not root.is_dir():
             return []
-        days = (p.name.removeprefix("date=") for p in root.glob("date=*") if p.is_dir())
-        return sorted(day for day in days if self.files(table, day))
+        for folder in not_date_folders(Path(self.landing_dir), table):
+            logger.warning("ignoring %s: a landing folder must be named date=YYYY-MM-DD", folder)
+        days = (folder_day(p) for p in root.glob("date=*") if p.is_dir())
+        return sorted(day for day in days if day is not None and self.files(table, day))
 
     def latest_snapshot_day(self, table: str) -> str | None:
         days = self.landed_days(table)

@@ -1,6 +1,7 @@
 """MLflow as the system of record for models: tracking, the registry, aliases and the audit trail."""
 
 import json
+import sqlite3
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +15,50 @@ if TYPE_CHECKING:  # mlflow takes a second or more to import: paid by the steps 
 from mlplatform.resources.env import resolved
 
 CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous", "challenger"
+# where MLflow's SQLite store keeps artifact locations (absolute URIs or paths)
+ARTIFACT_COLUMNS = (
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("model_versions", "source"),
+    ("model_versions", "storage_location"),
+    ("logged_models", "artifact_location"),
+)
+_REROOTED: set[tuple[str, str]] = set()  # (store, artifact root) pairs checked in this process
+
+
+def reroot_artifact_locations(db_path: Path, experiment: str, artifact_root: Path) -> str | None:
+    """Point a local MLflow store's artifact locations at `artifact_root` when the state folder moved.
+
+    MLflow records absolute locations: a state folder copied or restored elsewhere would read (and a
+    retraining would write) the original's artifacts. The experiment's location says where the artifacts
+    were; every location under it is rewritten to the same place under `artifact_root`. Returns the old
+    root when something was rewritten."""
+    if not db_path.exists():
+        return None
+    new_uri, new_path = artifact_root.as_uri(), str(artifact_root)
+    with sqlite3.connect(db_path) as con:
+        tables = {row[0] for row in con.execute("select name from sqlite_master where type = 'table'")}
+        if "experiments" not in tables:
+            return None
+        row = con.execute(
+            "select artifact_location from experiments where name = ?", (experiment,)
+        ).fetchone()
+        old_uri = row[0] if row else None
+        if not old_uri or old_uri == new_uri or not old_uri.startswith("file://"):
+            return None
+        old_path = str(Path(old_uri.removeprefix("file://")))
+        for table, column in ARTIFACT_COLUMNS:
+            if table not in tables or column not in {
+                c[1] for c in con.execute(f"pragma table_info({table})")
+            }:
+                continue
+            for old, new in ((old_uri, new_uri), (old_path, new_path)):
+                con.execute(
+                    f"update {table} set {column} = ? || substr({column}, ?) "
+                    f"where {column} = ? or {column} like ? escape '\\'",
+                    (new, len(old) + 1, old, old.replace("%", "\\%").replace("_", "\\_") + "/%"),
+                )
+    return old_uri
 
 
 class ModelRegistry(ConfigurableResource):
@@ -40,7 +85,22 @@ class ModelRegistry(ConfigurableResource):
     def client(self) -> "MlflowClient":
         from mlflow import MlflowClient
 
+        self.reroot_artifacts()
         return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+
+    def reroot_artifacts(self) -> None:
+        """Local profile: keep the artifact locations inside this state folder (see
+        `reroot_artifact_locations`); checked once per process. A server (prod) owns its locations."""
+        uri = self.uri
+        if self.artifact_root is None or not uri.startswith("sqlite:///"):
+            return
+        key = (uri, str(self.artifact_root))
+        if key in _REROOTED:
+            return
+        _REROOTED.add(key)
+        reroot_artifact_locations(
+            Path(uri.removeprefix("sqlite:///")), self.experiment, Path(self.artifact_root)
+        )
 
     def experiment_id(self) -> str:
         client = self.client()

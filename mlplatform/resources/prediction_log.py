@@ -1,6 +1,8 @@
 """The prediction log: every online prediction as a JSON line, one folder per day, for monitoring to read."""
 
+import io
 import json
+import logging
 import os
 import queue
 import socket
@@ -11,6 +13,35 @@ import pandas as pd
 from dagster import ConfigurableResource
 
 _STOP = object()
+logger = logging.getLogger(__name__)
+
+
+class PredictionLogRead:
+    """What one read found: the records, and the lines that could not be parsed (skipped and counted)."""
+
+    def __init__(self, frame: pd.DataFrame, corrupt_lines: int, corrupt_files: list[str]) -> None:
+        self.frame = frame
+        self.corrupt_lines = corrupt_lines
+        self.corrupt_files = corrupt_files
+
+
+def parse_log_lines(text: str) -> tuple[list[str], int]:
+    """The lines of a log file that hold a JSON object, and how many non-empty lines did not (e.g. the
+    truncated last line of a writer killed mid-write)."""
+    good, corrupt = [], 0
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            corrupt += 1
+            continue
+        if isinstance(record, dict):
+            good.append(line)
+        else:
+            corrupt += 1
+    return good, corrupt
 
 
 class PredictionLogWriter:
@@ -78,9 +109,24 @@ class PredictionLog(ConfigurableResource):
         return PredictionLogWriter(Path(self.directory))
 
     def read(self, day: str = "*") -> pd.DataFrame:
-        """Every logged prediction (of one `YYYY-MM-DD` day), oldest first; empty when there is none."""
-        files = sorted(Path(self.directory).glob(f"date={day}/*.jsonl"))
-        frames = [pd.read_json(f, lines=True, dtype=False) for f in files if f.stat().st_size]
+        """Every logged prediction (of one `YYYY-MM-DD` day), oldest first; empty when there is none.
+
+        Corrupt lines are skipped (see `read_counted` for how many)."""
+        return self.read_counted(day).frame
+
+    def read_counted(self, day: str = "*") -> PredictionLogRead:
+        """Like `read`, also counting the lines that could not be parsed; they never fail the read."""
+        frames: list[pd.DataFrame] = []
+        corrupt, corrupt_files = 0, []
+        for path in sorted(Path(self.directory).glob(f"date={day}/*.jsonl")):
+            lines, bad = parse_log_lines(path.read_text(errors="replace"))
+            if lines:
+                frames.append(pd.read_json(io.StringIO("\n".join(lines)), lines=True, dtype=False))
+            if bad:
+                corrupt += bad
+                corrupt_files.append(f"{path.parent.name}/{path.name}")
+                logger.warning("prediction log %s: skipped %d corrupt line(s)", path, bad)
         if not frames:
-            return pd.DataFrame()
-        return pd.concat(frames, ignore_index=True).sort_values("logged_at", ignore_index=True)
+            return PredictionLogRead(pd.DataFrame(), corrupt, corrupt_files)
+        frame = pd.concat(frames, ignore_index=True).sort_values("logged_at", ignore_index=True)
+        return PredictionLogRead(frame, corrupt, corrupt_files)

@@ -5,11 +5,13 @@ from datetime import date
 
 import pandas as pd
 import pytest
-from dagster import AssetKey, AssetSelection
+from dagster import AssetCheckSeverity, AssetKey, AssetSelection
 
+from mlplatform.checks import was_judged
 from mlplatform.datagen import BAD_FILE_KINDS, write_bad_file
 from mlplatform.definitions import all_assets
 from mlplatform.ingestion.assets import raw_customers, raw_labels, raw_merchants, raw_transactions
+from mlplatform.ingestion.validation import CONTENT_CHECKS
 from tests.conftest import SMALL, run_assets
 
 DAY1 = SMALL.start_date.isoformat()
@@ -98,8 +100,20 @@ def test_bad_file_is_quarantined_with_its_reason_and_blocks_downstream(kind, loa
     )
 
     assert not result.success
-    failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
+    evaluations = result.get_asset_check_evaluations()
+    failed = {e.check_name for e in evaluations if not e.passed and was_judged(dict(e.metadata))}
     assert failed == {FAILING_CHECK[kind]}
+    # a check that could not look at the bad file never passes: it says "not judged" (a WARN)
+    not_judged = {e.check_name for e in evaluations if not was_judged(dict(e.metadata))}
+    if FAILING_CHECK[kind] == "schema":
+        assert not_judged == set(CONTENT_CHECKS) & {e.check_name for e in evaluations}
+        assert all(
+            e.severity == AssetCheckSeverity.WARN and not e.passed
+            for e in evaluations
+            if e.check_name in not_judged
+        )
+    else:
+        assert not not_judged
     assert AssetKey("stg_transactions") not in {
         e.asset_key for e in result.get_asset_materialization_events()
     }
@@ -118,6 +132,12 @@ def test_bad_file_is_quarantined_with_its_reason_and_blocks_downstream(kind, loa
 
 
 def test_bad_labels_file_is_quarantined_and_good_labels_stay(loaded, state, instance):
+    for ordinal in range(SMALL.start_date.toordinal() + 2, date.fromisoformat(LABEL_DAY).toordinal()):
+        # the transactions the labels are about
+        day = date.fromordinal(ordinal).isoformat()
+        assert run_assets(
+            all_assets, loaded, instance, partition_key=day, selection=[raw_transactions]
+        ).success
     assert run_assets(all_assets, loaded, instance, partition_key=LABEL_DAY, selection=[raw_labels]).success
     before = partition_rows(loaded["warehouse"], "labels", LABEL_DAY)
     bad = write_bad_file(state / "landing", "duplicate_id", date.fromisoformat(LABEL_DAY), table="labels")

@@ -8,9 +8,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlplatform.ingestion.validation import (
+    CONTENT_CHECKS,
+    CROSS_DAY_RULE,
+    CROSS_FILE_RULE,
     PartitionContext,
     SuiteRunner,
     UnreadableFileError,
+    blame_collisions,
     checks_for,
     read_landing_file,
     validate_file,
@@ -94,10 +98,55 @@ def test_each_content_problem_fails_its_own_check(tmp_path, runner, change, chec
     assert f"[{check}]" in validation.reason()
 
 
-def test_keys_seen_in_earlier_files_of_the_partition_are_duplicates(tmp_path, runner):
-    context = PartitionContext(day=DAY, earlier_keys=frozenset({"T2"}))
+def test_keys_loaded_on_another_day_are_duplicates_named_with_their_day(tmp_path, runner):
+    context = PartitionContext(day=DAY, loaded_on_other_days={"T2": "2026-02-27"})
     validation = validate_file(write(tmp_path, transactions()), TRANSACTIONS, context, runner)
-    assert failed_checks(validation) == {"unique_key"}
+    [failure] = validation.failures
+    assert (failure.check, failure.expectation) == ("unique_key", CROSS_DAY_RULE)
+    assert failure.sample == ["T2 (loaded on 2026-02-27)"]
+    assert "T2 (loaded on 2026-02-27)" in validation.reason()
+
+
+def test_a_key_shared_by_two_files_is_the_fault_of_one_file_only(tmp_path, runner):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    good = validate_file(
+        write(tmp_path / "a", transactions(), "z-good.parquet"), TRANSACTIONS, CONTEXT, runner
+    )
+    other = transactions(transaction_id=["T9", "T2", "T8"])
+    bad = validate_file(write(tmp_path / "b", other, "a-bad.parquet"), TRANSACTIONS, CONTEXT, runner)
+    # neither loaded yet: the earlier name keeps its keys
+    blamed = blame_collisions([bad, good], "transaction_id", loaded_files=set())
+    assert [v.passed for v in blamed] == [True, False]
+    # the good file is already loaded: the newcomer is at fault, whatever its name
+    blamed = blame_collisions([bad, good], "transaction_id", loaded_files={"z-good.parquet"})
+    assert [v.passed for v in blamed] == [False, True]
+    [failure] = blamed[0].failures
+    assert failure.expectation == CROSS_FILE_RULE and failure.sample == ["T2 (in z-good.parquet)"]
+    # a file failing on its own blames nobody: its keys will never be loaded
+    broken = validate_file(
+        write(tmp_path / "b", other.assign(amount=-1.0), "a-broken.parquet"), TRANSACTIONS, CONTEXT, runner
+    )
+    blamed = blame_collisions([broken, good], "transaction_id", loaded_files=set())
+    assert failed_checks(blamed[0]) == {"value_ranges"} and blamed[1].passed
+
+
+def test_labels_for_transactions_never_loaded_are_named(tmp_path, runner):
+    labels = pd.DataFrame(
+        {
+            "transaction_id": ["T1", "T404"],
+            "is_fraud": [True, False],
+            "reported_at": pd.to_datetime(["2026-03-02T08:00:00", "2026-03-02T09:00:00"], utc=True),
+        }
+    )
+    context = PartitionContext(day=DAY, known_transactions=frozenset({"T1"}))
+    validation = validate_file(write(tmp_path, labels), LABELS, context, runner)
+    [failure] = validation.failures
+    assert (failure.check, failure.column, failure.sample) == (
+        "known_transactions",
+        "transaction_id",
+        ["T404"],
+    )
 
 
 def test_schema_failure_stops_content_validation(tmp_path, runner):
@@ -106,6 +155,7 @@ def test_schema_failure_stops_content_validation(tmp_path, runner):
     )
     assert failed_checks(validation) == {"schema"}
     assert {o.check for o in validation.outcomes} == {"schema"}
+    assert not any(validation.judged(check) for check in CONTENT_CHECKS)
     assert "amount" in validation.reason()
 
 
@@ -134,7 +184,9 @@ def test_csv_with_unparseable_numbers_is_a_wrong_type_not_nulls(tmp_path, runner
 
 
 def test_labels_and_snapshots_get_the_checks_that_fit_them():
-    assert checks_for(LABELS) == ["schema", "not_null", "unique_key", "value_ranges", "inside_partition"]
+    # labels have no amount and no categorical domain: no value_ranges check that would judge nothing
+    labels_checks = ["schema", "not_null", "unique_key", "inside_partition", "known_transactions"]
+    assert checks_for(LABELS) == labels_checks
     assert checks_for(CUSTOMERS) == ["schema", "not_null", "unique_key", "value_ranges"]
 
 
