@@ -76,6 +76,26 @@ def results(client, settings: StreamSettings) -> list[dict]:
     ]
 
 
+class Counted:
+    """How much a consumer's counters grew while it ran. Deltas, not values: importing Feast puts
+    prometheus_client in multiprocess mode (feast.metrics sets PROMETHEUS_MULTIPROCESS_DIR), where series
+    of the same name share one value per process, across registries and so across consumers."""
+
+    def __init__(self, consumer) -> None:
+        self.registry = consumer.metrics.registry
+        self.start = {
+            outcome: self.value(outcome) for outcome in ("scored", "duplicate", "dead_letter", None)
+        }
+
+    def value(self, outcome: str | None) -> float:
+        if outcome is None:
+            return self.registry.get_sample_value("mlplatform_stream_reclaimed_total") or 0.0
+        return self.registry.get_sample_value("mlplatform_stream_messages_total", {"outcome": outcome}) or 0.0
+
+    def __getitem__(self, outcome: str | None) -> float:
+        return self.value(outcome) - self.start[outcome]
+
+
 def dead_letters(client, settings: StreamSettings) -> list[dict]:
     return [fields for _, fields in client.xrange(settings.dead_letter_stream)]
 
