@@ -128,8 +128,9 @@ def phases(client, settings, resources, messages: int, name: str, rate: float | 
     return {"backlog": drained, "steady_rate": round(rate), "steady": steady}
 
 
-def consumers(stack: ExitStack, count: int, state: Path, url: str, logs: Path) -> None:
-    """`count` `mlplatform stream` processes, returned once each answers on its metrics port."""
+def consumers(stack: ExitStack, count: int, logs: Path) -> None:
+    """`count` `mlplatform stream` processes (state and Redis from the environment), returned once each
+    answers on its metrics port."""
     for n in range(count):
         port = free_port()
         command = [sys.executable, "-m", "mlplatform.cli", "stream", "--metrics-port", str(port)]
@@ -142,6 +143,9 @@ def main() -> None:
     parser.set_defaults(transactions_per_day=3_000, customers=1_500, merchants=120)
     parser.add_argument("--messages", type=int, default=4_000)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/11")
+    parser.add_argument(
+        "--state", type=Path, help="A built state (e.g. after `make demo`) instead of a new one."
+    )
     args = parser.parse_args()
 
     import redis
@@ -150,18 +154,19 @@ def main() -> None:
     settings = StreamSettings(redis_url=args.redis_url)
     report: dict = {"messages": args.messages, "batch_size": BATCH, "cpu_cores": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp, DagsterInstance.ephemeral() as instance:
-        state = Path(tmp) / "state"
-        generate(generator_config(args), state / "landing")
-        build_s, built = timed(lambda: materialize_all(state, instance))
-        assert not built.runs_failed, built.format()
-        report["build_whole_graph_s"] = round(build_s, 1)
+        state = args.state.resolve() if args.state else Path(tmp) / "state"
+        if not args.state:
+            generate(generator_config(args), state / "landing")
+            build_s, built = timed(lambda: materialize_all(state, instance))
+            assert not built.runs_failed, built.format()
+            report["build_whole_graph_s"] = round(build_s, 1)
         resources = build_resources(profile="local", state=state)
         os.environ.update(MLPLATFORM_STATE_DIR=str(state), MLPLATFORM_STREAM_REDIS_URL=args.redis_url)
 
         for count in (1, 2):
             with ExitStack() as stack:
                 client.flushdb()
-                consumers(stack, count, state, args.redis_url, Path(tmp))
+                consumers(stack, count, Path(tmp))
                 rate = report["stream_1_consumer"]["steady_rate"] if count == 2 else None
                 report[f"stream_{count}_consumer"] = phases(
                     client, settings, resources, args.messages, f"c{count}", rate

@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from dagster import (
@@ -22,10 +23,11 @@ from mlplatform.streaming.settings import StreamSettings
 STREAMING_HEALTH = AssetKey("streaming_health")
 
 # the day that just ended (the partitions end today, still filling), once at 02:30 UTC
+NIGHTLY_TICK: AutomationCondition = AutomationCondition.cron_tick_passed("30 2 * * *", "UTC")
 YESTERDAY_NIGHTLY = (
     AutomationCondition.in_latest_time_window(timedelta(days=2))
     & ~AutomationCondition.in_latest_time_window(timedelta(days=1))
-    & AutomationCondition.cron_tick_passed("30 2 * * *", "UTC").since_last_handled()
+    & NIGHTLY_TICK.since_last_handled()
 ).with_label("yesterday_nightly")
 
 
@@ -96,13 +98,8 @@ def streaming_health(
             )
             continue
         passed, severity = graded(figures[figure], warn, error)
-        result = judged(
-            passed,
-            severity=severity,
-            asset_key=STREAMING_HEALTH,
-            check_name=check,
-            **{figure: figures[figure]},
-        )
+        measured: dict[str, Any] = {figure: figures[figure]}
+        result = judged(passed, severity=severity, asset_key=STREAMING_HEALTH, check_name=check, **measured)
         checks.append(alert_on(result, alerts, day, figure))
     return MaterializeResult(
         metadata={k: round(float(v), 4) for k, v in figures.items()}
