@@ -59,3 +59,34 @@ def test_streaming_health_reads_the_consumers_day(stream_state, scorer, redis_db
     figures, checks = run_health(resources, quiet)
     assert figures["messages"] == 0
     assert all(not c.passed and not was_judged(c.metadata) for c in checks.values())
+
+
+def test_streaming_health_runs_for_the_day_that_just_ended_once_a_night(tmp_path):
+    from dagster import Definitions, evaluate_automation_conditions
+
+    from mlplatform.profiles import build_resources
+    from mlplatform.streaming.health import STREAMING_HEALTH
+
+    defs = Definitions(assets=[streaming_health], resources=build_resources(profile="local", state=tmp_path))
+
+    with DagsterInstance.ephemeral() as instance:
+        first = evaluate_automation_conditions(
+            defs=defs,
+            instance=instance,
+            evaluation_time=datetime(2026, 11, 29, 23, 0, tzinfo=UTC),
+        )
+        assert first.total_requested == 0  # nothing before the first tick
+        at_tick = evaluate_automation_conditions(
+            defs=defs,
+            instance=instance,
+            cursor=first.cursor,
+            evaluation_time=datetime(2026, 11, 30, 2, 31, tzinfo=UTC),
+        )
+        assert at_tick.get_requested_partitions(STREAMING_HEALTH) == {"2026-11-29"}
+        later = evaluate_automation_conditions(
+            defs=defs,
+            instance=instance,
+            cursor=at_tick.cursor,
+            evaluation_time=datetime(2026, 11, 30, 3, 0, tzinfo=UTC),
+        )
+        assert later.total_requested == 0  # once per night
