@@ -162,8 +162,8 @@ def test_lag_metric_follows_the_backlog(stream_state, scorer, redis_db, tmp_path
     consumer = Consumer(settings_for(state, batch_size=100), scorer, name="lagged", health_log=health)
     labels = {"stream": consumer.settings.input_stream, "group": consumer.settings.group}
     lag = lambda: consumer.metrics.registry.get_sample_value(LAG, labels)  # noqa: E731
-    rows = last_day_rows(resources, 250)
-    send(consumer.settings, rows)
+    known = last_day_rows(resources, 50)  # real entities, new ids (the last day may be a small landed one)
+    send(consumer.settings, [{**known[i % len(known)], "transaction_id": f"lag-{i}"} for i in range(250)])
 
     consumer.observe_lag(force=True)
     seen = [lag()]
