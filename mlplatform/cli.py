@@ -284,5 +284,39 @@ def restore(archive: Path, force: bool) -> None:
     )
 
 
+@click.option(
+    "--metrics-port", type=int, default=9108, show_default=True, help="Prometheus /metrics; 0: off."
+)
+@click.option("--batch-size", type=int, help="Messages per micro-batch (default: the profile's).")
+@click.option("--name", help="Consumer name in the group (default: host-pid, unique per process).")
+def stream(metrics_port: int, batch_size: int | None, name: str | None) -> None:
+    """Score transactions from the Redis input stream until SIGTERM/SIGINT (see README, Streaming)."""
+    from mlplatform.profiles import build_resources
+    from mlplatform.streaming.runner import run_consumer
+
+    resources = build_resources()
+    if batch_size:
+        resources["streaming"] = resources["streaming"].model_copy(update={"batch_size": batch_size})
+    run_consumer(resources, metrics_port or None, name)
+
+
+@main.command("stream-replay")
+@click.option("--day", required=True, type=click.DateTime(["%Y-%m-%d"]), help="A landed day.")
+@click.option("--limit", type=int, help="Only the first N transactions of the day.")
+@click.option("--rate", type=float, default=0.0, help="Messages per second (default: as fast as possible).")
+def stream_replay(day: datetime, limit: int | None, rate: float) -> None:
+    """Send a landed day's transactions to the input stream, in event order (demo and tests)."""
+    from mlplatform.profiles import build_resources
+    from mlplatform.streaming.replay import landed_transactions, send
+
+    resources = build_resources()
+    try:
+        rows = landed_transactions(resources["landing_zone"], f"{day:%Y-%m-%d}")[:limit]
+    except FileNotFoundError as error:
+        raise click.ClickException(str(error)) from error
+    ids = send(resources["streaming"], rows, rate)
+    click.echo(f"sent {len(ids)} transactions of {day:%Y-%m-%d} to {resources['streaming'].input_stream}")
+
+
 if __name__ == "__main__":
     main()

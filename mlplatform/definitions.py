@@ -20,6 +20,7 @@ from mlplatform.monitoring import (
     run_failure_alert,
 )
 from mlplatform.profiles import build_resources, run_executor
+from mlplatform.streaming.health import streaming_assets
 from mlplatform.training import (
     model_assets,
     model_checks,
@@ -39,6 +40,7 @@ all_assets = [
     *inference_assets,
     *monitoring_assets,
     delivery_metrics,
+    *streaming_assets,
 ]
 all_checks = [*feature_checks, *training_checks, *model_checks]
 

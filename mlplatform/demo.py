@@ -20,11 +20,13 @@ from mlplatform.ingestion.assets import raw_customers, raw_labels, raw_merchants
 from mlplatform.monitoring.assets import monitoring_assets
 from mlplatform.profiles import build_resources
 from mlplatform.resources import LandingZone, Warehouse
+from mlplatform.streaming.health import streaming_assets
 
 INGESTION = AssetSelection.assets(raw_customers, raw_merchants, raw_transactions, raw_labels)
 BATCH_SCORING = AssetSelection.assets(batch_predictions)
 MONITORING = AssetSelection.assets(*monitoring_assets)
 MONITORING_KEYS = {a.key for a in monitoring_assets}
+STREAMING = AssetSelection.assets(*streaming_assets)  # needs stream traffic; runs nightly by itself
 MONITORED_DAYS = 7  # the demo monitors its last week (the UI's backfill button does the rest)
 
 
@@ -128,7 +130,7 @@ def materialize_all(
 
     for label, selection, partition_key in ingestion_runs(landing):
         run(label, selection, partition_key)
-    run("downstream", AssetSelection.all() - INGESTION - BATCH_SCORING - MONITORING)
+    run("downstream", AssetSelection.all() - INGESTION - BATCH_SCORING - MONITORING - STREAMING)
     days = sorted(landing.landed_days("transactions"))
     if days:  # every landed day in one run, as a backfill does (the asset has a single-run policy)
         run("batch scoring", BATCH_SCORING, tags=partition_range(days[0], days[-1]))

@@ -28,6 +28,7 @@ from mlplatform.resources import (
     WebhookAlertSink,
 )
 from mlplatform.settings import DBT_PROJECT_DIR, state_dir
+from mlplatform.streaming.settings import STREAM_REDIS_URL_ENV_VAR, StreamSettings
 
 PROFILE_ENV_VAR = "MLPLATFORM_PROFILE"
 EXECUTOR_ENV_VAR = "MLPLATFORM_EXECUTOR"
@@ -75,6 +76,11 @@ def local_resources(state: Path) -> dict[str, ConfigurableResource]:
         ),
         "alerts": JsonlAlertSink(path=str(state / "alerts" / "alerts.jsonl")),
         "dbt": dbt_resource("local"),
+        # streaming needs a Redis in every profile: the local one unless the variable says otherwise
+        "streaming": StreamSettings(
+            redis_url=os.environ.get(STREAM_REDIS_URL_ENV_VAR, "redis://127.0.0.1:6379/0"),
+            health_log_dir=str(state / "streaming"),
+        ),
     }
 
 
@@ -96,6 +102,9 @@ def prod_resources(state: Path) -> dict[str, ConfigurableResource]:
         ),
         "alerts": WebhookAlertSink(url=EnvVar("MLPLATFORM_ALERT_WEBHOOK_URL")),
         "dbt": dbt_resource("prod"),
+        "streaming": StreamSettings(
+            redis_url=EnvVar(STREAM_REDIS_URL_ENV_VAR), health_log_dir=str(state / "streaming")
+        ),
     }
 
 

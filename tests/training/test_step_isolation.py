@@ -55,6 +55,7 @@ def test_retraining_with_every_step_in_its_own_process_and_no_shared_disk(built_
         "-c",
         str(config),
     )
+    env["MLPLATFORM_EXECUTOR"] = "multiprocess"  # one process per step, as one pod per step in Kubernetes
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 

@@ -1,0 +1,111 @@
+"""`streaming_health`: a day of stream scoring from the consumers' health log (one line per batch)."""
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from dagster import (
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AutomationCondition,
+    MaterializeResult,
+    asset,
+)
+
+from mlplatform.checks import judged, not_judged
+from mlplatform.ingestion.assets import DAILY_PARTITIONS
+from mlplatform.monitoring.assets import alert_on, graded
+from mlplatform.resources import AlertSink, PredictionLog
+from mlplatform.streaming.settings import StreamSettings
+
+STREAMING_HEALTH = AssetKey("streaming_health")
+
+# the day that just ended (the partitions end today, still filling), once at 02:30 UTC
+NIGHTLY_TICK: AutomationCondition = AutomationCondition.cron_tick_passed("30 2 * * *", "UTC")
+YESTERDAY_NIGHTLY = (
+    AutomationCondition.in_latest_time_window(timedelta(days=2))
+    & ~AutomationCondition.in_latest_time_window(timedelta(days=1))
+    & NIGHTLY_TICK.since_last_handled()
+).with_label("yesterday_nightly")
+
+
+def stream_figures(batches: pd.DataFrame) -> dict[str, float]:
+    """Volume, outcomes, enqueue-to-result latency and lag of a day of batches."""
+    if batches.empty:
+        return {"messages": 0}
+    scored, dead = int(batches["scored"].sum()), int(batches["dead_letters"].sum())
+    messages = scored + dead + int(batches["duplicates"].sum())
+    latencies = pd.Series([ms for batch in batches["latencies_ms"] for ms in batch], dtype=float)
+    return {
+        "messages": messages,
+        "scored": scored,
+        "duplicates": int(batches["duplicates"].sum()),
+        "dead_letters": dead,
+        "dead_letter_rate": dead / messages if messages else 0.0,
+        "reclaimed": int(batches["reclaimed"].sum()),
+        "batches": len(batches),
+        "consumers": int(batches["consumer"].nunique()),
+        "latency_p50_ms": float(latencies.quantile(0.5)) if len(latencies) else float("nan"),
+        "latency_p99_ms": float(latencies.quantile(0.99)) if len(latencies) else float("nan"),
+        "max_lag": int(batches["lag"].max()),
+    }
+
+
+@asset(
+    key=STREAMING_HEALTH,
+    group_name="monitoring",
+    kinds={"redis"},
+    owners=["team:ml"],
+    partitions_def=DAILY_PARTITIONS,
+    automation_condition=YESTERDAY_NIGHTLY,
+    check_specs=[
+        AssetCheckSpec(
+            "stream_latency_p99", asset=STREAMING_HEALTH, description="p99 enqueue-to-result within bounds."
+        ),
+        AssetCheckSpec(
+            "dead_letter_rate", asset=STREAMING_HEALTH, description="Share of dead-lettered messages."
+        ),
+    ],
+    description=(
+        "The day's stream scoring (`mlplatform stream`) from the consumers' health log: messages scored, "
+        "duplicates, dead letters, reclaimed messages, enqueue-to-result latency p50/p99 and the largest lag."
+    ),
+)
+def streaming_health(
+    context: AssetExecutionContext, streaming: StreamSettings, alerts: AlertSink
+) -> MaterializeResult:
+    day = context.partition_key
+    figures = stream_figures(PredictionLog(directory=streaming.health_log_dir).read(day))
+    bounds = {
+        "stream_latency_p99": (
+            "latency_p99_ms",
+            streaming.latency_p99_warn_ms,
+            streaming.latency_p99_error_ms,
+        ),
+        "dead_letter_rate": (
+            "dead_letter_rate",
+            streaming.dead_letter_rate_warn,
+            streaming.dead_letter_rate_error,
+        ),
+    }
+    checks = []
+    for check, (figure, warn, error) in bounds.items():
+        if not figures["messages"]:
+            checks.append(
+                not_judged(f"no stream traffic on {day}", asset_key=STREAMING_HEALTH, check_name=check)
+            )
+            continue
+        passed, severity = graded(figures[figure], warn, error)
+        measured: dict[str, Any] = {figure: figures[figure]}
+        result = judged(passed, severity=severity, asset_key=STREAMING_HEALTH, check_name=check, **measured)
+        checks.append(alert_on(result, alerts, day, figure))
+    return MaterializeResult(
+        metadata={k: round(float(v), 4) for k, v in figures.items()}
+        | {"log": str(Path(streaming.health_log_dir))},
+        check_results=checks,
+    )
+
+
+streaming_assets = [streaming_health]
