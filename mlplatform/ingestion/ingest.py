@@ -26,7 +26,7 @@ from mlplatform.ingestion.validation import (
     validate_schema,
 )
 from mlplatform.resources.landing import LandingZone
-from mlplatform.resources.warehouse import Warehouse
+from mlplatform.resources.warehouse import DuckDBWarehouse, Warehouse
 from mlplatform.schemas import RAW_TABLES, RawTable
 
 LOOKUP_CHUNK = 10_000  # keys per warehouse query (an IN list)
@@ -175,10 +175,21 @@ def _in_lists(keys: list[str]):
 
 
 def loaded_on_other_days(warehouse: Warehouse, table: RawTable, day: str, keys: list[str]) -> dict[str, str]:
-    """{key: day} for the keys already loaded in another partition of `table` (one indexed-free scan of
-    the key column per chunk of keys: only the collisions come back)."""
+    """{key: day} for the keys already loaded in another partition of `table`: a semi-join of the file's
+    keys with the key column (DuckDB: the keys as a registered frame; else chunks of IN lists). Only the
+    collisions come back."""
     if not keys or not warehouse.table_exists("raw", table.name):
         return {}
+    if isinstance(warehouse, DuckDBWarehouse):
+        with warehouse.connect(read_only=True) as con:
+            con.register("incoming_keys", pd.DataFrame({"k": keys}))
+            rows = con.execute(
+                f"select t.{table.key} as k, cast(min(t._partition_date) as varchar) as d "
+                f"from raw.{table.name} as t semi join incoming_keys as i on t.{table.key} = i.k "
+                "where t._partition_date <> ? group by 1",
+                [date.fromisoformat(day)],
+            ).df()
+        return dict(zip(rows["k"].astype(str), rows["d"].astype(str), strict=True))
     found: dict[str, str] = {}
     for values in _in_lists(keys):
         rows = warehouse.read_sql(
@@ -194,6 +205,14 @@ def existing_keys(warehouse: Warehouse, table: RawTable, keys: list[str]) -> fro
     """Which of `keys` are loaded in `table` (any partition)."""
     if not keys or not warehouse.table_exists("raw", table.name):
         return frozenset()
+    if isinstance(warehouse, DuckDBWarehouse):
+        with warehouse.connect(read_only=True) as con:
+            con.register("incoming_keys", pd.DataFrame({"k": keys}))
+            rows = con.execute(
+                f"select distinct t.{table.key} as k from raw.{table.name} as t "
+                f"semi join incoming_keys as i on t.{table.key} = i.k"
+            ).df()
+        return frozenset(rows["k"].astype(str))
     found: set[str] = set()
     for values in _in_lists(keys):
         rows = warehouse.read_sql(
