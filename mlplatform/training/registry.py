@@ -151,12 +151,14 @@ def reconcile_orphans(
     for found in client.search_model_versions(f"name = '{model}'", max_results=1_000):
         version, tags = str(found.version), dict(found.tags)
         complete = all(GATE_TAG_PREFIX + gate in tags for gate in GATES)
-        if (
-            complete
-            or version in served
-            or tags.get(LIFECYCLE_TAG) == Lifecycle.ORPHANED
-            or still_running(tags.get("dagster.run_id"))
-        ):
+        if complete or version in served or tags.get(LIFECYCLE_TAG) == Lifecycle.ORPHANED:
+            continue
+        # killed right after registering, a version may not carry its training's run id yet: its MLflow
+        # run does (set before anything was logged)
+        trained_by = tags.get("dagster.run_id") or client.get_run(str(found.run_id)).data.tags.get(
+            "dagster.run_id"
+        )
+        if still_running(trained_by):
             continue
         if registry.version_for(model, CHALLENGER) == version:
             registry.move_alias(model, CHALLENGER, None)
