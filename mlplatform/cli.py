@@ -208,5 +208,25 @@ def routing(mode: str | None, challenger_percent: float, threshold: float | None
     click.echo(f"routing is now: {routing_file.write(policy).model_dump_json()}")
 
 
+@main.command()
+@click.option("--alias", default="champion", show_default=True, help="Registry alias of the version.")
+@click.option(
+    "--out", "out_dir", type=click.Path(path_type=Path), default=Path("exported"), show_default=True
+)
+def export(alias: str, out_dir: Path) -> None:
+    """Write a fraud_model version as a self-contained artifact scored with numpy alone (embedded mode)."""
+    from mlplatform.export import export_model
+    from mlplatform.inference.scoring import NoModelError, load_scoring_model
+    from mlplatform.profiles import build_resources
+    from mlplatform.training.fraud_model import MODEL_NAME
+
+    try:
+        model = load_scoring_model(build_resources()["model_registry"], MODEL_NAME, alias)
+    except NoModelError as error:
+        raise click.ClickException(str(error)) from error
+    folder = export_model(model, out_dir)
+    click.echo(f"{MODEL_NAME} version {model.version} ({alias}) exported to {folder}")
+
+
 if __name__ == "__main__":
     main()

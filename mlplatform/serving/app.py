@@ -49,6 +49,7 @@ class ErrorBody(BaseModel):
 
 def errors_documented(*statuses: int) -> dict:
     described = {
+        400: "The body could not be read as JSON.",
         401: "No or a wrong admin token.",
         403: "The admin surface is off (no token configured).",
         422: "The request is invalid: `loc` names the field, `msg` says why.",
@@ -138,7 +139,7 @@ def create_app(
         "/predict",
         response_model=Prediction,
         summary="Score one transaction",
-        responses=errors_documented(422, 503),
+        responses=errors_documented(400, 422, 503),
     )
     async def predict_one(transaction: Transaction, tasks: BackgroundTasks) -> Response:
         (prediction,) = predictor().predict([transaction], "predict", tasks.add_task)
@@ -148,7 +149,7 @@ def create_app(
         "/predict/batch",
         response_model=BatchPrediction,
         summary="Score up to 1000 transactions",
-        responses=errors_documented(422, 503),
+        responses=errors_documented(400, 422, 503),
     )
     def predict_batch(batch: BatchRequest, tasks: BackgroundTasks) -> Response:
         predictions = predictor().predict(batch.transactions, "predict_batch", tasks.add_task)
@@ -202,7 +203,7 @@ def create_app(
         response_model=Routing,
         summary="Change the deployment strategy (admin); every worker follows at its next request",
         dependencies=[Depends(admin)],
-        responses=errors_documented(401, 403, 422),
+        responses=errors_documented(400, 401, 403, 422),
     )
     def change_routing(policy: RoutingPolicy) -> Routing:
         current = predictor()

@@ -42,13 +42,11 @@ def validation_errors(errors) -> list[dict]:
     (scalars only: a whole object or batch is not echoed)."""
     safe = []
     for error in errors:
-        entry = {
-            "type": str(error.get("type", "invalid")),
-            "loc": json_safe(list(error.get("loc", []))),
-            "msg": json_safe(error.get("msg", "invalid value")),
-        }
-        given = error.get("input")
-        if not isinstance(given, dict | list | tuple):
-            entry["input"] = json_safe(given)
+        entry = {"type": str(error.get("type", "invalid"))}
+        if "loc" in error:
+            entry["loc"] = json_safe(list(error["loc"]))
+        entry["msg"] = json_safe(error.get("msg", "invalid value"))
+        if "input" in error and not isinstance(error["input"], dict | list | tuple):
+            entry["input"] = json_safe(error["input"])
         safe.append(entry)
     return safe
