@@ -130,7 +130,7 @@ class CompiledModel:
     def save(self, folder) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        np.savez(folder / ARRAYS, **self.trees)
+        np.savez(folder / ARRAYS, allow_pickle=False, **self.trees)
         (folder / CONTRACT).write_text(json.dumps(self.contract, indent=2) + "\n")
         return folder
 

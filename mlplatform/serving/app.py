@@ -233,7 +233,7 @@ def routing_state(predictor: Predictor) -> Routing:
 def mount_docs(app: FastAPI) -> None:
     """Swagger UI from the swagger-ui-bundle package's files, served by the app itself: no CDN."""
     from fastapi.staticfiles import StaticFiles
-    from swagger_ui_bundle import swagger_ui_path
+    from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
     app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
 

@@ -42,7 +42,7 @@ def validation_errors(errors) -> list[dict]:
     (scalars only: a whole object or batch is not echoed)."""
     safe = []
     for error in errors:
-        entry = {"type": str(error.get("type", "invalid"))}
+        entry: dict[str, object] = {"type": str(error.get("type", "invalid"))}
         if "loc" in error:
             entry["loc"] = json_safe(list(error["loc"]))
         entry["msg"] = json_safe(error.get("msg", "invalid value"))
