@@ -93,7 +93,7 @@ def create_app(
     async def lifespan(app: FastAPI):
         predictor = Predictor.from_resources(resources)
         predictor.refresh()
-        predictor.models.follow(every, stop, lambda _: predictor.refresh())
+        predictor.models.follow(every, stop, predictor.served)
         app.state.predictor = predictor
         gc.collect()
         gc.freeze()  # start-up objects (models, Feast registry) leave the collector's generations

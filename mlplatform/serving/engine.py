@@ -93,11 +93,16 @@ class Predictor:
     def refresh(self) -> bool:
         """Follow the registry aliases now; True if a served version changed."""
         changed = self.models.refresh()
-        for arm, version in self.models.versions().items():
+        self.served(self.models.versions())
+        return changed
+
+    def served(self, versions: dict[str, str | None]) -> None:
+        """After the served versions changed: their gauges, and their feature services' readers built
+        before the first request needs them."""
+        for arm, version in versions.items():
             self.metrics.served_version.labels(arm).set(float(version or 0))
         for model in filter(None, (self.models.get(arm) for arm in Arm)):
-            self.features(model.feature_service)  # built before the first request needs it
-        return changed
+            self.features(model.feature_service)
 
     def close(self) -> None:
         self.log.close()
