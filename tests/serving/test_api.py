@@ -159,6 +159,7 @@ def test_health_readiness_metrics_and_openapi(served, client):
     ready = client.get("/ready")
     assert ready.status_code == 200 and ready.json()["checks"] == {
         "champion_loaded": True,
+        "registry_reachable": True,
         "online_store": True,
     }
     client.post("/predict", json=payload(served[2].iloc[1]))
