@@ -3,6 +3,7 @@
 `Predictor.predict` is what `/predict`, `/predict/batch` and the stream consumer all call.
 """
 
+import collections
 import time
 import uuid
 from collections.abc import Callable
@@ -158,6 +159,7 @@ class Predictor:
             prediction = answer(model, policy, scores[i], arm, request_id, transaction, latency_ms)
             self._record(prediction, policy, transaction, times[i], inputs[model.feature_service][i], model)
             predictions.append(prediction)
+        self._count(predictions, shadow=False)
         if policy.mode is Mode.SHADOW and challenger is not None:
             defer(self._shadow, challenger, inputs, transactions, times, predictions, policy)
         return predictions
@@ -171,6 +173,7 @@ class Predictor:
     def _shadow(self, challenger: ScoringModel, inputs, transactions, times, predictions, policy) -> None:
         """What the challenger would have answered, for the log only."""
         rows = self._inputs(inputs, challenger, transactions, times)
+        shadowed_all = []
         for i, score in enumerate(challenger.score_rows(rows)):
             served = predictions[i]
             shadowed = answer(
@@ -183,6 +186,14 @@ class Predictor:
                 served.latency_ms,
             )
             self._record(shadowed, policy, transactions[i], times[i], rows[i], challenger, shadow=True)
+            shadowed_all.append(shadowed)
+        self._count(shadowed_all, shadow=True)
+
+    def _count(self, predictions: list[Prediction], shadow: bool) -> None:
+        """The predictions counter, one increment per (arm, version, decision) of the request."""
+        groups = collections.Counter((p.arm.value, p.model_version, p.decision) for p in predictions)
+        for (arm, version, decision), n in groups.items():
+            self.metrics.predictions.labels(arm, version, decision, "true" if shadow else "false").inc(n)
 
     def _record(
         self,
@@ -194,9 +205,6 @@ class Predictor:
         model: ScoringModel,
         shadow: bool = False,
     ) -> None:
-        self.metrics.predictions.labels(
-            prediction.arm.value, prediction.model_version, prediction.decision, "true" if shadow else "false"
-        ).inc()
         self.log.record(log_entry(prediction, policy, transaction, at, row, model.inputs, shadow))
 
 
