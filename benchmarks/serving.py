@@ -1,16 +1,22 @@
-"""Serving: the prediction API against `feast serve` answering the same features, and batch scoring against
-the bare model, all measured in the same run.
+"""Serving: the prediction API against `feast serve` answering the same features, a trivial endpoint and the
+engine in process, batch and embedded scoring, all measured in the same run (figures are compared as
+ratios within it, never across runs).
 
     python benchmarks/serving.py [--days 21 --transactions-per-day 20000 --customers 50000]
+    python benchmarks/serving.py --state state     # an already built state (`make demo`), no rebuild
 
-Figures (JSON in benchmarks/results/serving.json):
-- `/predict` (one transaction: online features, on-demand features, scoring, logging) and `feast serve`
-  `/get-online-features` (the same feature service for the same transaction, nothing else), each one
-  uvicorn worker: p50/p99 latency and requests/s with 1 (sequential), 8 and 32 concurrent keep-alive
-  clients; max rps is the best of those;
+Figures (JSON in benchmarks/results/serving.json), each server one uvicorn worker unless said:
+- `/predict` (one transaction: online features, request-time features, scoring, the prediction log on)
+  with 1 (sequential) and 8 concurrent keep-alive clients: p50/p99 latency and requests/s; again with
+  `--workers 2`;
+- `feast serve` `/get-online-features` for the same transaction: the whole feature service (with the
+  on-demand view) and the stored features alone;
+- a trivial FastAPI endpoint (sync and async) with the same body: the HTTP floor;
+- the engine in process (`Predictor.predict`, one transaction, log on): the work floor;
 - `/predict/batch` rows/s for batches of 100 and 1,000 transactions;
-- batch scoring: the `batch_predictions` asset over every landed day (one run) in rows/s, against the
-  same rows' point-in-time feature retrieval alone and `predict_proba` of the bare model alone.
+- batch scoring: the `batch_predictions` asset over every landed day in rows/s, against point-in-time
+  feature retrieval alone and the bare model's `predict_proba`;
+- the embedded export (numpy only): rows/s vectorized and one row at a time.
 """
 
 import argparse
@@ -18,11 +24,12 @@ import json
 import os
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from dagster import AssetSelection, DagsterInstance, materialize
-from harness import data_arguments, generator_config, http_latency, timed
+from harness import data_arguments, generator_config, http_latency, latency_stats, timed
 
 from mlplatform.datagen import generate
 from mlplatform.definitions import all_assets, all_checks
@@ -37,21 +44,69 @@ from mlplatform.training.fraud_model import MODEL_NAME
 from mlplatform.training.model import predict_scores
 
 RESULTS = Path(__file__).parent / "results" / "serving.json"
-CONCURRENCY = {1: 1_000, 8: 250, 32: 100}  # clients -> requests per client
+CONCURRENCY = {1: 1_000, 8: 250}  # clients -> requests per client
+TRIVIAL_APP = """
+import sys, uvicorn
+from fastapi import FastAPI
+app = FastAPI()
+@app.post("/sync")
+def sync(body: dict) -> dict:
+    return {"ok": True}
+@app.post("/async")
+async def asynchronous(body: dict) -> dict:
+    return {"ok": True}
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+"""
 
 
 def predict_body(row: dict) -> bytes:
     return json.dumps(row).encode()
 
 
-def feast_body(row: dict, service: str) -> bytes:
-    entities = {k: [row[k]] for k in ("customer_id", "merchant_id", "amount", "country", "event_ts")}
-    return json.dumps({"feature_service": service, "entities": entities, "full_feature_names": True}).encode()
+def feast_body(row: dict, service: str | None, stored: list[str] | None = None) -> bytes:
+    """The same transaction for `feast serve`: the whole service, or only `stored` feature references."""
+    keys = (
+        ("customer_id", "merchant_id", "amount", "country", "event_ts")
+        if stored is None
+        else ("customer_id", "merchant_id")
+    )
+    wanted = {"feature_service": service} if stored is None else {"features": stored}
+    entities = {k: [row[k]] for k in keys}
+    return json.dumps({**wanted, "entities": entities, "full_feature_names": True}).encode()
 
 
-def load_profile(port: int, path: str, bodies: list[bytes]) -> dict:
-    runs = {f"clients_{c}": http_latency(port, path, bodies, c, n) for c, n in CONCURRENCY.items()}
+def load_profile(port: int, path: str, bodies: list[bytes], scale: float = 1.0) -> dict:
+    runs = {
+        f"clients_{c}": http_latency(port, path, bodies, c, max(int(n * scale), 20))
+        for c, n in CONCURRENCY.items()
+    }
     return {**runs, "max_rps": max(run["per_s"] for run in runs.values())}
+
+
+def in_process(predictor, transactions: list, repeats: int) -> dict:
+    """The engine without HTTP: one transaction a call, prediction log on."""
+    latencies = []
+    started = time.perf_counter()
+    for i in range(repeats):
+        began = time.perf_counter()
+        predictor.predict([transactions[i % len(transactions)]])
+        latencies.append(time.perf_counter() - began)
+    return latency_stats(latencies, time.perf_counter() - started)
+
+
+def export_rows_per_s(model, rows: list[dict], folder: Path) -> dict:
+    """The embedded artifact loaded from disk, scoring the model inputs of `rows`."""
+    from mlplatform.export import export_model
+    from mlplatform.export.embedded import CompiledModel
+
+    embedded = CompiledModel.load(export_model(model, folder))
+    vector_s, _ = timed(lambda: embedded.score_rows(rows))
+    one_s, _ = timed(lambda: [embedded.score_one(row) for row in rows])
+    return {
+        "rows": len(rows),
+        "vectorized_rows_per_s": round(len(rows) / vector_s),
+        "one_at_a_time_rows_per_s": round(len(rows) / one_s),
+    }
 
 
 def batch_rows_per_s(port: int, rows: list[dict], size: int, repeats: int) -> dict:
@@ -62,32 +117,52 @@ def batch_rows_per_s(port: int, rows: list[dict], size: int, repeats: int) -> di
     return {"batch_size": size, "p50_ms": stats["p50_ms"], "rows_per_s": round(stats["per_s"] * size)}
 
 
+def build_state(args, tmp: Path, instance) -> tuple[Path, float]:
+    state = tmp / "state"
+    generate(generator_config(args), state / "landing")
+    build_s, built = timed(lambda: materialize_all(state, instance))
+    assert not built.runs_failed, built.format()
+    return state, build_s
+
+
 def main() -> None:
     parser = data_arguments(argparse.ArgumentParser(), days=21)
     parser.set_defaults(transactions_per_day=20_000)
+    parser.add_argument("--state", type=Path, help="Use this built state instead of building one.")
+    parser.add_argument("--scale", type=float, default=1.0, help="Multiply the requests per client.")
+    parser.add_argument(
+        "--skip-batch-asset", action="store_true", help="Leave out the batch_predictions run."
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, DagsterInstance.ephemeral() as instance:
-        state = Path(tmp) / "state"
-        generated = generate(generator_config(args), state / "landing")
-        build_s, built = timed(lambda: materialize_all(state, instance))
-        assert not built.runs_failed, built.format()
+        if args.state:
+            state, build_s = args.state.resolve(), None
+        else:
+            state, build_s = build_state(args, Path(tmp), instance)
         resources = build_resources(profile="local", state=state)
         warehouse = resources["warehouse"]
 
         # batch scoring: the asset over every day in one run, then its parts alone on the same rows
-        days = sorted(generated.days)
-        asset_s, result = timed(
-            lambda: materialize(
-                [*all_assets, *all_checks],
-                selection=AssetSelection.assets(batch_predictions),
-                resources=resources,
-                instance=instance,
-                tags=partition_range(str(days[0]), str(days[-1])),
-                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        days = sorted(
+            str(d)[:10]
+            for d in warehouse.read_sql("select distinct _partition_date as d from raw.transactions")["d"]
+        )
+        asset_s, result = (
+            (0.0, None)
+            if args.skip_batch_asset
+            else timed(
+                lambda: materialize(
+                    [*all_assets, *all_checks],
+                    selection=AssetSelection.assets(batch_predictions),
+                    resources=resources,
+                    instance=instance,
+                    tags=partition_range(days[0], days[-1]),
+                    run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+                )
             )
         )
-        assert result.success
+        assert result is None or result.success
         model = load_scoring_model(resources["model_registry"], MODEL_NAME, CHAMPION)
         transactions = warehouse.read_sql(
             f"select {', '.join(TRANSACTION_FIELDS)}, currency from raw.transactions"
@@ -98,6 +173,8 @@ def main() -> None:
         )
         score_s, _ = timed(lambda: predict_scores(model.pipeline, features))
         rows = len(transactions)
+        inputs = features[model.inputs].astype(object).where(features[model.inputs].notna(), None)
+        export = export_rows_per_s(model, inputs.to_dict("records")[:20_000], Path(tmp) / "exported")
 
         # online: the same transactions, as if they happened now (after the last feature build)
         now = datetime.now(UTC)
@@ -111,37 +188,92 @@ def main() -> None:
             }
             for i, r in enumerate(sample)
         ]
-        api_port = free_port()
-        api = [sys.executable, "-m", "mlplatform.cli", "serve", "--port", str(api_port)]
+        from mlplatform.serving.engine import Predictor
+        from mlplatform.serving.schemas import Transaction
+
+        predictor = Predictor.from_resources(resources)
+        predictor.refresh()
+        floor = in_process(predictor, [Transaction.model_validate(r) for r in requests], 1_000)
+        predictor.close()
+
         os.environ["MLPLATFORM_STATE_DIR"] = str(state)
-        with http_server(api, api_port, Path(tmp) / "api.log"):
-            predict = load_profile(api_port, "/predict", [predict_body(r) for r in requests])
-            batches = [
-                batch_rows_per_s(api_port, requests, size, repeats)
-                for size, repeats in ((100, 50), (1000, 10))
-            ]
+        predict, batches, trivial, feast = {}, [], {}, {}
+        for workers in (1, 2):
+            api_port = free_port()
+            api = [sys.executable, "-m", "mlplatform.cli", "serve", "--port", str(api_port)]
+            log = Path(tmp) / f"api-{workers}.log"
+            with http_server([*api, "--workers", str(workers)], api_port, log, timeout=600):
+                time.sleep(3 * workers)  # every worker loaded its models
+                bodies = [predict_body(r) for r in requests]
+                predict[f"workers_{workers}"] = load_profile(api_port, "/predict", bodies, args.scale)
+                if workers == 1:
+                    batches = [
+                        batch_rows_per_s(api_port, requests, size, repeats)
+                        for size, repeats in ((100, 30), (1000, 8))
+                    ]
+        trivial_port = free_port()
+        with http_server(
+            [sys.executable, "-c", TRIVIAL_APP, str(trivial_port)], trivial_port, Path(tmp) / "t.log"
+        ):
+            for kind in ("sync", "async"):
+                trivial[kind] = load_profile(
+                    trivial_port, f"/{kind}", [predict_body(r) for r in requests], args.scale
+                )
+        stored = [
+            f"{p.name_to_use()}:{f.name}"
+            for p in store.get_feature_service(model.feature_service).feature_view_projections
+            if p.name in {v.name for v in store.list_feature_views()}
+            for f in p.features
+        ]
         with feast_server(resources["feature_store"], Path(tmp) / "serve_repo") as feast_port:
-            feast = load_profile(
-                feast_port, "/get-online-features", [feast_body(r, model.feature_service) for r in requests]
+            feast["full_service"] = load_profile(
+                feast_port,
+                "/get-online-features",
+                [feast_body(r, model.feature_service) for r in requests],
+                args.scale,
+            )
+            feast["stored_only"] = load_profile(
+                feast_port,
+                "/get-online-features",
+                [feast_body(r, None, stored) for r in requests],
+                args.scale,
             )
 
+    one = predict["workers_1"]["clients_1"]
     report = {
         "transactions": rows,
-        "customers": args.customers,
         "cpu_cores": os.cpu_count(),
-        "build_whole_graph_s": round(build_s, 1),
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        "build_whole_graph_s": None if build_s is None else round(build_s, 1),
         "predict_api": predict,
-        "feast_serve_same_features": feast,
-        "predict_p50_over_feast_p50": round(predict["clients_1"]["p50_ms"] / feast["clients_1"]["p50_ms"], 2),
+        "feast_serve": feast,
+        "trivial_fastapi": trivial,
+        "in_process_floor": floor,
+        "ratios": {
+            "predict_p50_over_feast_stored_p50": round(
+                one["p50_ms"] / feast["stored_only"]["clients_1"]["p50_ms"], 2
+            ),
+            "predict_p99_over_feast_stored_p99": round(
+                one["p99_ms"] / feast["stored_only"]["clients_1"]["p99_ms"], 2
+            ),
+            "predict_p50_over_trivial_async_p50": round(
+                one["p50_ms"] / trivial["async"]["clients_1"]["p50_ms"], 2
+            ),
+            "predict_p50_over_in_process_p50": round(one["p50_ms"] / floor["p50_ms"], 2),
+            "workers_2_over_1_rps_8_clients": round(
+                predict["workers_2"]["clients_8"]["per_s"] / predict["workers_1"]["clients_8"]["per_s"], 2
+            ),
+        },
         "predict_batch": batches,
         "batch_scoring": {
             "rows": rows,
-            "asset_run_s": round(asset_s, 2),
-            "asset_rows_per_s": round(rows / asset_s),
+            "asset_run_s": round(asset_s, 2) if asset_s else None,
+            "asset_rows_per_s": round(rows / asset_s) if asset_s else None,
             "feature_retrieval_alone_rows_per_s": round(rows / features_s),
             "bare_model_predict_rows_per_s": round(rows / score_s),
-            "asset_vs_bare_model": round(asset_s / score_s, 1),
+            "asset_vs_bare_model": round(asset_s / score_s, 1) if asset_s else None,
         },
+        "embedded_export": export,
     }
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")

@@ -8,7 +8,6 @@ when run from this folder (sources are parquet files dbt exports into ../state/f
 from collections.abc import Callable
 from datetime import timedelta
 
-import pandas as pd
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, RequestSource, ValueType
 from feast.data_source import DataSource
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
@@ -69,14 +68,39 @@ def build_definitions(source_for: Callable[[str], DataSource]) -> dict[str, obje
         ],
     )
 
-    # Defined per call: Feast rebinds the function to __main__ when it pickles it by value.
-    def transaction_context(inputs: pd.DataFrame) -> pd.DataFrame:
-        """Request-time features: how unusual the amount is for this customer, when, and where."""
-        out = pd.DataFrame(index=inputs.index)
-        out["amount_to_avg_30d"] = (inputs["amount"] / inputs["amount_avg_30d"]).astype("float64")
-        out["hour_of_day"] = pd.to_datetime(inputs["event_ts"], utc=True).dt.hour.astype("int64")
-        out["is_foreign"] = (inputs["country"] != inputs["home_country"]).astype("int64")
-        return out
+    # Defined per call: Feast pickles the function by value into the registry (a module-level function
+    # would be pickled by a reference to this folder's module, which servers cannot import). The view is in
+    # Feast's `python` mode, so this one function is what training and batch retrieval (through the view),
+    # `feast serve` and the prediction API (the view's own udf, from the registry) all run.
+    def transaction_context(inputs: dict) -> dict:
+        """Request-time features: how unusual the amount is for this customer, when, and where.
+
+        Columns as lists in, lists out; a missing customer average gives NaN, as in float arithmetic."""
+        from datetime import UTC, datetime
+
+        def ratio(amount, average) -> float:
+            if amount is None or average is None or amount != amount or average != average:
+                return float("nan")
+            if average == 0:
+                return float("inf") if amount > 0 else float("-inf") if amount < 0 else float("nan")
+            return float(amount) / float(average)
+
+        def utc_hour(at) -> int:
+            if isinstance(at, str):
+                at = datetime.fromisoformat(at)
+            elif isinstance(at, int | float):
+                at = datetime.fromtimestamp(at, UTC)
+            return (at.astimezone(UTC) if at.tzinfo else at).hour
+
+        return {
+            "amount_to_avg_30d": [
+                ratio(a, avg) for a, avg in zip(inputs["amount"], inputs["amount_avg_30d"], strict=True)
+            ],
+            "hour_of_day": [utc_hour(at) for at in inputs["event_ts"]],
+            "is_foreign": [
+                int(c != h) for c, h in zip(inputs["country"], inputs["home_country"], strict=True)
+            ],
+        }
 
     context_view = on_demand_feature_view(
         name="transaction_context",
@@ -86,7 +110,7 @@ def build_definitions(source_for: Callable[[str], DataSource]) -> dict[str, obje
             Field(name="hour_of_day", dtype=Int64),
             Field(name="is_foreign", dtype=Int64),
         ],
-        mode="pandas",
+        mode="python",
         description="Computed at request time from the transaction and the customer's features.",
         owner="team:ml",
     )(transaction_context)

@@ -284,6 +284,7 @@ def restore(archive: Path, force: bool) -> None:
     )
 
 
+@main.command()
 @click.option(
     "--metrics-port", type=int, default=9108, show_default=True, help="Prometheus /metrics; 0: off."
 )
@@ -316,6 +317,26 @@ def stream_replay(day: datetime, limit: int | None, rate: float) -> None:
         raise click.ClickException(str(error)) from error
     ids = send(resources["streaming"], rows, rate)
     click.echo(f"sent {len(ids)} transactions of {day:%Y-%m-%d} to {resources['streaming'].input_stream}")
+
+
+@main.command()
+@click.option("--alias", default="champion", show_default=True, help="Registry alias of the version.")
+@click.option(
+    "--out", "out_dir", type=click.Path(path_type=Path), default=Path("exported"), show_default=True
+)
+def export(alias: str, out_dir: Path) -> None:
+    """Write a fraud_model version as a self-contained artifact scored with numpy alone (embedded mode)."""
+    from mlplatform.export import export_model
+    from mlplatform.inference.scoring import NoModelError, load_scoring_model
+    from mlplatform.profiles import build_resources
+    from mlplatform.training.fraud_model import MODEL_NAME
+
+    try:
+        model = load_scoring_model(build_resources()["model_registry"], MODEL_NAME, alias)
+    except NoModelError as error:
+        raise click.ClickException(str(error)) from error
+    folder = export_model(model, out_dir)
+    click.echo(f"{MODEL_NAME} version {model.version} ({alias}) exported to {folder}")
 
 
 if __name__ == "__main__":

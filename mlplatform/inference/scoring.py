@@ -1,10 +1,19 @@
-"""Scoring shared by batch predictions and the prediction API, so both paths give the same answer."""
+"""Scoring shared by batch predictions and the prediction API, so both paths give the same answer.
 
-from dataclasses import dataclass
+Both encode their rows with the model's compiled encoder (`mlplatform.export.compile`: the pipeline's
+OrdinalEncoder as dict lookups, no DataFrame) and score the matrix with the classifier's own trees on one
+thread: batch from a DataFrame's columns, online from a list of dicts, the same function after that.
+A pipeline the compiler does not know falls back to `predict_scores` on a DataFrame.
+"""
 
+from dataclasses import dataclass, field
+
+import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from mlplatform.export.compile import NotCompilable, compile_pipeline
+from mlplatform.export.embedded import CompiledModel
 from mlplatform.resources.model_registry import ModelRegistry
 from mlplatform.training.model import predict_scores
 
@@ -20,6 +29,9 @@ TRANSACTION_FIELDS = [
 ]
 
 
+FEW_ROWS = 8  # up to this many rows, per-row compiled trees beat one vectorized pass
+
+
 class NoModelError(RuntimeError):
     """No model version stands behind the alias asked for."""
 
@@ -33,12 +45,57 @@ class ScoringModel:
     pipeline: Pipeline
     threshold: float  # the score at which its evaluation held false positives to the alert budget
     feature_service: str
+    compiled: CompiledModel | None = field(init=False, default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            compiled = compile_pipeline(self.pipeline, self.identity())
+        except NotCompilable:
+            compiled = None
+        object.__setattr__(self, "compiled", compiled)
+
+    def identity(self) -> dict:
+        return {
+            "model_name": self.name,
+            "model_version": self.version,
+            "threshold": self.threshold,
+            "feature_service": self.feature_service,
+        }
+
+    @property
+    def inputs(self) -> list[str]:
+        """The columns the pipeline reads (what the prediction log records as a prediction's features)."""
+        return [str(c) for c in self.pipeline.feature_names_in_]
 
     def score(self, rows: pd.DataFrame, threshold: float | None = None) -> pd.DataFrame:
         """`score` and `decision` (1 = flag as fraud) per row; `threshold` overrides the model's own."""
         cut = self.threshold if threshold is None else threshold
-        scores = predict_scores(self.pipeline, rows)
+        if self.compiled is None:
+            scores = predict_scores(self.pipeline, rows)
+        else:
+            scores = self.score_matrix(self.compiled.matrix_from_columns(rows))
         return pd.DataFrame({"score": scores, "decision": (scores >= cut).astype(int)}, index=rows.index)
+
+    def score_rows(self, rows: list[dict]) -> list[float]:
+        """The score of each row (a dict of model inputs by name): the online path. A few rows go through
+        the trees compiled to Python (~0.1 ms a row); more through the classifier's own trees."""
+        if self.compiled is None:
+            return predict_scores(self.pipeline, pd.DataFrame(rows)).tolist()
+        if len(rows) <= FEW_ROWS:
+            return [self.compiled.score_one(row) for row in rows]
+        return self.score_matrix(self.compiled.matrix(rows)).tolist()
+
+    def score_matrix(self, x: np.ndarray) -> np.ndarray:
+        """The classifier's probability of fraud for encoded rows (the compiled encoding, in the
+        classifier's column order): its own trees, leaf sums and link, as `predict_proba` runs them, on
+        one thread, without threadpoolctl (4.6 ms a call) or DataFrame validation."""
+        classifier = self.pipeline.steps[-1][1]
+        known, feature_map = classifier._bin_mapper.make_known_categories_bitsets()
+        raw = np.zeros((len(x), 1), dtype=classifier._baseline_prediction.dtype)
+        raw += classifier._baseline_prediction
+        for (tree,) in classifier._predictors:
+            raw[:, 0] += tree.predict(x, known, feature_map, 1)
+        return classifier._loss.predict_proba(raw)[:, 1]
 
 
 def load_scoring_model(registry: ModelRegistry, name: str, alias: str) -> ScoringModel:

@@ -7,6 +7,7 @@ import os
 import queue
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -48,8 +49,11 @@ class PredictionLogWriter:
     """Appends records from a background thread. `record` never blocks and never raises: a full queue or
     a failing disk drops records and counts them, it does not fail the prediction being logged."""
 
-    def __init__(self, directory: Path, capacity: int = 10_000) -> None:
+    def __init__(self, directory: Path, capacity: int = 10_000, linger_seconds: float = 0.05) -> None:
         self.directory = directory
+        # after the first record of a batch, wait this long for more: one write per batch instead of a
+        # thread switch and a file append per prediction (which cost the API ~1 ms a request under load)
+        self.linger_seconds = linger_seconds
         self.dropped = 0  # records lost because the queue was full
         self.failed = 0  # records lost because writing them failed
         self.last_error: str | None = None
@@ -75,6 +79,8 @@ class PredictionLogWriter:
     def _drain(self) -> None:
         while True:
             batch = [self._queue.get()]
+            if batch[0] is not _STOP and self.linger_seconds:
+                time.sleep(self.linger_seconds)
             while not self._queue.empty() and len(batch) < 1_000:
                 batch.append(self._queue.get_nowait())
             stop = any(entry is _STOP for entry in batch)

@@ -1,339 +1,248 @@
-"""The prediction API: online features from Feast plus the request, scored by the model the routing picks.
+"""The prediction API: a thin HTTP layer over `mlplatform.serving.engine.Predictor`.
 
-    mlplatform serve            # http://127.0.0.1:8000/docs
+    mlplatform serve            # http://127.0.0.1:8000/docs (Swagger UI served by the app, offline)
 
-Every prediction is logged for monitoring (in the background: logging never slows or fails a request);
-the served versions follow the registry aliases and the routing follows its file, both without a restart.
+Two surfaces. Prediction (`/predict`, `/predict/batch`) and probes (`/health`, `/ready`, `/metrics`) are
+open to whoever reaches the service. Admin (`GET`/`PUT /routing`) needs `Authorization: Bearer <token>`
+with the token in `MLPLATFORM_ADMIN_TOKEN` (a Kubernetes Secret); without that variable the admin
+surface is off (403). Error bodies name the field and never carry hosts, URIs or exception text.
 """
 
+import gc
+import logging
+import os
+import secrets
 import threading
-import time
-import uuid
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from typing import Annotated
 
-import pandas as pd
-from fastapi import BackgroundTasks, FastAPI, HTTPException, Request, Response
-from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi import BackgroundTasks, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
-from mlplatform.inference.scoring import ScoringModel
 from mlplatform.profiles import build_resources
-from mlplatform.resources.prediction_log import PredictionLogWriter
-from mlplatform.serving.models import ServedModels
-from mlplatform.serving.routing import Arm, Mode, RoutingFile, RoutingPolicy, choose_arm
+from mlplatform.serving.engine import Predictor
+from mlplatform.serving.errors import PredictionError, validation_errors
+from mlplatform.serving.routing import Arm, RoutingPolicy
 from mlplatform.serving.schemas import BatchPrediction, BatchRequest, Prediction, Routing, Transaction
-from mlplatform.training.fraud_model import MODEL_NAME
 
-# a feature every known entity has in the online store: its absence means the entity is unknown there
-ENTITY_PRESENCE = {"customer_id": "customer_stats__home_country", "merchant_id": "merchant_stats__category"}
+ADMIN_TOKEN_VARIABLE = "MLPLATFORM_ADMIN_TOKEN"
 READINESS_PROBE = "customer_stats:home_country"
+DOCS_ASSETS = "/docs-assets"
+log = logging.getLogger("mlplatform.serving")
 
 
-class Metrics:
-    """Prometheus series of one app (its own registry, so several apps in one process do not clash)."""
+class ErrorDetail(BaseModel):
+    type: str
+    loc: list[str | int] | None = None
+    msg: str
+    input: object | None = None
 
-    def __init__(self, writer: PredictionLogWriter) -> None:
-        self.registry = CollectorRegistry()
-        self.predictions = Counter(
-            "mlplatform_predictions",
-            "Predictions returned or shadowed, by arm, model version and decision.",
-            ["arm", "model_version", "decision", "shadow"],
-            registry=self.registry,
+
+class ErrorBody(BaseModel):
+    detail: list[ErrorDetail]
+
+
+def errors_documented(*statuses: int) -> dict:
+    described = {
+        400: "The body could not be read as JSON.",
+        401: "No or a wrong admin token.",
+        403: "The admin surface is off (no token configured).",
+        422: "The request is invalid: `loc` names the field, `msg` says why.",
+        503: "No champion model is loaded, or the online feature store does not answer.",
+    }
+    return {s: {"model": ErrorBody, "description": described[s]} for s in statuses}
+
+
+def error_response(status: int, errors: list[dict]) -> JSONResponse:
+    return JSONResponse({"detail": errors}, status_code=status)
+
+
+def json_response(model: BaseModel) -> Response:
+    """The answer serialized once by pydantic-core (no re-validation through the response model)."""
+    return Response(model.model_dump_json(), media_type="application/json")
+
+
+def admin_check(expected: str | None, credentials: HTTPAuthorizationCredentials | None) -> None:
+    """Refuse unless admin is configured and the bearer token matches (compared in constant time)."""
+    if not expected:
+        raise PredictionError(
+            403, "admin_disabled", [{"type": "admin_disabled", "msg": f"set {ADMIN_TOKEN_VARIABLE}"}]
         )
-        self.latency = Histogram(
-            "mlplatform_request_latency_seconds",
-            "Time to answer a prediction request, features and scoring included.",
-            ["endpoint"],
-            buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
-            registry=self.registry,
-        )
-        self.rejected = Counter(
-            "mlplatform_rejected_requests",
-            "Requests answered with an error, by reason.",
-            ["reason"],
-            registry=self.registry,
-        )
-        self.served_version = Gauge(
-            "mlplatform_served_model_version",
-            "Registry version served per arm.",
-            ["arm"],
-            registry=self.registry,
-        )
-        Gauge(
-            "mlplatform_prediction_log_lost",
-            "Predictions not logged (queue full or write failed).",
-            registry=self.registry,
-        ).set_function(lambda: writer.dropped + writer.failed)
+    given = credentials.credentials if credentials else ""
+    if not secrets.compare_digest(given.encode(), expected.encode()):
+        raise PredictionError(401, "unauthorized", [{"type": "unauthorized", "msg": "admin token required"}])
 
 
-@dataclass
-class Service:
-    """Everything a request needs, built once at start-up."""
-
-    store: object  # feast.FeatureStore
-    models: ServedModels
-    routing: RoutingFile
-    log: PredictionLogWriter
-    metrics: Metrics
-    services: dict[str, object] = field(default_factory=dict)  # feature service name -> FeatureService
-
-    def feature_service(self, name: str):
-        if name not in self.services:
-            self.services[name] = self.store.get_feature_service(name)
-        return self.services[name]
-
-
-def reject(status: int, reason: str, errors: list[dict], metrics: Metrics) -> HTTPException:
-    metrics.rejected.labels(reason).inc()
-    return HTTPException(status_code=status, detail=errors)
-
-
-def request_times(rows: list[Transaction]) -> list[datetime]:
-    """Each transaction's time, UTC (a time without offset is taken as UTC; none at all means now)."""
-    now = datetime.now(UTC)
-    times = [row.event_ts or now for row in rows]
-    return [t.astimezone(UTC) if t.tzinfo else t.replace(tzinfo=UTC) for t in times]
-
-
-def online_features(service: Service, feature_service: str, rows: list[Transaction], times) -> pd.DataFrame:
-    """One row of model inputs per transaction: stored features from the online store, request-time ones
-    computed by Feast's on-demand view, and the transaction's own fields."""
-    entity_rows = [
-        {
-            "customer_id": row.customer_id,
-            "merchant_id": row.merchant_id,
-            "amount": row.amount,
-            "country": row.country,
-            "event_ts": at,
-        }
-        for row, at in zip(rows, times, strict=True)
-    ]
-    try:
-        found = service.store.get_online_features(
-            features=service.feature_service(feature_service),
-            entity_rows=entity_rows,
-            full_feature_names=True,
-        ).to_dict()
-    except Exception as error:
-        raise reject(
-            503, "online_store", [{"type": "online_store_unavailable", "msg": repr(error)}], service.metrics
-        ) from error
-    unknown = [
-        {
-            "type": f"unknown_{key.removesuffix('_id')}",
-            "loc": ["body", *([] if len(rows) == 1 else ["transactions", i]), key],
-            "msg": f"{key} {getattr(row, key)!r} has no features in the online store (unknown or never seen)",
-            "input": getattr(row, key),
-        }
-        for key, presence in ENTITY_PRESENCE.items()
-        for i, row in enumerate(rows)
-        if found[presence][i] is None
-    ]
-    if unknown:
-        raise reject(422, "unknown_entity", unknown, service.metrics)
-    return pd.DataFrame(found).assign(amount=[r.amount for r in rows], channel=[r.channel for r in rows])
-
-
-def scored(model: ScoringModel, frame: pd.DataFrame, policy: RoutingPolicy) -> list[dict]:
-    """What `model` answers for each row, and the exact inputs it saw (for the log)."""
-    answers = model.score(frame, policy.threshold)
-    threshold = model.threshold if policy.threshold is None else policy.threshold
-    inputs = frame[list(model.pipeline.feature_names_in_)].to_dict("records")
-    return [
-        {
-            "score": float(score),
-            "decision": "flag" if decision else "approve",
-            "threshold": threshold,
-            "model_name": model.name,
-            "model_version": model.version,
-            "features": features,
-        }
-        for score, decision, features in zip(answers["score"], answers["decision"], inputs, strict=True)
-    ]
-
-
-def predict(service: Service, rows: list[Transaction], endpoint: str, tasks: BackgroundTasks):
-    started = time.perf_counter()
-    request_id = str(uuid.uuid4())
-    policy = service.routing.current()
-    models = {arm: service.models.get(arm) for arm in Arm}
-    if models[Arm.CHAMPION] is None:
-        raise reject(
-            503,
-            "no_model",
-            [{"type": "no_model", "msg": f"no {MODEL_NAME} version is champion"}],
-            service.metrics,
-        )
-    times = request_times(rows)
-    arms = [choose_arm(policy, row.customer_id, models[Arm.CHALLENGER] is not None) for row in rows]
-    frames: dict[str, pd.DataFrame] = {}
-    answers: list[dict] = [{}] * len(rows)
-    for arm in set(arms):
-        model = models[arm]
-        if model.feature_service not in frames:
-            frames[model.feature_service] = online_features(service, model.feature_service, rows, times)
-        chosen = [i for i, a in enumerate(arms) if a is arm]
-        answered = scored(model, frames[model.feature_service].iloc[chosen], policy)
-        for i, answer in zip(chosen, answered, strict=True):
-            answers[i] = {**answer, "arm": arm}
-    latency_ms = (time.perf_counter() - started) * 1000
-    service.metrics.latency.labels(endpoint).observe(latency_ms / 1000)
-    predictions = []
-    for row, at, answer in zip(rows, times, answers, strict=True):
-        features = answer.pop("features")
-        prediction = Prediction(
-            request_id=request_id,
-            transaction_id=row.transaction_id,
-            latency_ms=round(latency_ms, 3),
-            **answer,
-        )
-        record(service, prediction, policy, row, at, features, shadow=False)
-        predictions.append(prediction)
-    if policy.mode is Mode.SHADOW and models[Arm.CHALLENGER] is not None:
-        tasks.add_task(shadow, service, models[Arm.CHALLENGER], frames, rows, times, predictions, policy)
-    return predictions, request_id, latency_ms
-
-
-def shadow(service: Service, challenger: ScoringModel, frames, rows, times, predictions, policy) -> None:
-    """After the response is sent: what the challenger would have answered, for the log only."""
-    frame = frames.get(challenger.feature_service)
-    if frame is None:
-        frame = online_features(service, challenger.feature_service, rows, times)
-    for row, at, served, answer in zip(
-        rows, times, predictions, scored(challenger, frame, policy), strict=True
-    ):
-        features = answer.pop("features")
-        shadowed = served.model_copy(update={**answer, "arm": Arm.CHALLENGER})
-        record(service, shadowed, policy, row, at, features, shadow=True)
-
-
-def record(service: Service, prediction: Prediction, policy, row: Transaction, at, features, shadow: bool):
-    service.metrics.predictions.labels(
-        prediction.arm.value, prediction.model_version, prediction.decision, str(shadow).lower()
-    ).inc()
-    service.log.record(
-        {
-            "logged_at": datetime.now(UTC).isoformat(),
-            **prediction.model_dump(mode="json"),
-            "mode": policy.mode.value,
-            "shadow": shadow,
-            # the request as sent (event time resolved): enough to recompute its features offline
-            **row.model_dump(mode="json", exclude={"transaction_id", "event_ts"}),
-            "event_ts": at.isoformat(),
-            "features": features,
-        }
-    )
-
-
-def create_app(resources: dict | None = None, reload_seconds: float | None = None) -> FastAPI:
-    """The app for the active profile (or the given resources); `uvicorn --factory` calls it bare."""
+def create_app(
+    resources: dict | None = None, reload_seconds: float | None = None, admin_token: str | None = None
+) -> FastAPI:
+    """The app for the active profile (or the given resources); `uvicorn --factory` calls it bare.
+    The admin token defaults to `$MLPLATFORM_ADMIN_TOKEN`."""
     resources = resources or build_resources()
     settings = resources["serving"]
     every = settings.reload_seconds if reload_seconds is None else reload_seconds
+    token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_VARIABLE)
     stop = threading.Event()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        writer = resources["prediction_log"].writer()
-        models = ServedModels(resources["model_registry"], MODEL_NAME)
-        service = Service(
-            store=resources["feature_store"].store(),
-            models=models,
-            routing=RoutingFile(Path(settings.routing_file)),
-            log=writer,
-            metrics=Metrics(writer),
-        )
-
-        def on_change(versions: dict[str, str | None]) -> None:
-            for arm, version in versions.items():
-                service.metrics.served_version.labels(arm).set(float(version or 0))
-
-        models.refresh()
-        on_change(models.versions())
-        models.follow(every, stop, on_change)
-        app.state.service = service
+        predictor = Predictor.from_resources(resources)
+        predictor.refresh()
+        predictor.models.follow(every, stop, predictor.served)
+        app.state.predictor = predictor
+        gc.collect()
+        gc.freeze()  # start-up objects (models, Feast registry) leave the collector's generations
         yield
         stop.set()
-        writer.close()
+        predictor.close()
 
     app = FastAPI(
         title="mlplatform prediction API",
-        version="1.0",
+        version="1.1",
         description="Fraud scores for card transactions: the champion model, or the challenger by routing.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    bearer = HTTPBearer(auto_error=False, description=f"The token in {ADMIN_TOKEN_VARIABLE}.")
 
-    def service() -> Service:
-        return app.state.service
+    def predictor() -> Predictor:
+        return app.state.predictor
+
+    def admin(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        admin_check(token, credentials)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
-        service().metrics.rejected.labels("invalid_request").inc()
-        return await request_validation_exception_handler(request, error)
+        predictor().metrics.rejected.labels("invalid_request").inc()
+        return error_response(422, validation_errors(error.errors()))
 
-    @app.post("/predict", response_model=Prediction, summary="Score one transaction")
-    def predict_one(transaction: Transaction, tasks: BackgroundTasks) -> Prediction:
-        predictions, _, _ = predict(service(), [transaction], "predict", tasks)
-        return predictions[0]
+    @app.exception_handler(PredictionError)
+    async def refused(request: Request, error: PredictionError) -> JSONResponse:
+        if error.__cause__ is not None:
+            log.warning("%s: %r", error.reason, error.__cause__)
+        if error.reason in ("admin_disabled", "unauthorized"):
+            predictor().metrics.rejected.labels(error.reason).inc()
+        return error_response(error.status, validation_errors(error.errors))
 
-    @app.post("/predict/batch", response_model=BatchPrediction, summary="Score up to 1000 transactions")
-    def predict_batch(batch: BatchRequest, tasks: BackgroundTasks) -> BatchPrediction:
-        predictions, request_id, latency_ms = predict(service(), batch.transactions, "predict_batch", tasks)
-        return BatchPrediction(
-            request_id=request_id, predictions=predictions, latency_ms=round(latency_ms, 3)
+    @app.exception_handler(Exception)
+    async def server_fault(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return error_response(500, [{"type": "internal_error", "msg": "internal server error"}])
+
+    @app.post(
+        "/predict",
+        response_model=Prediction,
+        summary="Score one transaction",
+        responses=errors_documented(400, 422, 503),
+    )
+    async def predict_one(transaction: Transaction, tasks: BackgroundTasks) -> Response:
+        (prediction,) = predictor().predict([transaction], "predict", tasks.add_task)
+        return json_response(prediction)
+
+    @app.post(
+        "/predict/batch",
+        response_model=BatchPrediction,
+        summary="Score up to 1000 transactions",
+        responses=errors_documented(400, 422, 503),
+    )
+    def predict_batch(batch: BatchRequest, tasks: BackgroundTasks) -> Response:
+        predictions = predictor().predict(batch.transactions, "predict_batch", tasks.add_task)
+        return json_response(
+            BatchPrediction.model_construct(
+                request_id=predictions[0].request_id,
+                predictions=predictions,
+                latency_ms=predictions[0].latency_ms,
+            )
         )
 
     @app.get("/health", summary="Liveness: the process answers")
-    def health() -> dict:
+    async def health() -> dict:
         return {"status": "ok"}
 
-    @app.get("/ready", summary="Readiness: a champion is loaded and the online store answers")
+    @app.get(
+        "/ready",
+        summary="Readiness: a champion is loaded and the online store answers",
+        responses={503: {"description": "Not ready: see `checks`."}},
+    )
     def ready() -> JSONResponse:
-        current = service()
-        checks = {"champion_loaded": current.models.get(Arm.CHAMPION) is not None}
+        current = predictor()
+        checks = {
+            "champion_loaded": current.models.get(Arm.CHAMPION) is not None,
+            "registry_reachable": current.models.last_error is None,
+        }
         try:
             current.store.get_online_features(
-                features=[READINESS_PROBE],
-                entity_rows=[{"customer_id": "readiness-probe"}],
+                features=[READINESS_PROBE], entity_rows=[{"customer_id": "readiness-probe"}]
             )
             checks["online_store"] = True
-        except Exception:  # reported, not raised
+        except Exception as error:  # reported as a flag; the reason goes to the server log only
+            log.warning("readiness: online store: %r", error)
             checks["online_store"] = False
-        body = {
-            "ready": all(checks.values()),
-            "checks": checks,
-            "served_versions": current.models.versions(),
-            "registry_error": current.models.last_error,
-        }
-        return JSONResponse(body, status_code=200 if body["ready"] else 503)
+        ready = checks["champion_loaded"] and checks["online_store"]
+        body = {"ready": ready, "checks": checks, "served_versions": current.models.versions()}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
-    @app.get("/routing", response_model=Routing, summary="The deployment strategy in force")
+    @app.get(
+        "/routing",
+        response_model=Routing,
+        summary="The deployment strategy in force (admin)",
+        dependencies=[Depends(admin)],
+        responses=errors_documented(401, 403),
+    )
     def routing() -> Routing:
-        current = service()
-        policy: RoutingPolicy = current.routing.current()
-        return Routing(
-            mode=policy.mode,
-            challenger_percent=policy.challenger_percent,
-            threshold=policy.threshold,
-            served_versions=current.models.versions(),
-            routing_file=str(current.routing.path),
-            routing_error=current.routing.error,
-        )
+        return routing_state(predictor())
+
+    @app.put(
+        "/routing",
+        response_model=Routing,
+        summary="Change the deployment strategy (admin); every worker follows at its next request",
+        dependencies=[Depends(admin)],
+        responses=errors_documented(400, 401, 403, 422),
+    )
+    def change_routing(policy: RoutingPolicy) -> Routing:
+        current = predictor()
+        current.routing.write(policy)
+        return routing_state(current)
 
     @app.get("/metrics", summary="Prometheus metrics")
     def metrics() -> Response:
-        return Response(generate_latest(service().metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(predictor().metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    mount_docs(app)
     return app
+
+
+def routing_state(predictor: Predictor) -> Routing:
+    policy = predictor.routing.current()
+    return Routing(
+        mode=policy.mode,
+        challenger_percent=policy.challenger_percent,
+        threshold=policy.threshold,
+        served_versions=predictor.models.versions(),
+        routing_file=str(predictor.routing.path),
+        routing_error=predictor.routing.error,
+    )
+
+
+def mount_docs(app: FastAPI) -> None:
+    """Swagger UI from the swagger-ui-bundle package's files, served by the app itself: no CDN."""
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - docs",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )

@@ -1,9 +1,9 @@
 """The prediction API's contract: what a client sends and what it gets back (published as OpenAPI)."""
 
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from mlplatform.schemas import CHANNELS, COUNTRIES, CURRENCIES, MAX_AMOUNT
 from mlplatform.serving.routing import Arm, Mode
@@ -22,19 +22,59 @@ EXAMPLE = {
 }
 
 
+# A transaction time outside this window is a client bug (a zero timestamp, a year 9999), not a payment.
+EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
+FUTURE_SLACK = timedelta(days=1)  # clocks drift; a day ahead is still a real transaction
+
+
+def unicode_text(value: str) -> str:
+    """Text that can be logged and echoed as UTF-8: no lone surrogates, no control characters."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (it contains a lone surrogate)") from None
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def not_a_boolean(value: object) -> object:
+    """JSON `true` would otherwise pass as the amount 1.0."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    return value
+
+
+def utc_and_plausible(value: datetime | None) -> datetime | None:
+    """UTC (a time without offset is taken as UTC), and between 2000 and tomorrow."""
+    if value is None:
+        return None
+    at = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    if not EARLIEST_EVENT <= at <= datetime.now(UTC) + FUTURE_SLACK:
+        raise ValueError(f"must be between {EARLIEST_EVENT:%Y-%m-%d} and tomorrow (UTC)")
+    return at
+
+
+Id = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(unicode_text)]
+Amount = Annotated[float, BeforeValidator(not_a_boolean), Field(gt=0, le=MAX_AMOUNT, allow_inf_nan=False)]
+EventTime = Annotated[datetime | None, BeforeValidator(not_a_boolean), AfterValidator(utc_and_plausible)]
+
+
 class Transaction(BaseModel):
     """One card transaction to score, as the payment system sees it at authorisation time."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE]})
 
-    transaction_id: str | None = Field(None, min_length=1, max_length=64, description="Echoed back.")
-    customer_id: str = Field(min_length=1, max_length=64)
-    merchant_id: str = Field(min_length=1, max_length=64)
-    amount: float = Field(gt=0, le=MAX_AMOUNT)
+    transaction_id: Id | None = Field(None, description="Echoed back.")
+    customer_id: Id
+    merchant_id: Id
+    amount: Amount = Field(description="In the transaction's currency; finite, above 0.")
     currency: Literal[CURRENCIES]
     channel: Literal[CHANNELS]
     country: Literal[COUNTRIES]
-    event_ts: datetime | None = Field(None, description="When it happened (UTC if no offset); default: now.")
+    event_ts: EventTime = Field(
+        None, description="When it happened (UTC if no offset; 2000 to tomorrow); default: now."
+    )
 
 
 class BatchRequest(BaseModel):

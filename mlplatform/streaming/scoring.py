@@ -1,14 +1,9 @@
 """The adapter between the stream consumer and the serving layer: the ONLY module of the streaming
-package that knows how `/predict` scores.
-
-Today it drives `mlplatform.serving.app.predict` (routing, model versions, online and request-time
-features, scoring, prediction log) with a service built the way the API builds it. When the serving
-layer exposes its framework-free engine (a `Predictor` taking validated `Transaction`s and returning
-`Prediction`s), `StreamScorer` becomes a thin wrapper around it and nothing else here changes.
-"""
+package that knows how scoring is done. It drives the serving engine (`mlplatform.serving.engine.
+Predictor`), the very object behind `/predict`: same routing, model versions, online and request-time
+features, scoring and prediction log."""
 
 import threading
-from pathlib import Path
 
 from mlplatform.serving.schemas import Prediction, Transaction
 
@@ -20,53 +15,39 @@ class TransientScoringError(RuntimeError):
 
 
 class StreamScorer:
-    """Scores a micro-batch with the API's code path. `score` returns, per transaction, its prediction or
+    """Scores a micro-batch with the API's engine. `score` returns, per transaction, its prediction or
     the reason it cannot be scored (unknown customer or merchant): a reason is permanent."""
 
     def __init__(self, resources: dict, reload_seconds: float | None = None) -> None:
-        from mlplatform.resources.prediction_log import PredictionLogWriter
-        from mlplatform.serving.app import Metrics, Service
-        from mlplatform.serving.models import ServedModels
-        from mlplatform.serving.routing import RoutingFile
-        from mlplatform.training.fraud_model import MODEL_NAME
+        from mlplatform.serving.engine import Predictor
 
         settings = resources["serving"]
         self._stop = threading.Event()
-        self.log: PredictionLogWriter = resources["prediction_log"].writer()
-        models = ServedModels(resources["model_registry"], MODEL_NAME)
-        self.service = Service(
-            store=resources["feature_store"].store(),
-            models=models,
-            routing=RoutingFile(Path(settings.routing_file)),
-            log=self.log,
-            metrics=Metrics(self.log),
+        self.predictor = Predictor.from_resources(resources)
+        self.predictor.refresh()
+        self.predictor.models.follow(
+            settings.reload_seconds if reload_seconds is None else reload_seconds,
+            self._stop,
+            lambda _: self.predictor.refresh(),
         )
-        models.refresh()
-        models.follow(settings.reload_seconds if reload_seconds is None else reload_seconds, self._stop)
 
     @property
     def metrics_registry(self):
         """The serving layer's Prometheus series (predictions by arm and version, scoring latency)."""
-        return self.service.metrics.registry
+        return self.predictor.metrics.registry
 
     def score(self, transactions: list[Transaction]) -> list[Prediction | str]:
-        from fastapi import BackgroundTasks, HTTPException
+        from mlplatform.serving.errors import PredictionError
 
-        from mlplatform.serving.app import predict
-
-        tasks = BackgroundTasks()
         try:
-            predictions, _, _ = predict(self.service, transactions, ENDPOINT, tasks)
-        except HTTPException as error:
-            if error.status_code != 422:
-                raise TransientScoringError(str(error.detail)) from error
-            rejected = rejected_rows(error.detail, len(transactions))
+            return list(self.predictor.predict(transactions, ENDPOINT))
+        except PredictionError as error:
+            if error.status != 422:
+                raise TransientScoringError(str(error)) from error
+            rejected = rejected_rows(error.errors, len(transactions))
             if not rejected:  # a 422 that names no row: the whole batch is refused for this reason
-                return [str(error.detail)] * len(transactions)
+                return [str(error.errors)] * len(transactions)
             return self._score_without(transactions, rejected)
-        for task in tasks.tasks:  # shadow scoring: the API runs it after the response, here right away
-            task.func(*task.args, **task.kwargs)
-        return list(predictions)
 
     def _score_without(self, transactions: list[Transaction], rejected: dict[int, str]):
         kept = [i for i in range(len(transactions)) if i not in rejected]
@@ -78,11 +59,11 @@ class StreamScorer:
 
     def close(self) -> None:
         self._stop.set()
-        self.log.close()
+        self.predictor.close()
 
 
 def rejected_rows(detail, rows: int) -> dict[int, str]:
-    """Row index -> reason, from the API's 422 detail (`loc` ends with the row index and the field;
+    """Row index -> reason, from the engine's 422 errors (`loc` ends with the row index and the field;
     a one-transaction request names no index)."""
     rejected: dict[int, str] = {}
     for error in detail if isinstance(detail, list) else []:

@@ -18,10 +18,11 @@ from mlplatform.inference.assets import batch_predictions
 from mlplatform.ingestion.assets import raw_transactions
 from mlplatform.localserver import api_in_thread
 from mlplatform.profiles import build_resources
+from mlplatform.resources import GateBounds, ModelRegistry
 from mlplatform.resources.model_registry import CHALLENGER, CHAMPION
 from mlplatform.serving.app import create_app
 from mlplatform.serving.routing import Mode, RoutingFile, RoutingPolicy
-from mlplatform.training.fraud_model import MODEL_NAME, fraud_model
+from mlplatform.training.fraud_model import MODEL_NAME, fraud_model, fraud_model_champion
 from tests.conftest import copy_state, land_transactions, run_assets
 
 pytestmark = pytest.mark.e2e
@@ -35,11 +36,17 @@ def served(built_state, tmp_path_factory):
     state = copy_state(built_state[0], tmp_path_factory.mktemp("serving") / "state")
     resources = build_resources(profile="local", state=state)
     resources["feature_store"].apply()
+    # a challenger only ever comes out of the gates: manual promotion policy, and a champion comparison
+    # loose enough for a smaller model (it scores differently from the champion, which these tests need)
+    resources["model_registry"] = ModelRegistry(
+        **{**resources["model_registry"].model_dump(), "promotion_policy": "manual"}
+    )
+    resources["gate_bounds"] = GateBounds(champion_tolerance=1.0)
     challenger_config = {"max_iter": 60, "learning_rate": 0.2, "max_leaf_nodes": 15, "seed": 3}
     with DagsterInstance.ephemeral() as instance:
         trained = materialize(
             [*all_assets, *all_checks],
-            selection=AssetSelection.assets(fraud_model).without_checks(),
+            selection=AssetSelection.assets(fraud_model, fraud_model_champion),
             resources=resources,
             instance=instance,
             run_config={"ops": {"fraud_model": {"config": challenger_config}}},
@@ -159,6 +166,7 @@ def test_health_readiness_metrics_and_openapi(served, client):
     ready = client.get("/ready")
     assert ready.status_code == 200 and ready.json()["checks"] == {
         "champion_loaded": True,
+        "registry_reachable": True,
         "online_store": True,
     }
     client.post("/predict", json=payload(served[2].iloc[1]))
@@ -246,14 +254,37 @@ def test_moving_the_champion_alias_is_picked_up_without_a_restart(served, client
         time.sleep(0.2)
 
 
-def test_batch_scoring_equals_online_scoring_for_the_same_transaction(served, client):
-    """A new day lands after the last feature build: batch_predictions (offline point-in-time features)
-    and /predict (online store) must give the same features and score, i.e. no training/serving skew."""
+EMBEDDED_SCRIPT = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from fraud_scorer import CompiledModel
+model = CompiledModel.load(sys.argv[1])
+rows = json.load(open(sys.argv[2]))
+heavy = sorted({"dagster", "feast", "mlflow", "sklearn", "pandas"} & set(sys.modules))
+print(json.dumps({"scores": model.score_rows(rows).tolist(), "one_by_one": [model.score_one(r) for r in rows],
+                  "heavy_imports": heavy}))
+"""
+
+
+def test_api_batch_and_export_give_the_same_scores_for_every_transaction_of_a_day(served, client, tmp_path):
+    """A new day lands after the last feature build. batch_predictions (offline point-in-time features),
+    /predict one by one (the compiled per-row trees), /predict/batch (the classifier's trees) and the
+    embedded export (numpy only, in a separate interpreter) score every transaction of it: the same
+    model version and scores to 1e-12 (export: 1e-9), i.e. no training/serving skew and no drift between
+    the fast paths. (The MLflow pyfunc leg is the model registry's own test.)"""
+    import json
+    import subprocess
+    import sys
+
     from dagster import DagsterInstance
+
+    from mlplatform.export import export_model
+    from mlplatform.features.retrieval import features_as_of_events
+    from mlplatform.inference.scoring import TRANSACTION_FIELDS, load_scoring_model
 
     _, resources, last_day = served
     day = (last_day["event_ts"].max() + timedelta(days=1)).date()
-    new = land_transactions(resources["warehouse"], Path(resources["landing_zone"].landing_dir), day, 20)
+    new = land_transactions(resources["warehouse"], Path(resources["landing_zone"].landing_dir), day, 150)
 
     with DagsterInstance.ephemeral() as instance:
         for asset in (raw_transactions, batch_predictions):
@@ -270,7 +301,66 @@ def test_batch_scoring_equals_online_scoring_for_the_same_transaction(served, cl
         f"where _partition_date = '{day:%Y-%m-%d}' order by transaction_id"
     )
     assert len(batch) == len(new)
-    online = client.post("/predict/batch", json={"transactions": [payload(r) for _, r in new.iterrows()]})
+    bodies = [payload(r) for _, r in new.sort_values("transaction_id").iterrows()]
+    online = client.post("/predict/batch", json={"transactions": bodies})
     online = pd.DataFrame(online.json()["predictions"]).sort_values("transaction_id", ignore_index=True)
-    assert list(online["model_version"]) == list(batch["model_version"])
-    assert online["score"].to_numpy() == pytest.approx(batch["score"].to_numpy(), abs=1e-9)
+    singles = pd.DataFrame([client.post("/predict", json=body).json() for body in bodies])
+    assert list(online["model_version"]) == list(batch["model_version"]) == list(singles["model_version"])
+    assert online["score"].to_numpy() == pytest.approx(batch["score"].to_numpy(), abs=1e-12, rel=0)
+    assert singles["score"].to_numpy() == pytest.approx(batch["score"].to_numpy(), abs=1e-12, rel=0)
+
+    model = load_scoring_model(resources["model_registry"], MODEL_NAME, CHAMPION)
+    folder = export_model(model, tmp_path / "exported")
+    transactions = resources["warehouse"].read_sql(
+        f"select {', '.join(TRANSACTION_FIELDS)} from raw.transactions "
+        f"where _partition_date = '{day:%Y-%m-%d}' order by transaction_id"
+    )
+    features = features_as_of_events(resources["feature_store"].store(), transactions, model.feature_service)
+    rows = features[model.inputs].astype(object).where(features[model.inputs].notna(), None)
+    (tmp_path / "rows.json").write_text(json.dumps(rows.to_dict("records")))
+    scored = subprocess.run(
+        [sys.executable, "-I", "-c", EMBEDDED_SCRIPT, str(folder), str(tmp_path / "rows.json")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    embedded = json.loads(scored.stdout)
+    assert embedded["heavy_imports"] == []
+    expected = batch.set_index("transaction_id").loc[features["transaction_id"], "score"].to_numpy()
+    assert embedded["scores"] == pytest.approx(expected, abs=1e-9, rel=0)
+    assert embedded["one_by_one"] == pytest.approx(expected, abs=1e-9, rel=0)
+
+
+def test_a_bounded_schemathesis_run_finds_no_server_error_and_no_undocumented_status(served):
+    """Every operation of the OpenAPI document, valid and invalid generated requests (25 each), against
+    the API serving a real champion: no 5xx, and every status it answers is documented."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis.errors import Unsatisfiable
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import status_code_conformance
+
+    schema = schemathesis.openapi.from_url(f"{served[0]}/openapi.json")
+    failures: list[tuple[str, str]] = []
+    calls = 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
+
+            @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+            @given(case=operation.as_strategy(generation_mode=mode))
+            def run(case) -> None:
+                nonlocal calls
+                response = case.call(timeout=30)
+                calls += 1
+                try:
+                    case.validate_response(response, checks=[not_a_server_error, status_code_conformance])
+                except BaseException as failure:  # schemathesis raises a FailureGroup
+                    failures.append((case.operation.label, f"{response.status_code}: {failure!r}"[:500]))
+
+            try:
+                run()
+            except Unsatisfiable:  # no invalid request exists for an operation without inputs
+                assert mode is schemathesis.GenerationMode.NEGATIVE
+    assert calls > 100
+    assert not failures, failures

@@ -1,0 +1,266 @@
+"""The serving engine without a web framework: routing, online features, scoring and the prediction log.
+
+`Predictor.predict` is what `/predict`, `/predict/batch` and the stream consumer all call.
+"""
+
+import collections
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from mlplatform.inference.scoring import ScoringModel
+from mlplatform.resources.prediction_log import PredictionLogWriter
+from mlplatform.serving.errors import PredictionError
+from mlplatform.serving.features import OnlineFeatures
+from mlplatform.serving.models import ServedModels
+from mlplatform.serving.routing import Arm, Mode, RoutingFile, RoutingPolicy, choose_arm
+from mlplatform.serving.schemas import Prediction, Transaction
+from mlplatform.training.fraud_model import MODEL_NAME
+
+
+class Metrics:
+    """Prometheus series of one engine (its own registry, so several in one process do not clash)."""
+
+    def __init__(self, writer: PredictionLogWriter) -> None:
+        self.registry = CollectorRegistry()
+        self.predictions = Counter(
+            "mlplatform_predictions",
+            "Predictions returned or shadowed, by arm, model version and decision.",
+            ["arm", "model_version", "decision", "shadow"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "mlplatform_request_latency_seconds",
+            "Time to answer a prediction request, features and scoring included.",
+            ["endpoint"],
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "mlplatform_rejected_requests",
+            "Requests answered with an error, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.served_version = Gauge(
+            "mlplatform_served_model_version",
+            "Registry version served per arm.",
+            ["arm"],
+            registry=self.registry,
+        )
+        Gauge(
+            "mlplatform_prediction_log_lost",
+            "Predictions not logged (queue full or write failed).",
+            registry=self.registry,
+        ).set_function(lambda: writer.dropped + writer.failed)
+
+
+Defer = Callable[..., None]  # runs a function later (after the response); default: right away
+
+
+def run_now(function: Callable, *args) -> None:
+    function(*args)
+
+
+class Predictor:
+    """Scores validated transactions: the one code path of the API and the stream consumer."""
+
+    def __init__(
+        self, store, models: ServedModels, routing: RoutingFile, log: PredictionLogWriter, metrics: Metrics
+    ) -> None:
+        self.store = store
+        self.models = models
+        self.routing = routing
+        self.log = log
+        self.metrics = metrics
+        self._features: dict[str, OnlineFeatures] = {}
+
+    @classmethod
+    def from_resources(cls, resources: dict) -> "Predictor":
+        """From the profile's resources (`mlplatform.profiles.build_resources()`); call `start` next."""
+        writer = resources["prediction_log"].writer()
+        return cls(
+            store=resources["feature_store"].store(),
+            models=ServedModels(resources["model_registry"], MODEL_NAME),
+            routing=RoutingFile(Path(resources["serving"].routing_file)),
+            log=writer,
+            metrics=Metrics(writer),
+        )
+
+    def refresh(self) -> bool:
+        """Follow the registry aliases now; True if a served version changed."""
+        changed = self.models.refresh()
+        self.served(self.models.versions())
+        return changed
+
+    def served(self, versions: dict[str, str | None]) -> None:
+        """After the served versions changed: their gauges, and their feature services' readers built
+        before the first request needs them."""
+        for arm, version in versions.items():
+            self.metrics.served_version.labels(arm).set(float(version or 0))
+        for model in filter(None, (self.models.get(arm) for arm in Arm)):
+            self.features(model.feature_service)
+
+    def close(self) -> None:
+        self.log.close()
+
+    def features(self, service: str) -> OnlineFeatures:
+        if service not in self._features:
+            self._features[service] = OnlineFeatures(self.store, service)
+        return self._features[service]
+
+    def predict(
+        self, transactions: list[Transaction], endpoint: str = "predict", defer: Defer = run_now
+    ) -> list[Prediction]:
+        """The shared entry point of the prediction API and streaming: score validated transactions.
+
+        Routes each to an arm (the routing file), reads its features (online store plus request-time
+        features), scores it with the version behind the arm's alias, logs it and counts it; in shadow
+        mode the challenger's scoring is handed to `defer` (a web response's background task; run at
+        once by default). Raises `PredictionError` (422 unknown entity, 503 no champion or no store)."""
+        try:
+            return self._predict(transactions, endpoint, defer)
+        except PredictionError as error:
+            self.metrics.rejected.labels(error.reason).inc()
+            raise
+
+    def _predict(self, transactions: list[Transaction], endpoint: str, defer: Defer) -> list[Prediction]:
+        started = time.perf_counter()
+        policy = self.routing.current()
+        champion, challenger = self.models.get(Arm.CHAMPION), self.models.get(Arm.CHALLENGER)
+        if champion is None:
+            raise PredictionError(
+                503, "no_model", [{"type": "no_model", "msg": f"no {MODEL_NAME} version is champion"}]
+            )
+        now = datetime.now(UTC)
+        times = [t.event_ts or now for t in transactions]
+        models = {Arm.CHAMPION: champion, Arm.CHALLENGER: challenger}
+        arms = [choose_arm(policy, t.customer_id, challenger is not None) for t in transactions]
+        inputs: dict[str, list[dict]] = {}
+        scores: list[float] = [0.0] * len(transactions)
+        for arm in dict.fromkeys(arms):
+            model = models[arm]
+            assert model is not None
+            rows = self._inputs(inputs, model, transactions, times)
+            chosen = [i for i, a in enumerate(arms) if a is arm]
+            for i, score in zip(chosen, model.score_rows([rows[i] for i in chosen]), strict=True):
+                scores[i] = score
+        latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        self.metrics.latency.labels(endpoint).observe(latency_ms / 1000)
+        request_id = str(uuid.uuid4())
+        predictions = []
+        for i, (transaction, arm) in enumerate(zip(transactions, arms, strict=True)):
+            model = models[arm]
+            assert model is not None
+            prediction = answer(model, policy, scores[i], arm, request_id, transaction, latency_ms)
+            self._record(prediction, policy, transaction, times[i], inputs[model.feature_service][i], model)
+            predictions.append(prediction)
+        self._count(predictions, shadow=False)
+        if policy.mode is Mode.SHADOW and challenger is not None:
+            defer(self._shadow, challenger, inputs, transactions, times, predictions, policy)
+        return predictions
+
+    def _inputs(self, inputs: dict, model: ScoringModel, transactions, times) -> list[dict]:
+        """The feature service's rows for every transaction, read once per request and service."""
+        if model.feature_service not in inputs:
+            inputs[model.feature_service] = self.features(model.feature_service).lookup(transactions, times)
+        return inputs[model.feature_service]
+
+    def _shadow(self, challenger: ScoringModel, inputs, transactions, times, predictions, policy) -> None:
+        """What the challenger would have answered, for the log only."""
+        rows = self._inputs(inputs, challenger, transactions, times)
+        shadowed_all = []
+        for i, score in enumerate(challenger.score_rows(rows)):
+            served = predictions[i]
+            shadowed = answer(
+                challenger,
+                policy,
+                score,
+                Arm.CHALLENGER,
+                served.request_id,
+                transactions[i],
+                served.latency_ms,
+            )
+            self._record(shadowed, policy, transactions[i], times[i], rows[i], challenger, shadow=True)
+            shadowed_all.append(shadowed)
+        self._count(shadowed_all, shadow=True)
+
+    def _count(self, predictions: list[Prediction], shadow: bool) -> None:
+        """The predictions counter, one increment per (arm, version, decision) of the request."""
+        groups = collections.Counter((p.arm.value, p.model_version, p.decision) for p in predictions)
+        for (arm, version, decision), n in groups.items():
+            self.metrics.predictions.labels(arm, version, decision, "true" if shadow else "false").inc(n)
+
+    def _record(
+        self,
+        prediction: Prediction,
+        policy: RoutingPolicy,
+        transaction: Transaction,
+        at: datetime,
+        row: dict,
+        model: ScoringModel,
+        shadow: bool = False,
+    ) -> None:
+        self.log.record(log_entry(prediction, policy, transaction, at, row, model.inputs, shadow))
+
+
+def answer(
+    model: ScoringModel,
+    policy: RoutingPolicy,
+    score: float,
+    arm: Arm,
+    request_id: str,
+    transaction: Transaction,
+    latency_ms: float,
+) -> Prediction:
+    threshold = model.threshold if policy.threshold is None else policy.threshold
+    return Prediction.model_construct(
+        request_id=request_id,
+        transaction_id=transaction.transaction_id,
+        score=score,
+        decision="flag" if score >= threshold else "approve",
+        threshold=threshold,
+        model_name=model.name,
+        model_version=model.version,
+        arm=arm,
+        latency_ms=latency_ms,
+    )
+
+
+def log_entry(
+    prediction: Prediction,
+    policy: RoutingPolicy,
+    transaction: Transaction,
+    at: datetime,
+    row: dict,
+    inputs: list[str],
+    shadow: bool,
+) -> dict:
+    """One prediction log record (the fields monitoring reads): the answer, the request as sent with its
+    event time resolved, and the exact model inputs it was scored with."""
+    return {
+        "logged_at": datetime.now(UTC).isoformat(),
+        "request_id": prediction.request_id,
+        "transaction_id": prediction.transaction_id,
+        "score": prediction.score,
+        "decision": prediction.decision,
+        "threshold": prediction.threshold,
+        "model_name": prediction.model_name,
+        "model_version": prediction.model_version,
+        "arm": prediction.arm.value,
+        "latency_ms": prediction.latency_ms,
+        "mode": policy.mode.value,
+        "shadow": shadow,
+        "customer_id": transaction.customer_id,
+        "merchant_id": transaction.merchant_id,
+        "amount": transaction.amount,
+        "currency": transaction.currency,
+        "channel": transaction.channel,
+        "country": transaction.country,
+        "event_ts": at.isoformat(),
+        "features": {name: row.get(name) for name in inputs},
+    }
