@@ -2,7 +2,6 @@
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from dagster import (
@@ -14,9 +13,8 @@ from dagster import (
     asset,
 )
 
-from mlplatform.checks import judged, not_judged
 from mlplatform.ingestion.assets import DAILY_PARTITIONS
-from mlplatform.monitoring.assets import alert_on, graded
+from mlplatform.monitoring.assets import alert_on, graded_check
 from mlplatform.resources import AlertSink, PredictionLog
 from mlplatform.streaming.settings import StreamSettings
 
@@ -90,17 +88,25 @@ def streaming_health(
             streaming.dead_letter_rate_error,
         ),
     }
-    checks = []
-    for check, (figure, warn, error) in bounds.items():
-        if not figures["messages"]:
-            checks.append(
-                not_judged(f"no stream traffic on {day}", asset_key=STREAMING_HEALTH, check_name=check)
-            )
-            continue
-        passed, severity = graded(figures[figure], warn, error)
-        measured: dict[str, Any] = {figure: figures[figure]}
-        result = judged(passed, severity=severity, asset_key=STREAMING_HEALTH, check_name=check, **measured)
-        checks.append(alert_on(result, alerts, day, figure))
+    quiet = None if figures["messages"] else f"no stream traffic on {day}"
+    checks = [
+        alert_on(
+            graded_check(
+                STREAMING_HEALTH,
+                check,
+                figure,
+                float(figures.get(figure, float("nan"))),
+                warn,
+                error,
+                day=day,
+                unjudged_reason=quiet,
+            ),
+            alerts,
+            day,
+            figure,
+        )
+        for check, (figure, warn, error) in bounds.items()
+    ]
     return MaterializeResult(
         metadata={k: round(float(v), 4) for k, v in figures.items()}
         | {"log": str(Path(streaming.health_log_dir))},
