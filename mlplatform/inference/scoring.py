@@ -7,15 +7,18 @@ A pipeline the compiler does not know falls back to `predict_scores` on a DataFr
 """
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from sklearn.pipeline import Pipeline
 
 from mlplatform.export.compile import NotCompilable, compile_pipeline
 from mlplatform.export.embedded import CompiledModel
 from mlplatform.resources.model_registry import ModelRegistry
 from mlplatform.training.model import predict_scores
+
+if TYPE_CHECKING:  # scikit-learn takes seconds to import: paid by the steps that score
+    from sklearn.pipeline import Pipeline
 
 # what a transaction carries at request time, besides its entity keys
 TRANSACTION_FIELDS = [
@@ -42,7 +45,7 @@ class ScoringModel:
 
     name: str
     version: str
-    pipeline: Pipeline
+    pipeline: "Pipeline"
     threshold: float  # the score at which its evaluation held false positives to the alert budget
     feature_service: str
     compiled: CompiledModel | None = field(init=False, default=None, repr=False, compare=False)

@@ -125,7 +125,7 @@ class LocalFeastFeatureStore(FeastFeatureStore):
     def source_factory(self, repo: ModuleType) -> Callable[[str], "DataSource"]:
         return repo.parquet_source(str(self.feast_dir / "data"))
 
-    def store(self) -> FeatureStore:
+    def store(self) -> "FeatureStore":
         """The store; the first time per process, its file sources are re-registered here if the registry
         points them at another folder (a state copied or restored elsewhere would read the original)."""
         store = super().store()
@@ -141,7 +141,7 @@ class LocalFeastFeatureStore(FeastFeatureStore):
 _REROOTED: set[str] = set()  # feast folders whose registry was checked in this process
 
 
-def sources_outside(store: FeatureStore, data_dir: Path) -> list[str]:
+def sources_outside(store: "FeatureStore", data_dir: Path) -> list[str]:
     """Paths of registered file sources that are not in `data_dir`."""
     try:
         sources = store.list_data_sources()
