@@ -43,13 +43,16 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 demo: env
 	$(BIN)/mlplatform demo
 
-# The prod-profile tests mostly wait on their services (Postgres, Redis, an MLflow server, a Dagster
-# daemon), so they run beside the rest of the suite; both must pass.
+# The prod-profile tests and the dagster-daemon fault test mostly wait on their services (Postgres, Redis,
+# an MLflow server, a Dagster daemon and its ticks), so each runs beside the rest of the suite; all must pass.
+BESIDE := tests/prod tests/monitoring/test_daemon_faults.py
 test: env
-	@log=$$(mktemp); $(BIN)/pytest tests/prod > $$log 2>&1 & prod=$$!; \
-	$(BIN)/pytest --ignore=tests/prod; suite=$$?; \
-	wait $$prod; prod_status=$$?; echo "--- tests/prod (run beside the suite) ---"; cat $$log; rm -f $$log; \
-	exit $$(( suite || prod_status ))
+	@pids=""; logs=""; for t in $(BESIDE); do log=$$(mktemp); logs="$$logs $$log"; \
+	  $(BIN)/pytest $$t > $$log 2>&1 & pids="$$pids $$!"; done; \
+	$(BIN)/pytest $(addprefix --ignore=,$(BESIDE)); status=$$?; \
+	for pid in $$pids; do wait $$pid || status=1; done; \
+	for log in $$logs; do echo "--- run beside the suite ---"; cat $$log; rm -f $$log; done; \
+	exit $$status
 
 dev: env
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml

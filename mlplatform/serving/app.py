@@ -30,7 +30,7 @@ from mlplatform.serving.errors import PredictionError, validation_errors
 from mlplatform.serving.routing import Arm, RoutingPolicy
 from mlplatform.serving.schemas import BatchPrediction, BatchRequest, Prediction, Routing, Transaction
 
-ADMIN_TOKEN_VARIABLE = "MLPLATFORM_ADMIN_TOKEN"
+ADMIN_TOKEN_VARIABLE = "MLPLATFORM_ADMIN_TOKEN"  # nosec B105: the variable's name, not a secret
 READINESS_PROBE = "customer_stats:home_country"
 DOCS_ASSETS = "/docs-assets"
 log = logging.getLogger("mlplatform.serving")

@@ -138,13 +138,12 @@ class Predictor:
             )
         now = datetime.now(UTC)
         times = [t.event_ts or now for t in transactions]
-        models = {Arm.CHAMPION: champion, Arm.CHALLENGER: challenger}
+        models = {Arm.CHAMPION: champion, **({Arm.CHALLENGER: challenger} if challenger else {})}
         arms = [choose_arm(policy, t.customer_id, challenger is not None) for t in transactions]
         inputs: dict[str, list[dict]] = {}
         scores: list[float] = [0.0] * len(transactions)
         for arm in dict.fromkeys(arms):
             model = models[arm]
-            assert model is not None
             rows = self._inputs(inputs, model, transactions, times)
             chosen = [i for i, a in enumerate(arms) if a is arm]
             for i, score in zip(chosen, model.score_rows([rows[i] for i in chosen]), strict=True):
@@ -155,7 +154,6 @@ class Predictor:
         predictions = []
         for i, (transaction, arm) in enumerate(zip(transactions, arms, strict=True)):
             model = models[arm]
-            assert model is not None
             prediction = answer(model, policy, scores[i], arm, request_id, transaction, latency_ms)
             self._record(prediction, policy, transaction, times[i], inputs[model.feature_service][i], model)
             predictions.append(prediction)
