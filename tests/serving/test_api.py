@@ -23,7 +23,7 @@ from mlplatform.resources.model_registry import CHALLENGER, CHAMPION
 from mlplatform.serving.app import create_app
 from mlplatform.serving.routing import Mode, RoutingFile, RoutingPolicy
 from mlplatform.training.fraud_model import MODEL_NAME, fraud_model, fraud_model_champion
-from tests.conftest import copy_state, land_transactions, run_assets
+from tests.conftest import LENIENT_GATES, copy_state, land_transactions, run_assets
 
 pytestmark = pytest.mark.e2e
 
@@ -36,12 +36,12 @@ def served(built_state, tmp_path_factory):
     state = copy_state(built_state[0], tmp_path_factory.mktemp("serving") / "state")
     resources = build_resources(profile="local", state=state)
     resources["feature_store"].apply()
-    # a challenger only ever comes out of the gates: manual promotion policy, and a champion comparison
-    # loose enough for a smaller model (it scores differently from the champion, which these tests need)
+    # a challenger only ever comes out of the gates: manual promotion policy, and bounds loose enough for
+    # a smaller model (it scores differently from the champion, which these tests need)
     resources["model_registry"] = ModelRegistry(
         **{**resources["model_registry"].model_dump(), "promotion_policy": "manual"}
     )
-    resources["gate_bounds"] = GateBounds(champion_tolerance=1.0)
+    resources["gate_bounds"] = GateBounds(**LENIENT_GATES)
     challenger_config = {"max_iter": 60, "learning_rate": 0.2, "max_leaf_nodes": 15, "seed": 3}
     with DagsterInstance.ephemeral() as instance:
         trained = materialize(
