@@ -26,7 +26,7 @@ from mlplatform.ingestion.validation import (
     validate_schema,
 )
 from mlplatform.resources.landing import LandingZone
-from mlplatform.resources.warehouse import DuckDBWarehouse, Warehouse
+from mlplatform.resources.warehouse import DuckDBWarehouse, Warehouse, sql_literals
 from mlplatform.schemas import RAW_TABLES, RawTable
 
 LOOKUP_CHUNK = 10_000  # keys per warehouse query (an IN list)
@@ -171,7 +171,7 @@ def file_keys(validation: FileValidation, key: str) -> set[str]:
 def _in_lists(keys: list[str]):
     for start in range(0, len(keys), LOOKUP_CHUNK):
         chunk = keys[start : start + LOOKUP_CHUNK]
-        yield ", ".join("'" + k.replace("'", "''") + "'" for k in chunk)
+        yield sql_literals(chunk)
 
 
 def loaded_on_other_days(warehouse: Warehouse, table: RawTable, day: str, keys: list[str]) -> dict[str, str]:

@@ -21,6 +21,11 @@ from mlplatform.schemas import LOAD_COLUMNS, RawTable
 RAW_SCHEMA = "raw"
 
 
+def sql_literals(values) -> str:
+    """Values from landed files as quoted SQL literals (a ' inside is doubled), never pasted raw."""
+    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
+
+
 class Warehouse(ConfigurableResource):
     """Replace-by-partition loads and reads; every load is one transaction, so a re-run never duplicates."""
 

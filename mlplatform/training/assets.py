@@ -18,6 +18,7 @@ from mlplatform.features.assets import feast_registry
 from mlplatform.features.retrieval import features_as_of_events
 from mlplatform.k8s import TRAINING
 from mlplatform.resources import FeastFeatureStore, Warehouse
+from mlplatform.resources.warehouse import sql_literals
 from mlplatform.training.leakage import FAMILIES, leaked_values
 
 FEATURE_SERVICE = "fraud_model_v1"
@@ -78,11 +79,6 @@ def training_set(
     )
 
 
-def sql_list(values) -> str:
-    """Ids from landed files as quoted SQL literals (a ' inside is doubled), never pasted raw."""
-    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
-
-
 @asset_check(
     asset=training_set,
     blocking=True,
@@ -95,7 +91,10 @@ def no_point_in_time_leakage(warehouse: Warehouse) -> AssetCheckResult:
     sample = warehouse.sample_rows("training.training_set", LEAKAGE_SAMPLE)
     if sample.empty:
         return not_judged("the training set is empty")
-    customers, merchants = sql_list(sample["customer_id"].unique()), sql_list(sample["merchant_id"].unique())
+    customers, merchants = (
+        sql_literals(sample["customer_id"].unique()),
+        sql_literals(sample["merchant_id"].unique()),
+    )
     transactions = warehouse.read_sql(
         "select transaction_id, customer_id, merchant_id, event_ts, amount from staging.stg_transactions "
         f"where customer_id in ({customers}) or merchant_id in ({merchants})"
