@@ -43,16 +43,19 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 demo: env
 	$(BIN)/mlplatform demo
 
-# The prod-profile tests and the dagster-daemon fault test mostly wait on their services (Postgres, Redis,
+# The prod-profile tests and the dagster-daemon loop test mostly wait on their services (Postgres, Redis,
 # an MLflow server, a Dagster daemon and its ticks), so each runs beside the rest of the suite; all must pass.
-BESIDE := tests/prod tests/monitoring/test_daemon_faults.py
+# They share one built demo state (MLPLATFORM_TEST_BUILT_STATE: the first to need it builds it, the others
+# wait for it), unless you point that variable at your own.
+BESIDE := tests/prod tests/monitoring/test_daemon_loop.py
 test: env
-	@pids=""; logs=""; for t in $(BESIDE); do log=$$(mktemp); logs="$$logs $$log"; \
+	@shared=$$(mktemp -d); export MLPLATFORM_TEST_BUILT_STATE=$${MLPLATFORM_TEST_BUILT_STATE:-$$shared/built}; \
+	pids=""; logs=""; for t in $(BESIDE); do log=$$(mktemp); logs="$$logs $$log"; \
 	  $(BIN)/pytest $$t > $$log 2>&1 & pids="$$pids $$!"; done; \
 	$(BIN)/pytest $(addprefix --ignore=,$(BESIDE)); status=$$?; \
 	for pid in $$pids; do wait $$pid || status=1; done; \
 	for log in $$logs; do echo "--- run beside the suite ---"; cat $$log; rm -f $$log; done; \
-	exit $$status
+	rm -rf $$shared; exit $$status
 
 dev: env
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml

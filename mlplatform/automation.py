@@ -11,6 +11,8 @@ from dagster import (
     ScheduleEvaluationContext,
 )
 
+TRIGGER_TAG = "mlplatform/trigger"  # what started a run: a sensor's name, "demo", ...
+
 # `AutomationCondition.eager()` also waits for every upstream partition to exist, which an unpartitioned
 # model over daily partitions never sees (old days are simply not landed). So: run when an upstream
 # asset updated, once upstream blocking checks pass, never while upstream or itself is running.

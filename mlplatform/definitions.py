@@ -7,10 +7,11 @@ from dagster import (
     Definitions,
 )
 
-from mlplatform.features import feature_assets, feature_checks
-from mlplatform.inference import batch_scoring_job, inference_assets, nightly_batch_scoring
-from mlplatform.ingestion import ingestion_assets, landing_zone_sensor
+from mlplatform.features import feature_assets, feature_checks, online_feature_assets
+from mlplatform.inference import batch_predictions, batch_scoring_job, inference_assets, nightly_batch_scoring
+from mlplatform.ingestion import build_landing_zone_sensor, ingestion_assets
 from mlplatform.monitoring import (
+    daily_monitoring_assets,
     delivery_metrics,
     monitoring_assets,
     nightly_monitoring,
@@ -43,6 +44,12 @@ all_assets = [
     *streaming_assets,
 ]
 all_checks = [*feature_checks, *training_checks, *model_checks]
+
+# A landed day in one run: its files, then the marts and the online store, then its scoring and monitoring
+landing_zone_sensor = build_landing_zone_sensor(
+    refresh=[*dbt_models.keys, *(a.key for a in online_feature_assets)],
+    day_chain=[batch_predictions.key, *(a.key for a in daily_monitoring_assets)],
+)
 
 # declarative automation evaluated by the daemon, on from the start so the loop runs by itself
 automation = AutomationConditionSensorDefinition(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dagster import AssetSelection, DagsterInstance, materialize
 
+from mlplatform.automation import TRIGGER_TAG
 from mlplatform.checks import NOT_JUDGED_REASON, was_judged
 from mlplatform.datagen import GeneratorConfig, generate
 from mlplatform.inference.assets import batch_predictions
@@ -124,7 +125,7 @@ def materialize_all(
 
     def run(label: str, selection, partition_key: str | None = None, tags: dict | None = None) -> None:
         result = quiet_run(
-            selection, resources, instance, partition_key, {"mlplatform/trigger": "demo", **(tags or {})}
+            selection, resources, instance, partition_key, {TRIGGER_TAG: "demo", **(tags or {})}
         )
         summary.record(label, result)
 

@@ -1,5 +1,6 @@
 """Shared fixtures: small generated data sets in temporary state folders, real DuckDB and real GX."""
 
+import fcntl
 import os
 import pickle
 import shutil
@@ -68,20 +69,32 @@ def built_state(tmp_path_factory):
     """The whole graph materialized once on the medium data set, the way `make demo` does it.
 
     Returns (state folder, demo summary). Tests that change anything work on a copy (`copy_state`).
-    While iterating, `MLPLATFORM_TEST_BUILT_STATE=<folder>` builds it there once and reuses it in later
-    sessions (delete the folder when the code that builds it changes; CI never sets it).
+    With `MLPLATFORM_TEST_BUILT_STATE=<folder>` it is built there once and reused, also by other pytest
+    processes at the same time (a file lock: the first builds, the others wait): `make test` sets it for
+    the suite and the tests it runs beside; while iterating, set it yourself (delete the folder when the
+    code that builds it changes).
     """
+    shared = os.environ.get("MLPLATFORM_TEST_BUILT_STATE")
+    if not shared:
+        return build_state(tmp_path_factory.mktemp("built"))
+    state = Path(shared)
+    state.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{state}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        summary_file = state / "test-summary.pickle"
+        if summary_file.exists():
+            return state, pickle.loads(summary_file.read_bytes())
+        shutil.rmtree(state, ignore_errors=True)  # a build that was interrupted
+        return build_state(state)
+
+
+def build_state(state: Path):
     from mlplatform.demo import materialize_all
 
-    reused = os.environ.get("MLPLATFORM_TEST_BUILT_STATE")
-    state = Path(reused) if reused else tmp_path_factory.mktemp("built")
-    summary_file = state / "test-summary.pickle"
-    if reused and summary_file.exists():
-        return state, pickle.loads(summary_file.read_bytes())
     generate(MEDIUM, state / "landing")
     with built_instance(state) as instance:
         summary = materialize_all(state, instance)
-    summary_file.write_bytes(pickle.dumps(summary))
+    (state / "test-summary.pickle").write_bytes(pickle.dumps(summary))
     return state, summary
 
 

@@ -101,11 +101,13 @@ def test_batch_scoring_follows_new_transaction_days_and_runs_nightly():
     assert defs.resolve_schedule_def("nightly_batch_scoring").cron_schedule == "0 2 * * *"
 
 
-def test_the_landing_zone_sensor_watches_every_raw_asset_and_runs_by_default():
+def test_the_landing_zone_sensor_runs_a_landed_day_through_to_its_monitoring_and_runs_by_default():
     sensor = defs.resolve_sensor_def("landing_zone_sensor")
     assert sensor.default_status.value == "RUNNING"
     targets = {k.to_user_string() for k in sensor.asset_selection.resolve(GRAPH)}
-    assert targets == {"raw_customers", "raw_merchants", "raw_transactions", "raw_labels"}
+    assert {"raw_customers", "raw_merchants", "raw_transactions", "raw_labels"} <= targets
+    assert {"customer_features", "online_customer_stats", "batch_predictions", "monitoring_report"} <= targets
+    assert not targets & {"training_set", "fraud_model", "fraud_model_champion"}
 
 
 def test_retraining_is_a_job_with_the_gates_and_a_sensor_that_starts_it():

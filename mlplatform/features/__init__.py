@@ -1,3 +1,3 @@
-from mlplatform.features.assets import feature_assets, feature_checks
+from mlplatform.features.assets import feature_assets, feature_checks, online_feature_assets
 
-__all__ = ["feature_assets", "feature_checks"]
+__all__ = ["feature_assets", "feature_checks", "online_feature_assets"]

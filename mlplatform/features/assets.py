@@ -164,5 +164,6 @@ online_merchant_stats, merchant_checks = build_online_features(
     "merchant_stats", "merchant_features", "merchant_id"
 )
 
-feature_assets = [feast_registry, online_customer_stats, online_merchant_stats]
+online_feature_assets = [online_customer_stats, online_merchant_stats]
+feature_assets = [feast_registry, *online_feature_assets]
 feature_checks = [*customer_checks, *merchant_checks]

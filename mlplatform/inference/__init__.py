@@ -1,3 +1,8 @@
-from mlplatform.inference.assets import batch_scoring_job, inference_assets, nightly_batch_scoring
+from mlplatform.inference.assets import (
+    batch_predictions,
+    batch_scoring_job,
+    inference_assets,
+    nightly_batch_scoring,
+)
 
-__all__ = ["batch_scoring_job", "inference_assets", "nightly_batch_scoring"]
+__all__ = ["batch_predictions", "batch_scoring_job", "inference_assets", "nightly_batch_scoring"]

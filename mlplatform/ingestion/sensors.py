@@ -1,6 +1,8 @@
-"""The landing-zone sensor: ingest each partition when a file lands in it or changes."""
+"""The landing-zone sensor: one run per landed day, from its files to its monitoring."""
 
 import json
+from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 from dagster import (
@@ -10,11 +12,13 @@ from dagster import (
     DagsterInstance,
     DefaultSensorStatus,
     RunRequest,
+    SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
     sensor,
 )
 
+from mlplatform.automation import TRIGGER_TAG
 from mlplatform.ingestion.assets import ingestion_assets, raw_key
 from mlplatform.ingestion.landing_watch import FINGERPRINT, landed_changes, partition_fingerprint, scan
 from mlplatform.resources import LandingZone
@@ -39,54 +43,85 @@ def already_ingested(
     return FINGERPRINT in metadata and metadata[FINGERPRINT].value == fingerprint
 
 
-@sensor(
-    asset_selection=AssetSelection.assets(*ingestion_assets),
-    minimum_interval_seconds=30,
-    default_status=DefaultSensorStatus.RUNNING,
-    description=(
-        "One ingestion run per landed partition with a new or changed file (run key: table, day and the "
-        "files' contents), so a file seen twice runs once and a replaced file runs again."
-    ),
-)
-def landing_zone_sensor(context: SensorEvaluationContext, landing_zone: LandingZone) -> SensorResult:
-    seen = json.loads(context.cursor) if context.cursor else {}
-    ignored = [f for table in RAW_TABLES for f in not_date_folders(Path(landing_zone.landing_dir), table)]
-    if ignored:
-        context.log.warning(
-            "ignoring landing folders that are not dates (expected date=YYYY-MM-DD): "
-            + ", ".join(str(f) for f in ignored)
-        )
-    files = scan(Path(landing_zone.landing_dir), list(RAW_TABLES))
-    current, changed = landed_changes(seen, files)
-    requests, deferred, skipped = [], set(), []
-    for (table_name, day), hashes in sorted(changed.items(), key=lambda item: (item[0][1], item[0][0])):
-        table = RAW_TABLES[table_name]
-        if not table.partitioned and day != landing_zone.latest_snapshot_day(table_name):
-            continue  # an older snapshot: the asset only ever reads the newest
-        partition = day if table.partitioned else None
-        fingerprint = partition_fingerprint(hashes)
-        if already_ingested(context.instance, raw_key(table), partition, fingerprint):
-            skipped.append(f"{table_name}/{day}")
-        elif len(requests) >= MAX_RUNS_PER_TICK:
-            deferred.add((table_name, day))
-        else:
-            requests.append(
-                RunRequest(
-                    run_key=f"{table_name}/{day}/{fingerprint}",
-                    asset_selection=[raw_key(table)],
-                    partition_key=partition,
-                    tags={
-                        "mlplatform/trigger": "landing_zone_sensor",
-                        f"mlplatform/{FINGERPRINT}": fingerprint,
-                    },
-                )
+def day_runs(
+    changed: dict[str, dict[str, str]], refresh: Sequence[AssetKey], day_chain: Sequence[AssetKey]
+) -> list[RunRequest]:
+    """One run per landed day (oldest first) from {day: {table: fingerprint}}.
+
+    Each run ingests the day's changed tables (snapshots before the partitions that read them). The newest
+    day's run also refreshes what follows every landing (`refresh`: the marts, the online store) and, when
+    transactions landed, scores and monitors the day (`day_chain`): a day lands in one run instead of one
+    per hop. Older days of a backlog are only ingested; declarative automation scores them after, once.
+    """
+    requests = []
+    for day in sorted(changed):
+        tables = changed[day]
+        partitioned = [t for t in tables if RAW_TABLES[t].partitioned]
+        assets = [raw_key(RAW_TABLES[t]) for t in sorted(tables, key=lambda t: RAW_TABLES[t].partitioned)]
+        if day == max(changed):
+            assets += [*refresh, *(day_chain if "transactions" in tables else [])]
+        fingerprints = ",".join(f"{table}:{tables[table]}" for table in sorted(tables))
+        requests.append(
+            RunRequest(
+                run_key=f"{day}/{fingerprints}",
+                asset_selection=assets,
+                partition_key=day if partitioned else None,
+                tags={
+                    TRIGGER_TAG: "landing_zone_sensor",
+                    **{f"mlplatform/{FINGERPRINT}/{t}": fp for t, fp in tables.items()},
+                },
             )
-    # deferred partitions stay out of the cursor, so the next tick finds them again
-    cursor = {str(f.path): current[str(f.path)] for f in files if (f.table, f.day) not in deferred}
-    if skipped:
-        context.log.info(f"already ingested with the same files: {', '.join(skipped)}")
-    return SensorResult(
-        run_requests=requests,
-        cursor=json.dumps(cursor),
-        skip_reason=None if requests else "no new or changed files in the landing zone",
+        )
+    return requests
+
+
+def build_landing_zone_sensor(refresh: Sequence[AssetKey], day_chain: Sequence[AssetKey]) -> SensorDefinition:
+    """The sensor, given what a landing refreshes and what a landed day of transactions sets off."""
+
+    @sensor(
+        name="landing_zone_sensor",
+        asset_selection=AssetSelection.assets(*ingestion_assets, *refresh, *day_chain),
+        minimum_interval_seconds=30,
+        default_status=DefaultSensorStatus.RUNNING,
+        description=(
+            "One run per landed day with a new or changed file: its ingestion, then the marts, the online "
+            "store, the day's scoring and monitoring. Run key: the day and the files' contents, so a file "
+            "seen twice runs once and a replaced file runs again."
+        ),
     )
+    def landing_zone_sensor(context: SensorEvaluationContext, landing_zone: LandingZone) -> SensorResult:
+        seen = json.loads(context.cursor) if context.cursor else {}
+        ignored = [f for table in RAW_TABLES for f in not_date_folders(Path(landing_zone.landing_dir), table)]
+        if ignored:
+            context.log.warning(
+                "ignoring landing folders that are not dates (expected date=YYYY-MM-DD): "
+                + ", ".join(str(f) for f in ignored)
+            )
+        files = scan(Path(landing_zone.landing_dir), list(RAW_TABLES))
+        current, changes = landed_changes(seen, files)
+        changed: dict[str, dict[str, str]] = defaultdict(dict)
+        deferred, skipped = set(), []
+        for (table_name, day), hashes in sorted(changes.items(), key=lambda item: (item[0][1], item[0][0])):
+            table = RAW_TABLES[table_name]
+            if not table.partitioned and day != landing_zone.latest_snapshot_day(table_name):
+                continue  # an older snapshot: the asset only ever reads the newest
+            fingerprint = partition_fingerprint(hashes)
+            partition = day if table.partitioned else None
+            if already_ingested(context.instance, raw_key(table), partition, fingerprint):
+                skipped.append(f"{table_name}/{day}")
+            elif day not in changed and len(changed) >= MAX_RUNS_PER_TICK:
+                deferred.add((table_name, day))
+            else:
+                changed[day][table_name] = fingerprint
+        # deferred days stay out of the cursor, so the next tick finds them again
+        cursor = {str(f.path): current[str(f.path)] for f in files if (f.table, f.day) not in deferred}
+        if skipped:
+            context.log.info(f"already ingested with the same files: {', '.join(skipped)}")
+        requests = day_runs(changed, refresh, day_chain)
+        return SensorResult(
+            run_requests=requests,
+            cursor=json.dumps(cursor),
+            skip_reason=None if requests else "no new or changed files in the landing zone",
+        )
+
+    return landing_zone_sensor

@@ -634,4 +634,6 @@ def nightly_monitoring(context: ScheduleEvaluationContext) -> list[RunRequest]:
     ]
 
 
+# what a landed day of transactions sets off once it is scored (serving health and skew wait for the night)
+daily_monitoring_assets = [feature_drift, model_performance, monitoring_report]
 monitoring_assets = [feature_drift, model_performance, serving_health, serving_skew, monitoring_report]

@@ -33,6 +33,7 @@ from dagster import (
 )
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
+from mlplatform.automation import TRIGGER_TAG
 from mlplatform.checks import was_judged
 from mlplatform.ingestion.assets import raw_labels
 from mlplatform.monitoring.assets import FEATURE_DRIFT, MODEL_PERFORMANCE
@@ -210,7 +211,7 @@ def gather_evidence(instance: DagsterInstance) -> Evidence:
 
 @sensor(
     job=retrain_fraud_model,
-    minimum_interval_seconds=120,
+    minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.RUNNING,
     description=(
         "Requests retraining when enough labels arrived since the champion was promoted, or a score-drift "
@@ -228,7 +229,7 @@ def retrain_sensor(context: SensorEvaluationContext, monitoring: MonitoringSetti
     return RunRequest(
         run_key=f"retrain-{decision.evidence_key}",
         tags={
-            "mlplatform/trigger": "retrain_sensor",
+            TRIGGER_TAG: "retrain_sensor",
             "mlplatform/reason": decision.reason,
             EVIDENCE_TAG: decision.evidence_key,
         },

@@ -5,11 +5,12 @@ import shutil
 import pandas as pd
 from dagster import build_sensor_context
 
-from mlplatform.definitions import all_assets
-from mlplatform.ingestion import sensors
+from mlplatform.definitions import all_assets, landing_zone_sensor
+from mlplatform.ingestion import ingestion_assets, sensors
 from mlplatform.ingestion.assets import raw_customers, raw_merchants, raw_transactions
-from mlplatform.ingestion.sensors import landing_zone_sensor
 from tests.conftest import SMALL, run_assets
+
+PARTITIONED = {a.key: a.partitions_def is not None for a in ingestion_assets}
 
 
 def tick(resources, instance, cursor=None):
@@ -21,7 +22,18 @@ def tick(resources, instance, cursor=None):
 
 
 def requested(result) -> list[tuple[str, str | None]]:
-    return [(r.asset_selection[0].to_user_string(), r.partition_key) for r in result.run_requests]
+    """(raw asset, partition) ingested by each requested run, in order."""
+    return [
+        (key.to_user_string(), r.partition_key if PARTITIONED[key] else None)
+        for r in result.run_requests
+        for key in r.asset_selection
+        if key in PARTITIONED
+    ]
+
+
+def followed(request) -> set[str]:
+    """What a requested run does beyond ingesting."""
+    return {key.to_user_string() for key in request.asset_selection if key not in PARTITIONED}
 
 
 def test_the_first_tick_asks_for_every_landed_partition_and_the_next_one_for_nothing(resources, instance):
@@ -31,7 +43,8 @@ def test_the_first_tick_asks_for_every_landed_partition_and_the_next_one_for_not
     assert {p for a, p in runs if a == "raw_transactions"} == {
         str(SMALL.start_date + pd.Timedelta(days=n)) for n in range(SMALL.days)
     }
-    assert len({r.run_key for r in result.run_requests}) == len(runs)
+    # one run per landed day, its run key naming the day and the files' contents
+    assert len({r.run_key for r in result.run_requests}) == len(result.run_requests) == SMALL.days
     # snapshots come first within a day, so transactions find their customers
     assert runs.index(("raw_customers", None)) < runs.index(("raw_transactions", str(SMALL.start_date)))
 
@@ -107,3 +120,28 @@ def test_only_the_newest_snapshot_triggers_a_run(resources, state, instance):
     shutil.copy(snapshot, newer / "customers.parquet")
     result, _ = tick(resources, instance, cursor)
     assert requested(result) == [("raw_customers", None)]
+
+
+def test_the_newest_day_runs_through_to_its_monitoring_and_a_backlog_is_only_ingested(resources, instance):
+    result, _ = tick(resources, instance)
+    *backlog, newest = result.run_requests
+    assert all(followed(r) == set() for r in backlog)  # automation scores a backlog after, once
+    assert newest.partition_key == str(SMALL.start_date + pd.Timedelta(days=SMALL.days - 1))
+    assert {"stg_transactions", "customer_features", "online_customer_stats", "online_merchant_stats"} <= (
+        followed(newest)
+    )
+    scored = {"batch_predictions", "feature_drift", "model_performance", "monitoring_report"}
+    assert scored <= followed(newest)
+    assert not followed(newest) & {"training_set", "fraud_model", "serving_health", "serving_skew"}
+
+
+def test_a_day_of_labels_alone_refreshes_the_marts_but_scores_nothing(resources, state, instance):
+    _, cursor = tick(resources, instance)
+    day = str(SMALL.start_date + pd.Timedelta(days=SMALL.days))
+    source = next((state / "landing" / "labels").glob("date=*/*.parquet"))
+    (state / "landing" / "labels" / f"date={day}").mkdir()
+    shutil.copy(source, state / "landing" / "labels" / f"date={day}" / "labels.parquet")
+    result, _ = tick(resources, instance, cursor)
+    [run] = result.run_requests
+    assert requested(result) == [("raw_labels", day)] and run.partition_key == day
+    assert "training_labels" in followed(run) and "batch_predictions" not in followed(run)

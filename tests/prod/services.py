@@ -1,4 +1,5 @@
-"""Real server processes for the prod-profile tests: `mlflow server`, `dagster-daemon run`, a webhook.
+"""Real server processes for the prod-profile and daemon tests (and the loop benchmark): `mlflow server`,
+`dagster-daemon run`, the prediction API, a webhook; and what they are asked about.
 
 Each process starts in its own session, so stopping it kills its whole process group (the daemon's code
 server and run workers, MLflow's workers).
@@ -133,3 +134,26 @@ class WebhookReceiver:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def served_champion(port: int) -> str | None:
+    """The champion version the prediction API on `port` serves now."""
+    import httpx
+
+    return httpx.get(f"http://127.0.0.1:{port}/ready").json()["served_versions"].get("champion")
+
+
+def materialized_at(instance, asset: str, partition: str | None = None) -> float | None:
+    """When `asset` (`partition`) was last materialized in `instance` (epoch s), or None."""
+    from dagster import AssetKey, DagsterEventType, EventRecordsFilter
+
+    records = instance.get_event_records(
+        EventRecordsFilter(
+            DagsterEventType.ASSET_MATERIALIZATION,
+            asset_key=AssetKey(asset),
+            asset_partitions=[partition] if partition else None,
+        ),
+        limit=1,
+        ascending=False,
+    )
+    return records[0].timestamp if records else None

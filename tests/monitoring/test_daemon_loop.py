@@ -1,0 +1,156 @@
+"""The loop under the real `dagster-daemon` and the prediction API as processes, with the project's own
+dagster.yaml, on a copy of the built medium state: a landed day whose run worker is killed with `kill -9`
+is marked FAILED, alerted and retried from where it stopped (the marts rebuilt before the day is scored,
+the online store after the day came in); a drifted day then ends with a new champion answering
+`/predict`; a failing run launched from the CLI alerts too."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster._core.instance.ref import InstanceRef
+
+from mlplatform.automation import TRIGGER_TAG
+from mlplatform.datagen import DriftConfig, generate
+from mlplatform.profiles import build_resources
+from mlplatform.resources.model_registry import CHAMPION
+from mlplatform.settings import PROJECT_ROOT
+from mlplatform.training.fraud_model import MODEL_NAME
+from tests.conftest import MEDIUM, copy_state
+from tests.prod.services import (
+    TELEMETRY_OFF,
+    free_port,
+    http_ok,
+    materialized_at,
+    process,
+    served_champion,
+    wait_until,
+)
+
+pytestmark = pytest.mark.e2e
+BIN = PROJECT_ROOT / ".venv" / "bin"
+PID = re.compile(r"Started process for run \(pid: (\d+)\)")
+DRIFT = DriftConfig(amount_shift=2.0, new_fraud_pattern=True, new_merchant_category=True)
+
+
+def alerts(state: Path) -> list[dict]:
+    path = state / "alerts" / "alerts.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def alerted(state: Path, run_id: str) -> bool:
+    return any(a.get("run_id") == run_id for a in alerts(state))
+
+
+def run_pid(instance: DagsterInstance, run_id: str) -> int | None:
+    for entry in instance.all_logs(run_id):
+        found = PID.search(entry.message or "")
+        if found:
+            return int(found.group(1))
+    return None
+
+
+def ingested(instance: DagsterInstance, day) -> list[float | None]:
+    return [materialized_at(instance, f"raw_{table}", str(day)) for table in ("transactions", "labels")]
+
+
+def day_runs(instance: DagsterInstance, day: str) -> list:
+    return instance.get_runs(RunsFilter(tags={TRIGGER_TAG: "landing_zone_sensor", "dagster/partition": day}))
+
+
+def test_under_the_daemon_a_killed_day_is_retried_and_a_drifted_day_ends_with_a_new_champion_served(
+    built_state, tmp_path
+):
+    state = copy_state(built_state[0], tmp_path / "state")
+    resources = build_resources(profile="local", state=state)
+    resources["feature_store"].apply()  # the copied registry still points at the original's files
+    registry = resources["model_registry"]
+    champion_before = registry.version_for(MODEL_NAME, CHAMPION)
+    home = state / "dagster"
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    env = {
+        **os.environ,
+        **TELEMETRY_OFF,
+        "DAGSTER_HOME": str(home),
+        "MLPLATFORM_STATE_DIR": str(state),
+        "MLPLATFORM_PROFILE": "local",
+    }
+    instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    assert instance.run_monitoring_enabled and instance.run_retries_enabled
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    port = free_port()
+    api = [str(BIN / "mlplatform"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    daemon = [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"]
+    normal_day = MEDIUM.start_date + timedelta(days=MEDIUM.days)
+    drifted_day = normal_day + timedelta(days=1)
+
+    with process(api, env, logs / "api.log"), process(daemon, env, logs / "daemon.log", cwd=PROJECT_ROOT):
+        wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/ready"), 180, "the prediction API")
+
+        # a normal day: kill its run's worker once the day's files are in, before the marts are rebuilt
+        generate(replace(MEDIUM, start_date=normal_day, days=1), state / "landing")
+        wait_until(lambda: bool(day_runs(instance, str(normal_day))), 240, "the landed day's run")
+        [victim] = day_runs(instance, str(normal_day))
+        wait_until(lambda: None not in ingested(instance, normal_day), 300, "the day's files ingested")
+        os.kill(run_pid(instance, victim.run_id), signal.SIGKILL)
+        wait_until(
+            lambda: instance.get_run_by_id(victim.run_id).status == DagsterRunStatus.FAILURE, 180, "FAILED"
+        )
+        retry = lambda: instance.get_runs(RunsFilter(tags={"dagster/parent_run_id": victim.run_id}))  # noqa: E731
+        wait_until(lambda: bool(retry()), 180, "a retry of the killed run")
+        wait_until(lambda: retry()[0].status == DagsterRunStatus.SUCCESS, 600, "the retry succeeding", 1)
+        scored = materialized_at(instance, "batch_predictions", str(normal_day))
+        assert scored and scored > materialized_at(instance, "raw_transactions", str(normal_day))
+        # the marts that scoring reads were rebuilt with the day, and the online store after the day came in
+        day_in = max(ingested(instance, normal_day))
+        for mart in ("customer_features", "merchant_features"):
+            assert day_in < materialized_at(instance, mart) < scored, f"{mart} not rebuilt before scoring"
+        assert materialized_at(instance, "online_customer_stats") > day_in
+        wait_until(lambda: alerted(state, victim.run_id), 180, "an alert")
+
+        # a drifted day: landed -> monitored -> retrained -> promoted -> served by the API
+        generate(replace(MEDIUM, start_date=drifted_day, days=1, drift=DRIFT), state / "landing")
+        landed = time.monotonic()
+        wait_until(
+            lambda: materialized_at(instance, "monitoring_report", str(drifted_day)) is not None,
+            600, "the drifted day monitored", 1,
+        )  # fmt: skip
+        monitored = time.monotonic() - landed
+        wait_until(
+            lambda: registry.version_for(MODEL_NAME, CHAMPION) != champion_before, 900, "a new champion", 2
+        )
+        champion_after = registry.version_for(MODEL_NAME, CHAMPION)
+        wait_until(lambda: served_champion(port) == champion_after, 60, "the API serving it", 0.5)
+        champion_served = time.monotonic() - landed
+        [drift_run] = day_runs(instance, str(drifted_day))  # the whole day in one run
+        assert drift_run.status == DagsterRunStatus.SUCCESS
+        scored = materialized_at(instance, "batch_predictions", str(drifted_day))
+        assert max(ingested(instance, drifted_day)) < materialized_at(instance, "customer_features") < scored
+
+        # a run from the CLI (no code-location origin) that fails: transactions with nothing landed
+        cli = subprocess.run(
+            [str(BIN / "dagster"), "asset", "materialize", "-m", "mlplatform.definitions",
+             "--select", "raw_transactions", "--partition", "2026-01-01"],
+            env=env, cwd=PROJECT_ROOT, capture_output=True, text=True,
+        )  # fmt: skip
+        assert cli.returncode != 0
+        [cli_run] = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.FAILURE]), limit=1)
+        assert cli_run.remote_job_origin is None  # launched from the CLI, not from the code location
+        wait_until(lambda: alerted(state, cli_run.run_id), 180, "the CLI run's alert")
+
+    [killed_alert] = [a for a in alerts(state) if a.get("run_id") == victim.run_id]
+    assert killed_alert["partition"] == str(normal_day) and "raw_transactions" in killed_alert["assets"]
+    assert any(a.get("check") == "transaction_psi" and a["severity"] == "ERROR" for a in alerts(state))
+    [retrain] = instance.get_runs(RunsFilter(job_name="retrain_fraud_model"))
+    assert "feature_drift:transaction_psi" in retrain.tags["mlplatform/reason"]
+    print(f"drifted day landed -> monitored {monitored:.0f} s -> new champion served {champion_served:.0f} s")
