@@ -28,7 +28,7 @@ from mlplatform.automation import FOLLOW_UPSTREAM, follow_updates_of
 from mlplatform.checks import judged, not_judged, was_judged
 from mlplatform.features.retrieval import features_as_of_events
 from mlplatform.features.skew import MISMATCH_DTYPES, mismatch_rates
-from mlplatform.inference.assets import batch_predictions
+from mlplatform.inference.assets import batch_predictions, prediction_log
 from mlplatform.inference.scoring import (
     TRANSACTION_FIELDS,
     ScoringModel,
@@ -348,6 +348,7 @@ def model_performance(
     kinds={"fastapi"},
     owners=["team:ml"],
     partitions_def=DAILY_PARTITIONS,
+    deps=[prediction_log],
     check_specs=[
         AssetCheckSpec(
             "latency_p99", asset=SERVING_HEALTH, description="p99 of /predict latency within bounds."
@@ -417,7 +418,12 @@ def log_lines_check(corrupt_lines: int, corrupt_files: list[str]) -> AssetCheckR
     kinds={"feast", "fastapi"},
     owners=["team:ml"],
     partitions_def=DAILY_PARTITIONS,
-    deps=[AssetKey("online_customer_stats"), AssetKey("online_merchant_stats"), fraud_model_champion],
+    deps=[
+        prediction_log,
+        AssetKey("online_customer_stats"),
+        AssetKey("online_merchant_stats"),
+        fraud_model_champion,
+    ],
     check_specs=[
         AssetCheckSpec(
             "feature_skew",
