@@ -73,6 +73,7 @@ TRANSACTION_INPUTS = (
     "transaction_context__hour_of_day",
     "transaction_context__is_foreign",
 )
+BOUNDS = MonitoringSettings()  # the defaults, quoted in the checks' descriptions; runs use the resource
 LABEL_DELAY = timedelta(days=7)  # most chargebacks of a day have arrived a week later
 
 # a day is monitored once it is scored (its performance is judged again once its labels are in)
@@ -114,7 +115,12 @@ def graded_check(
         )
     passed, severity = graded(value, warn, error, higher_is_worse)
     figures[figure] = round(value, 5)
-    return judged(passed, severity=severity, asset_key=key, check_name=name, **figures)
+    side = "above" if higher_is_worse else "below"
+    verdict = "OK" if passed else severity.value
+    description = f"{figure} {value:.4g} on {day}: {verdict} (WARN {side} {warn:g}, ERROR {side} {error:g})"
+    return judged(
+        passed, severity=severity, asset_key=key, check_name=name, description=description, **figures
+    )
 
 
 def alert_on(result: AssetCheckResult, alerts: AlertSink, partition: str, figure: str) -> AssetCheckResult:
@@ -155,20 +161,22 @@ def store_day(warehouse: Warehouse, table: str, rows: pd.DataFrame, day: str) ->
         AssetCheckSpec(
             "feature_psi",
             asset=FEATURE_DRIFT,
-            description="Largest PSI of any model input against the reference: WARN above 0.1, ERROR above "
-            "0.25 (alerts; rolling windows still filling up also move it, so it does not retrain).",
+            description="Largest PSI of any model input against the reference: WARN above "
+            f"{BOUNDS.psi_warn}, ERROR above {BOUNDS.psi_error} (alerts; rolling windows still filling up "
+            "also move it, so it does not retrain).",
         ),
         AssetCheckSpec(
             "transaction_psi",
             asset=FEATURE_DRIFT,
             description="Largest PSI of the transaction's own inputs (amount, channel, hour, foreign), which "
-            "no rolling window smooths: WARN above 0.1, ERROR above 0.25 (retrains).",
+            f"no rolling window smooths: WARN above {BOUNDS.psi_warn}, ERROR above {BOUNDS.psi_error} "
+            "(retrains).",
         ),
         AssetCheckSpec(
             "prediction_psi",
             asset=FEATURE_DRIFT,
-            description="PSI of the day's scores against the reference: WARN above 0.1, ERROR above 0.25 "
-            "(retrains).",
+            description=f"PSI of the day's scores against the reference: WARN above {BOUNDS.psi_warn}, "
+            f"ERROR above {BOUNDS.psi_error} (retrains).",
         ),
     ],
     description=(
@@ -280,7 +288,13 @@ def feature_drift(
     deps=[batch_predictions, TRAINING_LABELS],
     automation_condition=FOLLOW_NEW_SCORES,
     check_specs=[
-        AssetCheckSpec("roc_auc", asset=MODEL_PERFORMANCE, description="Champion ROC AUC on labelled rows."),
+        AssetCheckSpec(
+            "roc_auc",
+            asset=MODEL_PERFORMANCE,
+            description=f"Champion ROC AUC on the day's labelled transactions: WARN below "
+            f"{BOUNDS.min_roc_auc_warn}, ERROR below {BOUNDS.min_roc_auc_error} (retrains); not judged "
+            f"before {BOUNDS.min_labelled_frauds} of the day's frauds are labelled.",
+        ),
     ],
     description=(
         "How the day's batch decisions did once labels arrived (chargebacks come days later): ROC AUC, "
@@ -351,7 +365,10 @@ def model_performance(
     deps=[prediction_log],
     check_specs=[
         AssetCheckSpec(
-            "latency_p99", asset=SERVING_HEALTH, description="p99 of /predict latency within bounds."
+            "latency_p99",
+            asset=SERVING_HEALTH,
+            description=f"p99 of the day's /predict latency: WARN above {BOUNDS.latency_p99_warn_ms:g} ms, "
+            f"ERROR above {BOUNDS.latency_p99_error_ms:g} ms; not judged on a day without traffic.",
         ),
         AssetCheckSpec(
             "log_lines_readable",
@@ -428,7 +445,9 @@ def log_lines_check(corrupt_lines: int, corrupt_files: list[str]) -> AssetCheckR
         AssetCheckSpec(
             "feature_skew",
             asset=SERVING_SKEW,
-            description="Online inputs equal their offline point-in-time recomputation.",
+            description="Share of served predictions whose inputs differ from their offline point-in-time "
+            f"recomputation: WARN above {BOUNDS.skew_warn_rate:.0%}, ERROR above "
+            f"{BOUNDS.skew_error_rate:.0%}; not judged on a day without traffic.",
         )
     ],
     description=(
