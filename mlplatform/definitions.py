@@ -1,7 +1,9 @@
 """The one Definitions object: every asset, check, resource, sensor and schedule of mlplatform."""
 
 from dagster import (
+    AssetsDefinition,
     AssetSelection,
+    AssetSpec,
     AutomationConditionSensorDefinition,
     DefaultSensorStatus,
     Definitions,
@@ -38,7 +40,7 @@ from mlplatform.training import (
 )
 from mlplatform.transform import dbt_models
 
-all_assets = [
+all_assets: list[AssetsDefinition | AssetSpec] = [
     *external_sources,
     *ingestion_assets,
     dbt_models,

@@ -1,6 +1,7 @@
 """Monitoring, per day: feature and prediction drift against the training set, and the champion's
 performance once the (delayed) labels of the day have arrived. Failing checks go to the alert sink."""
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetRecordsFilter,
+    DagsterInstance,
     DefaultScheduleStatus,
     MaterializeResult,
     MetadataValue,
@@ -23,6 +25,7 @@ from dagster import (
     define_asset_job,
     schedule,
 )
+from dagster._core.event_api import PartitionKeyFilter  # the check history of one day
 
 from mlplatform.automation import FOLLOW_UPSTREAM, follow_updates_of
 from mlplatform.checks import judged, not_judged, was_judged
@@ -39,6 +42,8 @@ from mlplatform.ingestion.assets import DAILY_PARTITIONS, raw_transactions
 from mlplatform.monitoring.dora import dora_metrics
 from mlplatform.monitoring.drift import drift_table, labelled_performance, psi, serving_figures
 from mlplatform.monitoring.plots import (
+    Verdict,
+    day_verdict,
     html_index,
     html_report,
     image_metadata,
@@ -74,6 +79,8 @@ TRANSACTION_INPUTS = (
     "transaction_context__is_foreign",
 )
 BOUNDS = MonitoringSettings()  # the defaults, quoted in the checks' descriptions; runs use the resource
+# The checks below are partitioned like their assets: each evaluation belongs to its day (the UI's per-day
+# check history, the report's verdicts)
 LABEL_DELAY = timedelta(days=7)  # most chargebacks of a day have arrived a week later
 
 # a day is monitored once it is scored (its performance is judged again once its labels are in)
@@ -161,6 +168,7 @@ def store_day(warehouse: Warehouse, table: str, rows: pd.DataFrame, day: str) ->
         AssetCheckSpec(
             "feature_psi",
             asset=FEATURE_DRIFT,
+            partitions_def=DAILY_PARTITIONS,
             description="Largest PSI of any model input against the reference: WARN above "
             f"{BOUNDS.psi_warn}, ERROR above {BOUNDS.psi_error} (alerts; rolling windows still filling up "
             "also move it, so it does not retrain).",
@@ -168,6 +176,7 @@ def store_day(warehouse: Warehouse, table: str, rows: pd.DataFrame, day: str) ->
         AssetCheckSpec(
             "transaction_psi",
             asset=FEATURE_DRIFT,
+            partitions_def=DAILY_PARTITIONS,
             description="Largest PSI of the transaction's own inputs (amount, channel, hour, foreign), which "
             f"no rolling window smooths: WARN above {BOUNDS.psi_warn}, ERROR above {BOUNDS.psi_error} "
             "(retrains).",
@@ -175,6 +184,7 @@ def store_day(warehouse: Warehouse, table: str, rows: pd.DataFrame, day: str) ->
         AssetCheckSpec(
             "prediction_psi",
             asset=FEATURE_DRIFT,
+            partitions_def=DAILY_PARTITIONS,
             description=f"PSI of the day's scores against the reference: WARN above {BOUNDS.psi_warn}, "
             f"ERROR above {BOUNDS.psi_error} (retrains).",
         ),
@@ -291,6 +301,7 @@ def feature_drift(
         AssetCheckSpec(
             "roc_auc",
             asset=MODEL_PERFORMANCE,
+            partitions_def=DAILY_PARTITIONS,
             description=f"Champion ROC AUC on the day's labelled transactions: WARN below "
             f"{BOUNDS.min_roc_auc_warn}, ERROR below {BOUNDS.min_roc_auc_error} (retrains); not judged "
             f"before {BOUNDS.min_labelled_frauds} of the day's frauds are labelled.",
@@ -367,12 +378,14 @@ def model_performance(
         AssetCheckSpec(
             "latency_p99",
             asset=SERVING_HEALTH,
+            partitions_def=DAILY_PARTITIONS,
             description=f"p99 of the day's /predict latency: WARN above {BOUNDS.latency_p99_warn_ms:g} ms, "
             f"ERROR above {BOUNDS.latency_p99_error_ms:g} ms; not judged on a day without traffic.",
         ),
         AssetCheckSpec(
             "log_lines_readable",
             asset=SERVING_HEALTH,
+            partitions_def=DAILY_PARTITIONS,
             description="Every prediction log line parses; corrupt ones are skipped and counted (WARN).",
         ),
     ],
@@ -445,6 +458,7 @@ def log_lines_check(corrupt_lines: int, corrupt_files: list[str]) -> AssetCheckR
         AssetCheckSpec(
             "feature_skew",
             asset=SERVING_SKEW,
+            partitions_def=DAILY_PARTITIONS,
             description="Share of served predictions whose inputs differ from their offline point-in-time "
             f"recomputation: WARN above {BOUNDS.skew_warn_rate:.0%}, ERROR above "
             f"{BOUNDS.skew_error_rate:.0%}; not judged on a day without traffic.",
@@ -524,6 +538,14 @@ def recomputed_skew(
     return mismatch_rates(served, recomputed, fields).assign(model_version=model.version)
 
 
+# what the day's report judges the day by
+REPORTED_CHECKS = [
+    key
+    for asset in (feature_drift, model_performance, serving_health, serving_skew)
+    for key in asset.check_keys
+]
+
+
 @asset(
     key=MONITORING_REPORT,
     group_name="monitoring",
@@ -562,30 +584,58 @@ def monitoring_report(
             history, monitoring.min_roc_auc_warn, monitoring.min_roc_auc_error
         )
     figures = latest_figures(context, day)
+    verdicts = day_verdicts(context.instance, day)
     folder = Path(monitoring.report_dir)
     folder.mkdir(parents=True, exist_ok=True)
     page = folder / f"monitoring-{day}.html"
-    page.write_text(
-        html_report(
-            day,
-            figures,
-            charts,
-            {
-                "Feature drift": drift.drop(columns="partition_date"),
-                "Serving skew": skew_table.drop(columns="partition_date"),
-            },
-        )
-    )
-    days = sorted(p.stem.removeprefix("monitoring-") for p in folder.glob("monitoring-*.html"))
-    (folder / "index.html").write_text(html_index(days))
+    tables = {
+        "Feature drift": (drift.drop(columns="partition_date"), "feature_drift has not run for this day."),
+        "Serving skew": (
+            skew_table.drop(columns="partition_date"),
+            "No online traffic logged for this day: nothing served to compare with its offline features.",
+        ),
+    }
+    page.write_text(html_report(day, verdicts, figures, charts, tables))
+    verdict = day_verdict(verdicts)
+    (folder / f"monitoring-{day}.json").write_text(json.dumps({"day": day, "verdict": verdict}))
+    index = {
+        summary["day"]: summary["verdict"]
+        for summary in (json.loads(p.read_text()) for p in folder.glob("monitoring-*.json"))
+    }
+    (folder / "index.html").write_text(html_index(index))
     return MaterializeResult(
         metadata={
+            "verdict": verdict,
             "report": MetadataValue.path(str(page)),
             "open": MetadataValue.url(page.resolve().as_uri()),
             "charts": len(charts),
+            "checks": MetadataValue.md(
+                "\n".join(f"- **{v.verdict}** `{v.check}`: {v.detail}" for v in verdicts)
+            ),
             **figures,
         }
     )
+
+
+def day_verdicts(instance: DagsterInstance, day: str) -> list[Verdict]:
+    """Each monitoring check's latest evaluation of `day` (checks not run for it are left out)."""
+    verdicts = []
+    for key in REPORTED_CHECKS:
+        records = instance.event_log_storage.get_asset_check_execution_history(
+            key, limit=1, partition_filter=PartitionKeyFilter(key=day)
+        )
+        evaluation = records[0].evaluation if records else None
+        if evaluation is None:  # never run, or still running
+            continue
+        if evaluation.passed:
+            verdict = "OK"
+        elif not was_judged(dict(evaluation.metadata)):
+            verdict = "NOT JUDGED"
+        else:
+            verdict = evaluation.severity.value
+        check = f"{key.asset_key.to_user_string()}:{key.name}"
+        verdicts.append(Verdict(check, verdict, evaluation.description or ""))
+    return verdicts
 
 
 def latest_figures(context: AssetExecutionContext, day: str) -> dict[str, float | str]:

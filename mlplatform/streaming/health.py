@@ -63,6 +63,7 @@ def stream_figures(batches: pd.DataFrame) -> dict[str, float]:
         AssetCheckSpec(
             "stream_latency_p99",
             asset=STREAMING_HEALTH,
+            partitions_def=DAILY_PARTITIONS,
             description="p99 enqueue-to-result of the day's messages: WARN above "
             f"{STREAM_BOUNDS.latency_p99_warn_ms:g} ms, ERROR above "
             f"{STREAM_BOUNDS.latency_p99_error_ms:g} ms; not judged on a day without stream traffic.",
@@ -70,6 +71,7 @@ def stream_figures(batches: pd.DataFrame) -> dict[str, float]:
         AssetCheckSpec(
             "dead_letter_rate",
             asset=STREAMING_HEALTH,
+            partitions_def=DAILY_PARTITIONS,
             description="Share of the day's messages dead-lettered: WARN above "
             f"{STREAM_BOUNDS.dead_letter_rate_warn:.1%}, ERROR above "
             f"{STREAM_BOUNDS.dead_letter_rate_error:.1%}; not judged on a day without stream traffic.",
