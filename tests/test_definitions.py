@@ -104,8 +104,10 @@ def test_batch_scoring_follows_new_transaction_days_and_runs_nightly():
 
 def test_the_landing_zone_sensor_runs_a_landed_day_through_to_its_monitoring_and_runs_by_default():
     sensor = defs.resolve_sensor_def("landing_zone_sensor")
-    assert sensor.default_status.value == "RUNNING"
-    targets = {k.to_user_string() for k in sensor.asset_selection.resolve(GRAPH)}
+    assert sensor.default_status.value == "RUNNING" and sensor.job_name == "landed_day"  # named runs
+    targets = {
+        k.to_user_string() for k in defs.resolve_job_def("landed_day").asset_layer.executable_asset_keys
+    }
     assert {"raw_customers", "raw_merchants", "raw_transactions", "raw_labels"} <= targets
     assert {"customer_features", "online_customer_stats", "batch_predictions", "monitoring_report"} <= targets
     assert not targets & {"training_set", "fraud_model", "fraud_model_champion"}
