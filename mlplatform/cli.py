@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from mlplatform.schemas import BAD_FILE_KINDS
 from mlplatform.settings import PROJECT_ROOT, state_dir
 
 
@@ -24,7 +25,7 @@ def dagster_instance():
     return DagsterInstance.get()
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """mlplatform: data and ML platform on Dagster."""
     # library notices about their own APIs (beta flags, deprecations) are for developers, not users
@@ -41,14 +42,19 @@ def main() -> None:
     is_flag=True,
     help="Start the day after the newest landed transactions: extends the landed data (e.g. with drift).",
 )
-@click.option("--days", default=30, show_default=True)
-@click.option("--customers", default=2_000, show_default=True)
-@click.option("--merchants", default=300, show_default=True)
-@click.option("--transactions-per-day", default=3_000, show_default=True)
-@click.option("--fraud-rate", default=0.015, show_default=True)
-@click.option("--seed", default=42, show_default=True)
+@click.option("--days", default=30, show_default=True, help="Days of data, one partition each.")
+@click.option("--customers", default=2_000, show_default=True, help="Customers in the snapshot.")
+@click.option("--merchants", default=300, show_default=True, help="Merchants in the snapshot.")
+@click.option("--transactions-per-day", default=3_000, show_default=True, help="Transactions per day.")
+@click.option("--fraud-rate", default=0.015, show_default=True, help="Share of fraudulent transactions.")
+@click.option("--seed", default=42, show_default=True, help="Same seed, same data.")
 @click.option(
-    "--format", "file_format", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True
+    "--format",
+    "file_format",
+    type=click.Choice(["parquet", "csv"]),
+    default="parquet",
+    show_default=True,
+    help="File format of the landed files.",
 )
 @click.option("--drift-amount-shift", default=0.0, help="Relative shift of all amounts, e.g. 0.3.")
 @click.option(
@@ -56,12 +62,21 @@ def main() -> None:
 )
 @click.option("--drift-new-merchant-category", is_flag=True, help="A new merchant category starts trading.")
 @click.option(
-    "--bad-file", "bad_kind", help="Also write one deliberately bad file of this kind (see --help)."
+    "--bad-file",
+    "bad_kind",
+    type=click.Choice(BAD_FILE_KINDS),
+    help="Also write one deliberately bad file of this kind, next to the day's good files.",
 )
 @click.option(
     "--bad-date", type=click.DateTime(["%Y-%m-%d"]), help="Day of the bad file (default: last day)."
 )
-@click.option("--bad-table", type=click.Choice(["transactions", "labels"]), default="transactions")
+@click.option(
+    "--bad-table",
+    type=click.Choice(["transactions", "labels"]),
+    default="transactions",
+    show_default=True,
+    help="Table of the bad file.",
+)
 @click.option("--landing-dir", type=click.Path(path_type=Path), help="Default: <state>/landing.")
 def generate_data(
     start_date,
@@ -82,12 +97,10 @@ def generate_data(
     landing_dir,
 ) -> None:
     """Write seeded sample data (customers, merchants, daily transactions, delayed labels) to the landing."""
-    from mlplatform.datagen import BAD_FILE_KINDS, DriftConfig, GeneratorConfig, generate, write_bad_file
+    from mlplatform.datagen import DriftConfig, GeneratorConfig, generate, write_bad_file
     from mlplatform.demo import demo_config
     from mlplatform.resources import LandingZone
 
-    if bad_kind and bad_kind not in BAD_FILE_KINDS:
-        raise click.BadParameter(f"choose one of {', '.join(BAD_FILE_KINDS)}", param_hint="--bad-file")
     landing = landing_dir or state_dir() / "landing"
     start = start_date.date() if start_date else demo_config(days).start_date
     if next_day:

@@ -1,15 +1,23 @@
 """The one Definitions object: every asset, check, resource, sensor and schedule of mlplatform."""
 
 from dagster import (
+    AssetsDefinition,
     AssetSelection,
+    AssetSpec,
     AutomationConditionSensorDefinition,
     DefaultSensorStatus,
     Definitions,
 )
 
 from mlplatform.features import feature_assets, feature_checks, online_feature_assets
-from mlplatform.inference import batch_predictions, batch_scoring_job, inference_assets, nightly_batch_scoring
-from mlplatform.ingestion import build_landing_zone_sensor, ingestion_assets
+from mlplatform.inference import (
+    batch_predictions,
+    batch_scoring_job,
+    external_outputs,
+    inference_assets,
+    nightly_batch_scoring,
+)
+from mlplatform.ingestion import build_landing_zone_sensor, external_sources, ingestion_assets
 from mlplatform.monitoring import (
     daily_monitoring_assets,
     delivery_metrics,
@@ -32,7 +40,8 @@ from mlplatform.training import (
 )
 from mlplatform.transform import dbt_models
 
-all_assets = [
+all_assets: list[AssetsDefinition | AssetSpec] = [
+    *external_sources,
     *ingestion_assets,
     dbt_models,
     *feature_assets,
@@ -42,6 +51,7 @@ all_assets = [
     *monitoring_assets,
     delivery_metrics,
     *streaming_assets,
+    *external_outputs,
 ]
 all_checks = [*feature_checks, *training_checks, *model_checks]
 

@@ -103,24 +103,23 @@ class LoopDriver:
     def _run(self, trigger: str, request: RunRequest) -> bool:
         tags = {**request.tags, **({RUN_KEY_TAG: request.run_key} if request.run_key else {})}
         started = time.perf_counter()
-        if request.asset_selection is None:  # a job-targeting sensor
-            job = self.defs.resolve_sensor_def(trigger).job_name
-            if job is None:
-                raise ValueError(f"{trigger} targets neither assets nor a job")
-            result = self.defs.resolve_job_def(job).execute_in_process(
-                instance=self.instance, tags=tags, raise_on_error=False
-            )
-            label = job
-        else:
-            result = self.defs.resolve_implicit_global_asset_job_def().execute_in_process(
-                asset_selection=list(request.asset_selection),
-                partition_key=request.partition_key,
-                instance=self.instance,
-                tags=tags,
-                raise_on_error=False,
-            )
-            names = ", ".join(k.to_user_string() for k in request.asset_selection)
-            label = f"{names} [{request.partition_key}]" if request.partition_key else names
+        # the sensor's job (all of it, or the assets the request selects), else the assets alone
+        job_name = self.defs.resolve_sensor_def(trigger).job_name if trigger != "automation" else None
+        job = (
+            self.defs.resolve_job_def(job_name)
+            if job_name
+            else self.defs.resolve_implicit_global_asset_job_def()
+        )
+        selection = list(request.asset_selection) if request.asset_selection is not None else None
+        result = job.execute_in_process(
+            asset_selection=selection,
+            partition_key=request.partition_key,
+            instance=self.instance,
+            tags=tags,
+            raise_on_error=False,
+        )
+        label = ", ".join(k.to_user_string() for k in selection) if selection else job.name
+        label = f"{label} [{request.partition_key}]" if request.partition_key else label
         run = LaunchedRun(trigger, label, result.success, time.perf_counter() - started, tags)
         log.info("%s: %s %s in %.1fs", trigger, label, "succeeded" if run.success else "FAILED", run.seconds)
         self.runs.append(run)

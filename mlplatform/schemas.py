@@ -86,3 +86,18 @@ MAX_AMOUNT = 50_000.0  # a single card transaction above this is a data error, n
 
 # Columns the loader adds to every raw row (lineage back to the landing file).
 LOAD_COLUMNS = {"_partition_date": "date", "_source_file": "string", "_loaded_at": "timestamp"}
+
+
+# The ways a landed file can break this contract that the generator can write on purpose
+# (`mlplatform generate-data --bad-file KIND`), each caught by a named check and quarantined
+BAD_FILE_KINDS = (
+    "missing_column",
+    "wrong_type",
+    "null_key",
+    "duplicate_id",
+    "out_of_range_amount",
+    "timestamp_outside_partition",
+    "unknown_customer",
+    "empty_file",
+    "unreadable_file",
+)

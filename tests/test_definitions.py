@@ -18,7 +18,8 @@ def test_definitions_load_with_every_resource():
 
 
 def test_lineage_from_landing_to_feature_marts():
-    assert upstream_of("raw_transactions") == {"raw_customers", "raw_merchants"}
+    assert upstream_of("raw_transactions") == {"landing_zone", "raw_customers", "raw_merchants"}
+    assert upstream_of("raw_labels") == {"landing_zone"}
     assert upstream_of("stg_transactions") == {"raw_transactions"}
     assert "raw_labels" in _ancestors("stg_labels")
     assert "stg_transactions" in _ancestors("customer_features")
@@ -103,8 +104,10 @@ def test_batch_scoring_follows_new_transaction_days_and_runs_nightly():
 
 def test_the_landing_zone_sensor_runs_a_landed_day_through_to_its_monitoring_and_runs_by_default():
     sensor = defs.resolve_sensor_def("landing_zone_sensor")
-    assert sensor.default_status.value == "RUNNING"
-    targets = {k.to_user_string() for k in sensor.asset_selection.resolve(GRAPH)}
+    assert sensor.default_status.value == "RUNNING" and sensor.job_name == "landed_day"  # named runs
+    targets = {
+        k.to_user_string() for k in defs.resolve_job_def("landed_day").asset_layer.executable_asset_keys
+    }
     assert {"raw_customers", "raw_merchants", "raw_transactions", "raw_labels"} <= targets
     assert {"customer_features", "online_customer_stats", "batch_predictions", "monitoring_report"} <= targets
     assert not targets & {"training_set", "fraud_model", "fraud_model_champion"}
@@ -132,3 +135,17 @@ def test_the_executor_is_in_process_unless_another_is_asked_for(monkeypatch):
     monkeypatch.setenv(EXECUTOR_ENV_VAR, "kubernetes")
     with pytest.raises(ValueError, match="choose in_process, multiprocess or k8s"):
         run_executor()
+
+
+def test_the_lineage_runs_from_the_files_that_land_to_the_predictions_served():
+    landing, served = GRAPH.get(AssetKey("landing_zone")), GRAPH.get(AssetKey("prediction_log"))
+    assert not landing.is_materializable and not served.is_materializable  # written outside Dagster
+    assert {"raw_customers", "raw_merchants", "raw_transactions", "raw_labels"} <= {
+        k.to_user_string() for k in GRAPH.get(AssetKey("landing_zone")).child_keys
+    }
+    assert {"fraud_model_champion", "online_customer_stats", "online_merchant_stats"} == {
+        k.to_user_string() for k in served.parent_keys
+    }
+    assert AssetKey("prediction_log") in GRAPH.get(AssetKey("serving_health")).parent_keys
+    assert AssetKey("prediction_log") in GRAPH.get(AssetKey("serving_skew")).parent_keys
+    assert landing.description and served.description

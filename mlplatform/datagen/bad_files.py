@@ -30,18 +30,8 @@ from mlplatform.datagen.generator import (
     partition_dir,
     transaction_ids,
 )
+from mlplatform.schemas import BAD_FILE_KINDS
 
-BAD_FILE_KINDS = (
-    "missing_column",
-    "wrong_type",
-    "null_key",
-    "duplicate_id",
-    "out_of_range_amount",
-    "timestamp_outside_partition",
-    "unknown_customer",
-    "empty_file",
-    "unreadable_file",
-)
 SUPPORTED_KINDS = {
     "transactions": BAD_FILE_KINDS,
     "labels": tuple(k for k in BAD_FILE_KINDS if k not in ("out_of_range_amount", "unknown_customer")),

@@ -8,6 +8,7 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
+    AssetSpec,
     BackfillPolicy,
     DefaultScheduleStatus,
     Failure,
@@ -155,6 +156,22 @@ def batch_predictions(
     )
 
 
+# Where online predictions go: the prediction API and the stream consumers write the log, not Dagster
+# (an external asset), so the lineage ends at the predictions served and monitoring reads from there
+prediction_log = AssetSpec(
+    "prediction_log",
+    group_name="inference",
+    kinds={"fastapi"},
+    owners=["team:ml"],
+    deps=[fraud_model_champion, AssetKey("online_customer_stats"), AssetKey("online_merchant_stats")],
+    description=(
+        "Every online prediction served (`/predict`, `/predict/batch`, Redis Streams): request, model "
+        "version per arm, inputs, score, decision and latency, one JSON line each in a file per day "
+        "(`predictions/date=YYYY-MM-DD/` under the state folder). Written by the prediction API from the "
+        "champion alias and the online store; read by `serving_health` and `serving_skew`."
+    ),
+)
+
 batch_scoring_job = define_asset_job("batch_scoring", selection=[batch_predictions])
 
 
@@ -170,3 +187,4 @@ def nightly_batch_scoring(context: ScheduleEvaluationContext) -> RunRequest:
 
 
 inference_assets = [batch_predictions]
+external_outputs = [prediction_log]

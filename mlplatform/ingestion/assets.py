@@ -9,6 +9,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    AssetSpec,
     DailyPartitionsDefinition,
     Failure,
     MaterializeResult,
@@ -41,6 +42,21 @@ DESCRIPTIONS = {
 }
 
 
+# Where data comes from: written by the source systems, never by Dagster (an external asset), so the
+# lineage starts at the files that land
+landing_zone = AssetSpec(
+    "landing_zone",
+    group_name="ingestion",
+    kinds={"file"},
+    owners=["team:data-platform"],
+    description=(
+        "Files the source systems land: `<table>/date=YYYY-MM-DD/*.parquet|csv` under the landing folder "
+        "(daily transactions and labels, customer and merchant snapshots). Watched by "
+        "`landing_zone_sensor`; rejected files move to the quarantine folder with their reason."
+    ),
+)
+
+
 def raw_key(table: RawTable) -> AssetKey:
     return AssetKey(f"raw_{table.name}")
 
@@ -61,7 +77,7 @@ def build_raw_asset(table: RawTable, upstream: tuple[RawTable, ...] = ()) -> Ass
         kinds={"pandas", "greatexpectations", warehouse_kind()},
         owners=["team:data-platform"],
         partitions_def=DAILY_PARTITIONS if table.partitioned else None,
-        deps=[raw_key(t) for t in upstream],
+        deps=[landing_zone, *(raw_key(t) for t in upstream)],
         check_specs=check_specs,
         op_tags=INGESTION,
         metadata={"dagster/column_schema": column_schema, "landing_path": f"landing/{table.name}/date=*/"},
@@ -160,3 +176,4 @@ raw_transactions = build_raw_asset(TRANSACTIONS, upstream=(CUSTOMERS, MERCHANTS)
 raw_labels = build_raw_asset(LABELS)
 
 ingestion_assets = [raw_customers, raw_merchants, raw_transactions, raw_labels]
+external_sources = [landing_zone]

@@ -15,6 +15,7 @@ from dagster import (
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
+    define_asset_job,
     sensor,
 )
 
@@ -76,11 +77,18 @@ def day_runs(
 
 
 def build_landing_zone_sensor(refresh: Sequence[AssetKey], day_chain: Sequence[AssetKey]) -> SensorDefinition:
-    """The sensor, given what a landing refreshes and what a landed day of transactions sets off."""
+    """The sensor, given what a landing refreshes and what a landed day of transactions sets off. Its runs
+    are runs of the `landed_day` job (each selecting what its day needs), named so in the UI."""
+    landed_day = define_asset_job(
+        "landed_day",
+        selection=AssetSelection.assets(*ingestion_assets, *refresh, *day_chain),
+        description="A landed day: its files validated and loaded, then the marts, the online store, and "
+        "for a day of transactions its scoring and monitoring (each run selects what its day needs).",
+    )
 
     @sensor(
         name="landing_zone_sensor",
-        asset_selection=AssetSelection.assets(*ingestion_assets, *refresh, *day_chain),
+        job=landed_day,
         minimum_interval_seconds=30,
         default_status=DefaultSensorStatus.RUNNING,
         description=(

@@ -7,6 +7,7 @@ and into the HTML report written next to the data.
 import base64
 import html
 import io
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -100,10 +101,57 @@ def image_metadata(png: bytes, title: str) -> MetadataValue:
     return MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
-def html_report(day: str, figures: dict[str, float | str], charts: dict[str, bytes], tables: dict) -> str:
-    """One self-contained page: headline figures, charts inline, then the tables behind them."""
+@dataclass(frozen=True)
+class Verdict:
+    """One check's latest evaluation for the day, as the report shows it."""
+
+    check: str  # asset:check
+    verdict: str  # OK, WARN, ERROR or NOT JUDGED
+    detail: str  # the evaluation's own sentence: value, day, bounds, or why it could not judge
+
+
+VERDICT_ORDER = ("ERROR", "WARN", "OK", "NOT JUDGED")  # the day's verdict: the first one present
+VERDICT_COLOURS = {"OK": STABLE, "WARN": SHIFTING, "ERROR": DRIFTED, "NOT JUDGED": "#777777"}
+STYLE = (
+    "body{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}"
+    "table{border-collapse:collapse;font-size:0.85em}td,th{border:1px solid #ccc;padding:2px 8px}"
+    "th{text-align:left;background:#f4f4f4}.verdict{color:#fff;font-weight:bold;padding:1px 6px}"
+)
+
+
+def day_verdict(verdicts: list[Verdict]) -> str:
+    """ERROR if any check failed with ERROR, else WARN, else OK; NOT JUDGED when nothing could judge."""
+    present = {v.verdict for v in verdicts}
+    return next((v for v in VERDICT_ORDER if v in present), "NOT JUDGED")
+
+
+def _badge(verdict: str) -> str:
+    colour = VERDICT_COLOURS[verdict]
+    return f"<span class='verdict' style='background:{colour}'>{html.escape(verdict)}</span>"
+
+
+def _figure(name: str, value: float | str) -> str:
+    """A headline figure for people: NaN says why there is no number."""
+    if isinstance(value, float) and np.isnan(value):
+        return "not enough labels yet" if name.startswith("model_performance.") else "no data"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def html_report(
+    day: str,
+    verdicts: list[Verdict],
+    figures: dict[str, float | str],
+    charts: dict[str, bytes],
+    tables: dict[str, tuple[pd.DataFrame, str]],
+) -> str:
+    """One self-contained page: the day's verdict and each check's, the headline figures, charts inline,
+    then the tables behind them (`tables`: title -> (rows, what an empty table means))."""
+    checks = "".join(
+        f"<tr><td>{_badge(v.verdict)}</td><th>{html.escape(v.check)}</th><td>{html.escape(v.detail)}</td></tr>"
+        for v in verdicts
+    )
     rows = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in figures.items()
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(_figure(k, v))}</td></tr>" for k, v in figures.items()
     )
     images = "".join(
         f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
@@ -111,24 +159,32 @@ def html_report(day: str, figures: dict[str, float | str], charts: dict[str, byt
         for title, png in charts.items()
     )
     detail = "".join(
-        f"<h2>{html.escape(title)}</h2>{table.to_html(index=False, float_format=lambda x: f'{x:.4g}')}"
-        for title, table in tables.items()
+        f"<h2>{html.escape(title)}</h2>"
+        + (
+            table.to_html(index=False, float_format=lambda x: f"{x:.4g}")
+            if len(table)
+            else f"<p>{html.escape(empty)}</p>"
+        )
+        for title, (table, empty) in tables.items()
     )
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>mlplatform monitoring {html.escape(day)}</title><style>"
-        "body{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse;font-size:0.85em}td,th{border:1px solid #ccc;padding:2px 8px}"
-        "th{text-align:left;background:#f4f4f4}</style></head><body>"
-        f"<h1>Monitoring: {html.escape(day)}</h1><p><a href='index.html'>all days</a></p>"
-        f"<table>{rows}</table>{images}{detail}</body></html>"
+        f"<title>mlplatform monitoring {html.escape(day)}</title><style>{STYLE}</style></head><body>"
+        f"<h1>Monitoring: {html.escape(day)} {_badge(day_verdict(verdicts))}</h1>"
+        "<p><a href='index.html'>all days</a></p>"
+        f"<h2>Checks</h2><table>{checks or '<tr><td>no check has run for this day</td></tr>'}</table>"
+        f"<h2>Figures</h2><table>{rows}</table>{images}{detail}</body></html>"
     )
 
 
-def html_index(days: list[str]) -> str:
-    """The report folder's front page: every day's report, newest first."""
-    links = "".join(f"<li><a href='monitoring-{d}.html'>{d}</a></li>" for d in sorted(days, reverse=True))
+def html_index(days: dict[str, str]) -> str:
+    """The report folder's front page: every day's verdict and report, newest first."""
+    rows = "".join(
+        f"<tr><td><a href='monitoring-{d}.html'>{d}</a></td><td>{_badge(days[d])}</td></tr>"
+        for d in sorted(days, reverse=True)
+    )
     return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>mlplatform monitoring</title></head>"
-        f"<body style='font-family:sans-serif'><h1>Monitoring reports</h1><ul>{links}</ul></body></html>"
+        "<!doctype html><html><head><meta charset='utf-8'><title>mlplatform monitoring</title>"
+        f"<style>{STYLE}</style></head><body><h1>Monitoring reports</h1>"
+        f"<table><tr><th>day</th><th>verdict</th></tr>{rows}</table></body></html>"
     )

@@ -21,6 +21,7 @@ from mlplatform.streaming.settings import StreamSettings
 STREAMING_HEALTH = AssetKey("streaming_health")
 
 # the day that just ended (the partitions end today, still filling), once at 02:30 UTC
+STREAM_BOUNDS = StreamSettings()  # the defaults, quoted in the checks' descriptions; runs use the resource
 NIGHTLY_TICK: AutomationCondition = AutomationCondition.cron_tick_passed("30 2 * * *", "UTC")
 YESTERDAY_NIGHTLY = (
     AutomationCondition.in_latest_time_window(timedelta(days=2))
@@ -60,10 +61,20 @@ def stream_figures(batches: pd.DataFrame) -> dict[str, float]:
     automation_condition=YESTERDAY_NIGHTLY,
     check_specs=[
         AssetCheckSpec(
-            "stream_latency_p99", asset=STREAMING_HEALTH, description="p99 enqueue-to-result within bounds."
+            "stream_latency_p99",
+            asset=STREAMING_HEALTH,
+            partitions_def=DAILY_PARTITIONS,
+            description="p99 enqueue-to-result of the day's messages: WARN above "
+            f"{STREAM_BOUNDS.latency_p99_warn_ms:g} ms, ERROR above "
+            f"{STREAM_BOUNDS.latency_p99_error_ms:g} ms; not judged on a day without stream traffic.",
         ),
         AssetCheckSpec(
-            "dead_letter_rate", asset=STREAMING_HEALTH, description="Share of dead-lettered messages."
+            "dead_letter_rate",
+            asset=STREAMING_HEALTH,
+            partitions_def=DAILY_PARTITIONS,
+            description="Share of the day's messages dead-lettered: WARN above "
+            f"{STREAM_BOUNDS.dead_letter_rate_warn:.1%}, ERROR above "
+            f"{STREAM_BOUNDS.dead_letter_rate_error:.1%}; not judged on a day without stream traffic.",
         ),
     ],
     description=(

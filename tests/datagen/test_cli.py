@@ -48,3 +48,17 @@ def test_days_after_today_are_refused_with_the_reason(tmp_path):
 def test_next_day_needs_landed_data(tmp_path):
     result = generate_data(tmp_path / "empty", "--next-day", "--days", "1")
     assert result.exit_code != 0 and "--next-day needs landed transactions" in result.output
+
+
+def test_help_lists_every_bad_file_kind_and_answers_to_dash_h():
+    from click.testing import CliRunner
+
+    from mlplatform.cli import main
+    from mlplatform.schemas import BAD_FILE_KINDS
+
+    runner = CliRunner()
+    assert runner.invoke(main, ["-h"]).exit_code == 0
+    help_text = runner.invoke(main, ["generate-data", "-h"]).output
+    assert all(kind in help_text for kind in BAD_FILE_KINDS) and "Days of data" in help_text
+    wrong = runner.invoke(main, ["generate-data", "--bad-file", "nonsense"])
+    assert wrong.exit_code == 2 and "missing_column" in wrong.output

@@ -47,3 +47,18 @@ def test_labelled_performance_at_the_served_threshold():
     assert figures["precision_at_threshold"] == 0.5 and figures["recall_at_threshold"] == 0.5
     assert np.isnan(labelled_performance(np.array([0, 0]), np.array([0.1, 0.2]), np.array([0, 0]))["roc_auc"])
     assert labelled_performance(np.array([]), np.array([]), np.array([]))["labelled"] == 0
+
+
+def test_a_graded_check_says_its_value_day_verdict_and_bounds():
+    from dagster import AssetKey
+
+    from mlplatform.monitoring.assets import graded_check
+
+    key, day = AssetKey("feature_drift"), "2026-03-25"
+    ok = graded_check(key, "prediction_psi", "psi", 0.031, 0.1, 0.25, day=day)
+    assert ok.passed and ok.description == "psi 0.031 on 2026-03-25: OK (WARN above 0.1, ERROR above 0.25)"
+    assert {"psi", "warn_bound", "error_bound", "partition"} <= set(ok.metadata)
+    error = graded_check(key, "roc_auc", "roc_auc", 0.7, 0.85, 0.75, day=day, higher_is_worse=False)
+    assert not error.passed and error.description.endswith(": ERROR (WARN below 0.85, ERROR below 0.75)")
+    unjudged = graded_check(key, "roc_auc", "roc_auc", float("nan"), 0.85, 0.75, day=day)
+    assert not unjudged.passed and unjudged.description.startswith("not judged: no roc_auc for 2026-03-25")

@@ -185,6 +185,10 @@ def test_the_day_report_shows_charts_in_the_ui_and_as_a_static_page(monitored):
     page = Path(report["report"].value).read_text()
     assert page.count("data:image/png;base64,") == 3 and "transaction_context__amount_to_avg_30d" in page
     assert f"monitoring-{day}.html" in (Path(report["report"].value).parent / "index.html").read_text()
+    # the day's verdict from its checks' evaluations of that day (partitioned checks)
+    assert report["verdict"].value in {"OK", "WARN", "ERROR"}
+    assert "feature_drift:prediction_psi" in page and "model_performance:roc_auc" in page
+    assert f"on {day}: " in report["checks"].value
     history = resources["warehouse"].read_sql(
         f"select roc_auc from monitoring.model_performance where partition_date = '{day}'"
     )

@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 
 from mlplatform.monitoring.plots import (
+    Verdict,
+    day_verdict,
     html_index,
     html_report,
     image_metadata,
@@ -44,14 +46,37 @@ def test_every_chart_is_a_png_and_travels_as_markdown_metadata():
     assert base64.b64decode(markdown.split(",", 1)[1].rstrip(")")) == charts[0]
 
 
-def test_the_report_is_one_self_contained_page_and_the_index_lists_newest_first():
+def test_the_report_is_one_self_contained_page_with_verdicts_and_the_index_lists_newest_first():
+    verdicts = [
+        Verdict("feature_drift:prediction_psi", "WARN", "score_psi 0.14 on 2026-11-20: WARN (above 0.1)"),
+        Verdict("model_performance:roc_auc", "NOT JUDGED", "not judged: only 3 labelled frauds"),
+    ]
     page = html_report(
         "2026-11-20",
-        {"feature_drift.max_psi": 0.4},
+        verdicts,
+        {"feature_drift.max_psi": 0.4, "model_performance.roc_auc": float("nan")},
         {"PSI per feature": psi_chart(pd.DataFrame({"feature": ["a<b"], "psi": [0.3]}), 0.1, 0.25)},
-        {"Feature drift": pd.DataFrame({"feature": ["a<b"], "psi": [0.3]})},
+        {
+            "Feature drift": (pd.DataFrame({"feature": ["a<b"], "psi": [0.3]}), "not run"),
+            "Serving skew": (pd.DataFrame(), "No online traffic logged for this day."),
+        },
     )
     assert page.count("data:image/png;base64,") == 1 and "a&lt;b" in page and "a<b" not in page
     assert "feature_drift.max_psi" in page and "href='index.html'" in page
-    index = html_index(["2026-11-19", "2026-11-21", "2026-11-20"])
+    assert "not enough labels yet" in page and "nan" not in page  # a missing figure says why
+    assert "No online traffic logged for this day." in page  # an empty section says why
+    assert "<h1>Monitoring: 2026-11-20 <span class='verdict'" in page and ">WARN</span></h1>" in page
+    assert "only 3 labelled frauds" in page
+    index = html_index({"2026-11-19": "OK", "2026-11-21": "ERROR", "2026-11-20": "WARN"})
     assert index.index("2026-11-21") < index.index("2026-11-20") < index.index("2026-11-19")
+    assert ">ERROR</span>" in index and "href='monitoring-2026-11-21.html'" in index
+
+
+def test_the_days_verdict_is_its_worst_judged_check():
+    def verdict(*names: str) -> str:
+        return day_verdict([Verdict("a:b", name, "") for name in names])
+
+    assert verdict("OK", "WARN", "NOT JUDGED") == "WARN"
+    assert verdict("OK", "ERROR", "WARN") == "ERROR"
+    assert verdict("OK", "NOT JUDGED") == "OK"
+    assert verdict("NOT JUDGED") == verdict() == "NOT JUDGED"
