@@ -25,12 +25,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from mlplatform.profiles import build_resources
+from mlplatform.serving.admin_client import ADMIN_TOKEN_VARIABLE
 from mlplatform.serving.engine import Predictor
 from mlplatform.serving.errors import PredictionError, validation_errors
 from mlplatform.serving.routing import Arm, RoutingPolicy
 from mlplatform.serving.schemas import BatchPrediction, BatchRequest, Prediction, Routing, Transaction
 
-ADMIN_TOKEN_VARIABLE = "MLPLATFORM_ADMIN_TOKEN"  # nosec B105: the variable's name, not a secret
 READINESS_PROBE = "customer_stats:home_country"
 DOCS_ASSETS = "/docs-assets"
 log = logging.getLogger("mlplatform.serving")
