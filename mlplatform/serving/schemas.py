@@ -1,5 +1,6 @@
 """The prediction API's contract: what a client sends and what it gets back (published as OpenAPI)."""
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
@@ -27,13 +28,17 @@ EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
 FUTURE_SLACK = timedelta(days=1)  # clocks drift; a day ahead is still a real transaction
 
 
+CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
+
+
 def unicode_text(value: str) -> str:
     """Text that can be logged and echoed as UTF-8: no lone surrogates, no control characters."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text (it contains a lone surrogate)") from None
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("must be valid Unicode text (it contains a lone surrogate)") from None
+    if CONTROL_CHARACTER.search(value):
         raise ValueError("must not contain control characters")
     return value
 

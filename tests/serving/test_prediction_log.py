@@ -37,11 +37,35 @@ def test_an_unwritable_log_counts_the_loss_instead_of_raising(tmp_path):
     writer.close()
 
 
-def test_a_full_queue_drops_and_counts_without_blocking(tmp_path):
-    writer = PredictionLogWriter(tmp_path, capacity=1)
-    writer._queue.put(entry(0))  # fill it before the writer thread can drain (it may take this one)
+def test_a_full_buffer_drops_and_counts_without_blocking(tmp_path):
+    writer = PredictionLogWriter(tmp_path, capacity=10, linger_seconds=30)  # the writer waits 30 s
     for n in range(100):
         writer.record(entry(n))
+    writer.record_batch(lambda: [entry(1000)], 1)
+    assert writer.dropped == 91  # the buffer took 10; the rest was dropped at once, nothing waited
+    writer.close()  # writes what it took, without waiting for the linger
+    logged = PredictionLog(directory=str(tmp_path)).read()
+    assert list(logged["request_id"]) == [f"r{n}" for n in range(10)]
+
+
+def test_a_batch_is_built_in_the_writer_thread_and_a_failing_build_is_counted(tmp_path):
+    import threading
+
+    writer = PredictionLogWriter(tmp_path)
+    built_in: list[str] = []
+
+    def build() -> list[dict]:
+        built_in.append(threading.current_thread().name)
+        return [entry(n) for n in range(5)]
+
+    def broken() -> list[dict]:
+        raise ValueError("cannot build")
+
+    writer.record_batch(build, 5)
+    writer.record_batch(broken, 3)
+    writer.record(entry(99))
     writer.flush()
-    assert writer.dropped > 0
+    assert built_in == ["prediction-log"]
+    assert writer.failed == 3 and "cannot build" in writer.last_error and writer.dropped == 0
+    assert len(PredictionLog(directory=str(tmp_path)).read()) == 6
     writer.close()
