@@ -7,6 +7,7 @@ A pipeline the compiler does not know falls back to `predict_scores` on a DataFr
 """
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -65,7 +66,7 @@ class ScoringModel:
             "feature_service": self.feature_service,
         }
 
-    @property
+    @cached_property
     def inputs(self) -> list[str]:
         """The columns the pipeline reads (what the prediction log records as a prediction's features)."""
         return [str(c) for c in self.pipeline.feature_names_in_]

@@ -4,12 +4,14 @@ import collections
 import io
 import json
 import logging
+import math
 import os
 import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 import pandas as pd
 from dagster import ConfigurableResource
 
@@ -143,14 +145,31 @@ class PredictionLogWriter:
             self.last_error = repr(error)
 
     def _append(self, entries: list[dict]) -> None:
-        by_day: dict[str, list[str]] = {}
+        by_day: dict[str, list[bytes]] = {}
         for entry in entries:
-            by_day.setdefault(entry["logged_at"][:10], []).append(json.dumps(entry, default=str))
+            by_day.setdefault(entry["logged_at"][:10], []).append(encode_line(entry))
         for day, lines in by_day.items():
             folder = self.directory / f"date={day}"
             folder.mkdir(parents=True, exist_ok=True)
-            with (folder / self._file_name).open("a") as out:
-                out.write("\n".join(lines) + "\n")
+            with (folder / self._file_name).open("ab") as out:
+                out.write(b"".join(lines))
+
+
+def encode_line(entry: dict) -> bytes:
+    """One JSON line. orjson (~5x faster than the standard library) unless a value is a non-finite float,
+    which orjson writes as null: those lines keep `NaN`/`Infinity`, as `json` writes and reads them, so a
+    logged infinite feature stays infinite for the skew check. (Only a line with a null can hold one.)"""
+    line = orjson.dumps(entry, default=str, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE)
+    if b"null" in line and (
+        any(_non_finite(v) for v in entry.values())
+        or any(_non_finite(v) for v in (entry.get("features") or {}).values())
+    ):
+        return (json.dumps(entry, default=str) + "\n").encode()
+    return line
+
+
+def _non_finite(value: object) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 class PredictionLog(ConfigurableResource):

@@ -220,23 +220,14 @@ class Predictor:
         services = {models[arm].feature_service: inputs[models[arm].feature_service] for arm in set(arms)}
 
         def build() -> list[dict]:
-            rows = {
-                service: [
-                    dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)
-                ]
-                for service, columns in services.items()
-            }
+            features = {}  # per arm: each row's model inputs, as the prediction log records them
+            for arm in set(arms):
+                names, columns = models[arm].inputs, services[models[arm].feature_service]
+                missing = [None] * len(predictions)
+                values = zip(*(columns.get(name, missing) for name in names), strict=True)
+                features[arm] = [dict(zip(names, row, strict=True)) for row in values]
             return [
-                log_entry(
-                    prediction,
-                    policy,
-                    transaction,
-                    at,
-                    rows[models[arm].feature_service][i],
-                    models[arm].inputs,
-                    shadow,
-                    logged_at,
-                )
+                log_entry(prediction, policy, transaction, at, features[arm][i], shadow, logged_at)
                 for i, (prediction, transaction, at, arm) in enumerate(
                     zip(predictions, transactions, times, arms, strict=True)
                 )
@@ -276,8 +267,7 @@ def log_entry(
     policy: RoutingPolicy,
     transaction: Transaction,
     at: datetime,
-    row: dict,
-    inputs: list[str],
+    features: dict,
     shadow: bool,
     logged_at: str | None = None,
 ) -> dict:
@@ -303,5 +293,5 @@ def log_entry(
         "channel": transaction.channel,
         "country": transaction.country,
         "event_ts": at.isoformat(),
-        "features": {name: row.get(name) for name in inputs},
+        "features": features,
     }

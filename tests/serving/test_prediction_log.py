@@ -1,4 +1,6 @@
-"""The prediction log writer: records land on disk per day; a full queue or a broken disk never raises."""
+"""The prediction log writer: records land on disk per day; a full buffer or a broken disk never raises."""
+
+import json
 
 from mlplatform.resources import PredictionLog
 from mlplatform.resources.prediction_log import PredictionLogWriter
@@ -69,3 +71,18 @@ def test_a_batch_is_built_in_the_writer_thread_and_a_failing_build_is_counted(tm
     assert writer.failed == 3 and "cannot build" in writer.last_error and writer.dropped == 0
     assert len(PredictionLog(directory=str(tmp_path)).read()) == 6
     writer.close()
+
+
+def test_lines_read_back_as_written_non_finite_and_numpy_values_included(tmp_path):
+    import math
+
+    import numpy as np
+
+    from mlplatform.resources.prediction_log import encode_line
+
+    finite = {**entry(1), "features": {"a": 1.5, "b": None, "c": "DE", "d": np.float64(0.25), "e": 3}}
+    infinite = {**entry(2), "features": {"a": float("inf"), "b": float("nan")}}
+    assert json.loads(encode_line(finite)) == {**finite, "features": {**finite["features"], "d": 0.25}}
+    back = json.loads(encode_line(infinite))["features"]  # NaN and Infinity, not null
+    assert back["a"] == float("inf") and math.isnan(back["b"])
+    assert encode_line(finite).endswith(b"\n") and encode_line(infinite).endswith(b"\n")
