@@ -2,6 +2,7 @@
 
 import collections
 import io
+import itertools
 import json
 import logging
 import math
@@ -160,9 +161,8 @@ def encode_line(entry: dict) -> bytes:
     which orjson writes as null: those lines keep `NaN`/`Infinity`, as `json` writes and reads them, so a
     logged infinite feature stays infinite for the skew check. (Only a line with a null can hold one.)"""
     line = orjson.dumps(entry, default=str, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE)
-    if b"null" in line and (
-        any(_non_finite(v) for v in entry.values())
-        or any(_non_finite(v) for v in (entry.get("features") or {}).values())
+    if b"null" in line and any(
+        _non_finite(v) for v in itertools.chain(entry.values(), (entry.get("features") or {}).values())
     ):
         return (json.dumps(entry, default=str) + "\n").encode()
     return line
@@ -200,5 +200,7 @@ class PredictionLog(ConfigurableResource):
                 logger.warning("prediction log %s: skipped %d corrupt line(s)", path, bad)
         if not frames:
             return PredictionLogRead(pd.DataFrame(), corrupt, corrupt_files)
-        frame = pd.concat(frames, ignore_index=True).sort_values("logged_at", ignore_index=True)
+        frame = pd.concat(frames, ignore_index=True).sort_values(
+            "logged_at", ignore_index=True, kind="stable"
+        )
         return PredictionLogRead(frame, corrupt, corrupt_files)
