@@ -23,6 +23,7 @@ Figures (JSON in benchmarks/results/serving.json), each server one uvicorn worke
 """
 
 import argparse
+import gc
 import http.client
 import json
 import os
@@ -261,6 +262,8 @@ def main() -> None:
         predictor = Predictor.from_resources(resources)
         predictor.refresh()
         validated = [Transaction.model_validate(r) for r in requests]
+        gc.collect()
+        gc.freeze()  # as the server does after start-up: this process's big heap out of the collector's way
         floor = in_process(predictor, validated, 1_000)
         floor_batch = in_process_batch(predictor, validated, 1_000, 20)
         predictor.close()

@@ -18,6 +18,7 @@ Parity with `get_online_features` is tested value by value (tests/serving/test_o
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from mlplatform.serving.errors import PredictionError
 
@@ -35,7 +36,7 @@ Columns = dict[str, list]  # a batch of model inputs: one list per input name, o
 
 @dataclass(frozen=True)
 class StoredView:
-    view: object  # feast.FeatureView
+    view: Any  # feast.FeatureView (feast is imported lazily)
     prefix: str  # the projection's name in full feature names
     join_key: str
     features: list[str]
@@ -74,7 +75,7 @@ class OnlineReader:
 
         self.config = store.config
         self.provider = store._get_provider()
-        self.online_store = getattr(self.provider, "online_store", None)
+        self.online_store: Any = getattr(self.provider, "online_store", None)
         self.views = views
         self._entity_key, self._value = EntityKey, Value
         version = self.config.entity_key_serialization_version
@@ -90,7 +91,7 @@ class OnlineReader:
             for key in keys
         ]
 
-    def _choose(self) -> Callable[[list[Sequence[str]]], list[list[list | None]]]:
+    def _choose(self) -> Callable[[Sequence[Sequence[str]]], list[list[list | None]]]:
         from feast.infra.online_stores.redis import RedisOnlineStore  # feast[redis] is a dependency
         from feast.infra.online_stores.sqlite import SqliteOnlineStore
 
@@ -102,7 +103,7 @@ class OnlineReader:
             return self._read_redis
         return self._read_each_view
 
-    def _read_sqlite(self, keys_per_view: list[Sequence[str]]) -> list[list[list | None]]:
+    def _read_sqlite(self, keys_per_view: Sequence[Sequence[str]]) -> list[list[list | None]]:
         """One SELECT over every view's table (Feast's table names and serialized keys). Every feature of
         an entity is read (filtering on the name too makes SQLite probe its primary key once per entity
         and name: slower); only the service's features are decoded."""
@@ -166,7 +167,7 @@ class OnlineReader:
             cache.update(zip(missing, map(self._serialize, self.entity_keys(view, missing)), strict=True))
         return [cache[key] for key in keys]
 
-    def _read_redis(self, keys_per_view: list[Sequence[str]]) -> list[list[list | None]]:
+    def _read_redis(self, keys_per_view: Sequence[Sequence[str]]) -> list[list[list | None]]:
         """One pipeline of HMGETs for every view (the commands and decoding of Feast's Redis store)."""
         from feast.infra.online_stores.redis import _versioned_fv_name
 
@@ -195,7 +196,7 @@ class OnlineReader:
             )
         return answers
 
-    def _read_each_view(self, keys_per_view: list[Sequence[str]]) -> list[list[list | None]]:
+    def _read_each_view(self, keys_per_view: Sequence[Sequence[str]]) -> list[list[list | None]]:
         """Any other online store: Feast's `online_read`, one call per view."""
         answers = []
         for view, keys in zip(self.views, keys_per_view, strict=True):
@@ -274,7 +275,7 @@ class OnlineFeatures:
                 ]
                 continue
             for j, name in enumerate(stored.features):
-                columns[f"{stored.prefix}__{name}"] = [row[j] for row in rows]  # type: ignore[index]
+                columns[f"{stored.prefix}__{name}"] = [row[j] for row in rows]
         if unknown:
             raise PredictionError(422, "unknown_entity", unknown)
         for requested in self.requested:
