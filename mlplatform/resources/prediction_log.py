@@ -9,7 +9,6 @@ import math
 import os
 import socket
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -52,10 +51,12 @@ class PredictionLogWriter:
     """Appends records from a background thread. `record` never blocks and never raises: a full buffer or
     a failing disk drops records and counts them, it does not fail the prediction being logged.
 
-    A record costs the request one `deque.append` (no lock, no thread wake-up except for the first record
+    A record costs the caller one `deque.append` (no lock, no thread wake-up except for the first record
     after the writer went idle); the writer thread gathers what arrived during `linger_seconds`, encodes it
-    and appends it to the day's file in one write, then flushes. `record_batch` takes a function building
-    many records, called in the writer thread, so a batch request does not build its log lines itself."""
+    and appends it to the day's file in one write. `record_lines` encodes many records at once in the
+    caller's thread (orjson, ~4 us a record) and leaves the writer only the file append, which releases
+    the GIL: a batch request pays for its own log lines instead of competing with the writer thread for
+    the interpreter during the next request (that cost the batch endpoint twice the encoding's CPU)."""
 
     def __init__(self, directory: Path, capacity: int = 10_000, linger_seconds: float = 0.05) -> None:
         self.directory = directory
@@ -75,9 +76,15 @@ class PredictionLogWriter:
     def record(self, entry: dict) -> None:
         self._take(entry, 1)
 
-    def record_batch(self, build: Callable[[], list[dict]], count: int) -> None:
-        """`count` records that `build()` returns, built in the writer thread."""
-        self._take(build, count)
+    def record_lines(self, entries: list[dict]) -> None:
+        """Many records, encoded here (in the caller's thread); never raises either."""
+        try:
+            lines = encode_by_day(entries)
+        except Exception as error:  # a logging failure must never reach a request
+            self.failed += len(entries)
+            self.last_error = repr(error)
+            return
+        self._take(EncodedLines(lines), len(entries))
 
     def _take(self, item: object, count: int) -> None:
         if len(self._pending) >= self.capacity:
@@ -129,31 +136,33 @@ class PredictionLogWriter:
     def _write(self, items: list) -> None:
         if not items:
             return
-        records: list[dict] = []
-        for item, count in items:
-            if isinstance(item, dict):
-                records.append(item)
-                continue
-            try:
-                records += item()
-            except Exception as error:  # a logging failure must never reach a request
-                self.failed += count
-                self.last_error = repr(error)
+        by_day: dict[str, list[bytes]] = {}
+        count = 0
         try:
-            self._append(records)
-        except Exception as error:
-            self.failed += len(records)
+            for item, n in items:
+                count += n
+                encoded = item if isinstance(item, EncodedLines) else encode_by_day([item])
+                for day, lines in encoded.items():
+                    by_day.setdefault(day, []).append(lines)
+            for day, chunks in by_day.items():
+                folder = self.directory / f"date={day}"
+                folder.mkdir(parents=True, exist_ok=True)
+                with (folder / self._file_name).open("ab") as out:
+                    out.write(b"".join(chunks))
+        except Exception as error:  # a logging failure must never reach a request
+            self.failed += count
             self.last_error = repr(error)
 
-    def _append(self, entries: list[dict]) -> None:
-        by_day: dict[str, list[bytes]] = {}
-        for entry in entries:
-            by_day.setdefault(entry["logged_at"][:10], []).append(encode_line(entry))
-        for day, lines in by_day.items():
-            folder = self.directory / f"date={day}"
-            folder.mkdir(parents=True, exist_ok=True)
-            with (folder / self._file_name).open("ab") as out:
-                out.write(b"".join(lines))
+
+class EncodedLines(dict):
+    """Log lines already encoded, by day (`YYYY-MM-DD` -> the day's lines as one bytes object)."""
+
+
+def encode_by_day(entries: list[dict]) -> dict[str, bytes]:
+    by_day: dict[str, list[bytes]] = {}
+    for entry in entries:
+        by_day.setdefault(entry["logged_at"][:10], []).append(encode_line(entry))
+    return {day: b"".join(lines) for day, lines in by_day.items()}
 
 
 def encode_line(entry: dict) -> bytes:

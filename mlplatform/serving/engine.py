@@ -215,7 +215,7 @@ class Predictor:
             self.metrics.count(arm, version, decision, shadow, n)
 
     def _record(self, predictions, policy, transactions, times, inputs, models, arms, shadow: bool) -> None:
-        """Hand the request's log records to the writer; a batch's are built in the writer's thread."""
+        """Hand the request's log records to the writer (a batch's encoded here: see `record_lines`)."""
         logged_at = datetime.now(UTC).isoformat()
         services = {models[arm].feature_service: inputs[models[arm].feature_service] for arm in set(arms)}
 
@@ -234,9 +234,9 @@ class Predictor:
             ]
 
         if len(predictions) == 1:
-            self.log.record(build()[0])
+            self.log.record(build()[0])  # encoded by the writer thread: ~4 us, off the request's path
         else:
-            self.log.record_batch(build, len(predictions))
+            self.log.record_lines(build())
 
 
 def answer(

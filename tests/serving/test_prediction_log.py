@@ -43,33 +43,23 @@ def test_a_full_buffer_drops_and_counts_without_blocking(tmp_path):
     writer = PredictionLogWriter(tmp_path, capacity=10, linger_seconds=30)  # the writer waits 30 s
     for n in range(100):
         writer.record(entry(n))
-    writer.record_batch(lambda: [entry(1000)], 1)
-    assert writer.dropped == 91  # the buffer took 10; the rest was dropped at once, nothing waited
+    writer.record_lines([entry(1000), entry(1001)])
+    assert writer.dropped == 92  # the buffer took 10; the rest was dropped at once, nothing waited
     writer.close()  # writes what it took, without waiting for the linger
     logged = PredictionLog(directory=str(tmp_path)).read()
     assert list(logged["request_id"]) == [f"r{n}" for n in range(10)]
 
 
-def test_a_batch_is_built_in_the_writer_thread_and_a_failing_build_is_counted(tmp_path):
-    import threading
-
+def test_lines_encoded_by_the_caller_land_per_day_and_a_bad_record_is_counted(tmp_path):
     writer = PredictionLogWriter(tmp_path)
-    built_in: list[str] = []
-
-    def build() -> list[dict]:
-        built_in.append(threading.current_thread().name)
-        return [entry(n) for n in range(5)]
-
-    def broken() -> list[dict]:
-        raise ValueError("cannot build")
-
-    writer.record_batch(build, 5)
-    writer.record_batch(broken, 3)
+    writer.record_lines([entry(n, "2026-11-22" if n < 3 else "2026-11-23") for n in range(8)])
+    writer.record_lines([entry(20), {"request_id": "no logged_at"}])  # cannot be filed under a day
     writer.record(entry(99))
     writer.flush()
-    assert built_in == ["prediction-log"]
-    assert writer.failed == 3 and "cannot build" in writer.last_error and writer.dropped == 0
-    assert len(PredictionLog(directory=str(tmp_path)).read()) == 6
+    assert writer.failed == 2 and "logged_at" in writer.last_error and writer.dropped == 0
+    logged = PredictionLog(directory=str(tmp_path)).read()
+    assert list(logged["request_id"]) == [f"r{n}" for n in range(8)] + ["r99"]
+    assert len(PredictionLog(directory=str(tmp_path)).read("2026-11-22")) == 3
     writer.close()
 
 
