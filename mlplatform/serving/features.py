@@ -163,9 +163,13 @@ class OnlineReader:
         if len(cache) > MAX_REMEMBERED_KEYS:
             cache.clear()
         missing = [key for key in keys if key not in cache]
-        if missing:
-            cache.update(zip(missing, map(self._serialize, self.entity_keys(view, missing)), strict=True))
-        return [cache[key] for key in keys]
+        fresh = dict(zip(missing, map(self._serialize, self.entity_keys(view, missing)), strict=True))
+        cache.update(fresh)
+        # another thread may clear the cache meanwhile: what it no longer holds is serialized again
+        return [
+            fresh.get(key) or cache.get(key) or self._serialize(self.entity_keys(view, [key])[0])
+            for key in keys
+        ]
 
     def _read_redis(self, keys_per_view: Sequence[Sequence[str]]) -> list[list[list | None]]:
         """One pipeline of HMGETs for every view (the commands and decoding of Feast's Redis store)."""
