@@ -1,5 +1,6 @@
 """The `mlplatform` command."""
 
+import json
 import shutil
 import time
 import warnings
@@ -244,21 +245,43 @@ def serve(host: str, port: int, workers: int) -> None:
 )
 @click.option("--percent", "challenger_percent", type=float, default=0.0, help="Canary/A-B challenger share.")
 @click.option("--threshold", type=float, help="Decision threshold for all models (default: each model's).")
-def routing(mode: str | None, challenger_percent: float, threshold: float | None) -> None:
+@click.option(
+    "--api",
+    metavar="URL",
+    help="Go through a running prediction API's admin surface (e.g. http://prediction-api:8000) with the "
+    "token in $MLPLATFORM_ADMIN_TOKEN, instead of writing the routing file of this machine's profile.",
+)
+def routing(mode: str | None, challenger_percent: float, threshold: float | None, api: str | None) -> None:
     """Show or change how the prediction API routes traffic; running servers follow at their next request."""
     from pydantic import ValidationError
 
+    from mlplatform.serving.routing import RoutingPolicy
+
+    policy = None
+    if mode is not None:
+        try:
+            policy = RoutingPolicy(mode=mode, challenger_percent=challenger_percent, threshold=threshold)
+        except ValidationError as invalid:
+            raise click.ClickException(str(invalid)) from invalid
+    if api is not None:
+        from mlplatform.serving.admin_client import AdminError, routing_through_api
+
+        try:
+            answer = routing_through_api(api, policy)
+        except AdminError as refused:
+            raise click.ClickException(str(refused)) from refused
+        click.echo(
+            json.dumps(answer, indent=2) if policy is None else f"routing is now: {json.dumps(answer)}"
+        )
+        return
+
     from mlplatform.profiles import build_resources
-    from mlplatform.serving.routing import RoutingFile, RoutingPolicy
+    from mlplatform.serving.routing import RoutingFile
 
     routing_file = RoutingFile(Path(build_resources()["serving"].routing_file))
-    if mode is None:
+    if policy is None:
         click.echo(routing_file.current().model_dump_json(indent=2))
         return
-    try:
-        policy = RoutingPolicy(mode=mode, challenger_percent=challenger_percent, threshold=threshold)
-    except ValidationError as invalid:
-        raise click.ClickException(str(invalid)) from invalid
     click.echo(f"routing is now: {routing_file.write(policy).model_dump_json()}")
 
 

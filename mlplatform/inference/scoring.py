@@ -7,6 +7,7 @@ A pipeline the compiler does not know falls back to `predict_scores` on a DataFr
 """
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -65,7 +66,7 @@ class ScoringModel:
             "feature_service": self.feature_service,
         }
 
-    @property
+    @cached_property
     def inputs(self) -> list[str]:
         """The columns the pipeline reads (what the prediction log records as a prediction's features)."""
         return [str(c) for c in self.pipeline.feature_names_in_]
@@ -80,13 +81,28 @@ class ScoringModel:
         return pd.DataFrame({"score": scores, "decision": (scores >= cut).astype(int)}, index=rows.index)
 
     def score_rows(self, rows: list[dict]) -> list[float]:
-        """The score of each row (a dict of model inputs by name): the online path. A few rows go through
-        the trees compiled to Python (~0.1 ms a row); more through the classifier's own trees."""
+        """The score of each row (a dict of model inputs by name). A few rows go through the trees
+        compiled to Python (~0.05 ms a row); more through the classifier's own trees."""
         if self.compiled is None:
             return predict_scores(self.pipeline, pd.DataFrame(rows)).tolist()
         if len(rows) <= FEW_ROWS:
             return [self.compiled.score_one(row) for row in rows]
         return self.score_matrix(self.compiled.matrix(rows)).tolist()
+
+    def score_columns(self, columns: dict[str, list], rows: list[int] | None = None) -> list[float]:
+        """The score of each row of `columns` (model inputs by name, one list each; only the rows at the
+        `rows` positions if given): the online path, without a dict per row. A few rows through the
+        compiled per-row trees, more through the classifier's own trees on the matrix built column by
+        column (the same encoding `score` gives a batch DataFrame)."""
+        if rows is not None:
+            columns = {name: [values[i] for i in rows] for name, values in columns.items()}
+        count = len(next(iter(columns.values())))
+        if self.compiled is None:
+            return predict_scores(self.pipeline, pd.DataFrame(columns)).tolist()
+        if count <= FEW_ROWS:
+            names = self.compiled.names
+            return [self.compiled.score_one({n: columns[n][i] for n in names}) for i in range(count)]
+        return self.score_matrix(self.compiled.matrix_from_columns(columns)).tolist()
 
     def score_matrix(self, x: np.ndarray) -> np.ndarray:
         """The classifier's probability of fraud for encoded rows (the compiled encoding, in the

@@ -1,15 +1,17 @@
 """The prediction log: every online prediction as a JSON line, one folder per day, for monitoring to read."""
 
+import collections
 import io
+import itertools
 import json
 import logging
+import math
 import os
-import queue
 import socket
 import threading
-import time
 from pathlib import Path
 
+import orjson
 import pandas as pd
 from dagster import ConfigurableResource
 
@@ -46,64 +48,137 @@ def parse_log_lines(text: str) -> tuple[list[str], int]:
 
 
 class PredictionLogWriter:
-    """Appends records from a background thread. `record` never blocks and never raises: a full queue or
-    a failing disk drops records and counts them, it does not fail the prediction being logged."""
+    """Appends records from a background thread. `record` never blocks and never raises: a full buffer or
+    a failing disk drops records and counts them, it does not fail the prediction being logged.
+
+    A record costs the caller one `deque.append` (no lock, no thread wake-up except for the first record
+    after the writer went idle); the writer thread gathers what arrived during `linger_seconds`, encodes it
+    and appends it to the day's file in one write. `record_lines` encodes many records at once in the
+    caller's thread (orjson, ~4 us a record) and leaves the writer only the file append, which releases
+    the GIL: a batch request pays for its own log lines instead of competing with the writer thread for
+    the interpreter during the next request (that cost the batch endpoint twice the encoding's CPU)."""
 
     def __init__(self, directory: Path, capacity: int = 10_000, linger_seconds: float = 0.05) -> None:
         self.directory = directory
-        # after the first record of a batch, wait this long for more: one write per batch instead of a
-        # thread switch and a file append per prediction (which cost the API ~1 ms a request under load)
+        self.capacity = capacity  # records (or batches of records) waiting to be written, at most
         self.linger_seconds = linger_seconds
-        self.dropped = 0  # records lost because the queue was full
-        self.failed = 0  # records lost because writing them failed
+        self.dropped = 0  # records lost because the buffer was full
+        self.failed = 0  # records lost because building or writing them failed
         self.last_error: str | None = None
         self._file_name = f"predictions-{socket.gethostname()}-{os.getpid()}.jsonl"
-        self._queue: queue.Queue = queue.Queue(maxsize=capacity)
+        self._pending: collections.deque = collections.deque()
+        self._idle = True  # the writer found nothing to write and waits for `_wake`
+        self._wake = threading.Event()
+        self._hurry = threading.Event()  # flush or close: write now, do not linger
         self._thread = threading.Thread(target=self._drain, name="prediction-log", daemon=True)
         self._thread.start()
 
     def record(self, entry: dict) -> None:
+        self._take(entry, 1)
+
+    def record_lines(self, entries: list[dict]) -> None:
+        """Many records, encoded here (in the caller's thread); never raises either."""
         try:
-            self._queue.put_nowait(entry)
-        except queue.Full:
-            self.dropped += 1
+            lines = encode_by_day(entries)
+        except Exception as error:  # a logging failure must never reach a request
+            self.failed += len(entries)
+            self.last_error = repr(error)
+            return
+        self._take(EncodedLines(lines), len(entries))
+
+    def _take(self, item: object, count: int) -> None:
+        if len(self._pending) >= self.capacity:
+            self.dropped += count
+            return
+        self._pending.append((item, count))
+        if self._idle:  # checked after the append: a writer going idle meanwhile is woken here
+            self._idle = False
+            self._wake.set()
 
     def flush(self) -> None:
         """Wait until every record taken so far is written (or counted as failed)."""
-        self._queue.join()
+        done = threading.Event()
+        self._pending.append((done, 0))
+        self._hurry.set()
+        self._wake.set()
+        done.wait()
 
     def close(self) -> None:
-        self._queue.put(_STOP)
+        self._pending.append((_STOP, 0))
+        self._hurry.set()
+        self._wake.set()
         self._thread.join(timeout=10)
 
     def _drain(self) -> None:
         while True:
-            batch = [self._queue.get()]
-            if batch[0] is not _STOP and self.linger_seconds:
-                time.sleep(self.linger_seconds)
-            while not self._queue.empty() and len(batch) < 1_000:
-                batch.append(self._queue.get_nowait())
-            stop = any(entry is _STOP for entry in batch)
-            entries = [entry for entry in batch if entry is not _STOP]
-            try:
-                self._append(entries)
-            except Exception as error:  # a logging failure must never reach a request
-                self.failed += len(entries)
-                self.last_error = repr(error)
-            for _ in batch:
-                self._queue.task_done()
-            if stop:
-                return
+            self._wake.wait()
+            self._wake.clear()
+            if self.linger_seconds:
+                self._hurry.wait(self.linger_seconds)  # let a burst gather: one write for all of it
+            self._hurry.clear()
+            self._idle = True
+            entries: list = []
+            while True:
+                try:
+                    item, count = self._pending.popleft()
+                except IndexError:
+                    break
+                if isinstance(item, threading.Event) or item is _STOP:
+                    self._write(entries)
+                    entries = []
+                    if item is _STOP:
+                        return
+                    item.set()
+                else:
+                    entries.append((item, count))
+            self._write(entries)
 
-    def _append(self, entries: list[dict]) -> None:
-        by_day: dict[str, list[str]] = {}
-        for entry in entries:
-            by_day.setdefault(entry["logged_at"][:10], []).append(json.dumps(entry, default=str))
-        for day, lines in by_day.items():
-            folder = self.directory / f"date={day}"
-            folder.mkdir(parents=True, exist_ok=True)
-            with (folder / self._file_name).open("a") as out:
-                out.write("\n".join(lines) + "\n")
+    def _write(self, items: list) -> None:
+        if not items:
+            return
+        by_day: dict[str, list[bytes]] = {}
+        count = 0
+        try:
+            for item, n in items:
+                count += n
+                encoded = item if isinstance(item, EncodedLines) else encode_by_day([item])
+                for day, lines in encoded.items():
+                    by_day.setdefault(day, []).append(lines)
+            for day, chunks in by_day.items():
+                folder = self.directory / f"date={day}"
+                folder.mkdir(parents=True, exist_ok=True)
+                with (folder / self._file_name).open("ab") as out:
+                    out.write(b"".join(chunks))
+        except Exception as error:  # a logging failure must never reach a request
+            self.failed += count
+            self.last_error = repr(error)
+
+
+class EncodedLines(dict):
+    """Log lines already encoded, by day (`YYYY-MM-DD` -> the day's lines as one bytes object)."""
+
+
+def encode_by_day(entries: list[dict]) -> dict[str, bytes]:
+    by_day: dict[str, list[bytes]] = {}
+    for entry in entries:
+        by_day.setdefault(entry["logged_at"][:10], []).append(encode_line(entry))
+    return {day: b"".join(lines) for day, lines in by_day.items()}
+
+
+def encode_line(entry: dict) -> bytes:
+    """One JSON line. orjson (~5x faster than the standard library) unless a value is a non-finite float,
+    which orjson writes as null: those lines keep `NaN`/`Infinity`, as `json` writes and reads them, so a
+    logged infinite feature stays infinite for the skew check. (Only a line with a null can hold one.)"""
+    line = orjson.dumps(entry, default=str, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE)
+    if b"null" in line and any(
+        _non_finite(v) for v in itertools.chain(entry.values(), (entry.get("features") or {}).values())
+    ):
+        return (json.dumps(entry, default=str) + "\n").encode()
+    return line
+
+
+def _non_finite(value: object) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 class PredictionLog(ConfigurableResource):
@@ -134,5 +209,7 @@ class PredictionLog(ConfigurableResource):
                 logger.warning("prediction log %s: skipped %d corrupt line(s)", path, bad)
         if not frames:
             return PredictionLogRead(pd.DataFrame(), corrupt, corrupt_files)
-        frame = pd.concat(frames, ignore_index=True).sort_values("logged_at", ignore_index=True)
+        frame = pd.concat(frames, ignore_index=True).sort_values(
+            "logged_at", ignore_index=True, kind="stable"
+        )
         return PredictionLogRead(frame, corrupt, corrupt_files)

@@ -9,30 +9,36 @@ surface is off (403). Error bodies name the field and never carry hosts, URIs or
 """
 
 import gc
+import json
 import logging
 import os
 import secrets
+import sys
 import threading
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Annotated
 
+import orjson
 from fastapi import BackgroundTasks, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from mlplatform.profiles import build_resources
+from mlplatform.serving.admin_client import ADMIN_TOKEN_VARIABLE
 from mlplatform.serving.engine import Predictor
 from mlplatform.serving.errors import PredictionError, validation_errors
 from mlplatform.serving.routing import Arm, RoutingPolicy
 from mlplatform.serving.schemas import BatchPrediction, BatchRequest, Prediction, Routing, Transaction
 
-ADMIN_TOKEN_VARIABLE = "MLPLATFORM_ADMIN_TOKEN"  # nosec B105: the variable's name, not a secret
 READINESS_PROBE = "customer_stats:home_country"
 DOCS_ASSETS = "/docs-assets"
+SWITCH_INTERVAL_SECONDS = 0.001
 log = logging.getLogger("mlplatform.serving")
 
 
@@ -56,6 +62,32 @@ def errors_documented(*statuses: int) -> dict:
         503: "No champion model is loaded, or the online feature store does not answer.",
     }
     return {s: {"model": ErrorBody, "description": described[s]} for s in statuses}
+
+
+class FastJSONRequest(Request):
+    """A request whose JSON body is parsed by orjson (~4x faster on a 1,000-transaction batch). What orjson
+    refuses (NaN, Infinity, a lone surrogate, huge integers, invalid JSON) goes to the standard library
+    parser, so such bodies get exactly the answers they always got (a 422 naming the field, or invalid
+    JSON)."""
+
+    async def json(self) -> object:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            try:
+                self._json = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                self._json = json.loads(body)
+        return self._json
+
+
+class FastJSONRoute(APIRoute):
+    def get_route_handler(self) -> Callable:
+        handle = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            return await handle(FastJSONRequest(request.scope, request.receive))
+
+        return route
 
 
 def error_response(status: int, errors: list[dict]) -> JSONResponse:
@@ -97,6 +129,9 @@ def create_app(
         app.state.predictor = predictor
         gc.collect()
         gc.freeze()  # start-up objects (models, Feast registry) leave the collector's generations
+        # Background threads (the prediction log's writer, the alias follower: ~5 ms of registry calls
+        # every few seconds) give the GIL back to the event loop within 1 ms instead of Python's 5 ms.
+        sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         yield
         stop.set()
         predictor.close()
@@ -109,6 +144,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
+    app.router.route_class = FastJSONRoute
     bearer = HTTPBearer(auto_error=False, description=f"The token in {ADMIN_TOKEN_VARIABLE}.")
 
     def predictor() -> Predictor:

@@ -30,6 +30,7 @@ def step_job(asset: str, values: dict) -> dict:
     launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
     from_launcher = K8sContainerContext(
         image_pull_policy=launcher["imagePullPolicy"],
+        labels=launcher.get("labels"),
         security_context=launcher["securityContext"],
         run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(
             {"pod_spec_config": launcher["runK8sConfig"]["podSpecConfig"]}
@@ -38,6 +39,7 @@ def step_job(asset: str, values: dict) -> dict:
     # what `includeConfigInLaunchedRuns` hands from the code location to its runs and steps
     from_location = K8sContainerContext(
         image_pull_policy=location["image"]["pullPolicy"],
+        labels=location.get("labels"),
         env_config_maps=[source["name"] for source in location["envConfigMaps"]],
         env_secrets=[source["name"] for source in location["envSecrets"]],
         volumes=location["volumes"],
@@ -114,6 +116,24 @@ def test_step_pods_get_the_platform_settings_and_no_secret_values(values):
     assert spec["volumes"][0]["persistentVolumeClaim"]["claimName"] == "mlplatform-state"
     assert main["securityContext"]["runAsNonRoot"] is True
     assert spec["restartPolicy"] == "Never"
+
+
+@pytest.mark.parametrize("environment", ["staging", "prod"])
+def test_dagster_pods_carry_the_label_the_mlflow_network_policy_admits(environment):
+    """The MLflow NetworkPolicy (deploy/k8s) admits pods labelled mlplatform.io/mlflow-client: the code
+    server, the run pods and the step pods (training, registration, promotion all reach MLflow)."""
+    from tests.deploy.deploy_files import manifests
+
+    (policy,) = [d for _, d in manifests() if d["metadata"]["name"] == "mlflow-clients-only"]
+    ((admitted,),) = [
+        [s["podSelector"]["matchLabels"] for s in rule["from"]] for rule in policy["spec"]["ingress"]
+    ]
+    values = helm_values(environment)
+    assert admitted.items() <= code_location(values)["labels"].items()  # code server pod
+    assert admitted.items() <= values["runLauncher"]["config"]["k8sRunLauncher"]["labels"].items()  # runs
+    for asset in ("fraud_model", "fraud_model_champion", "batch_predictions"):
+        pod_labels = step_job(asset, values)["spec"]["template"]["metadata"]["labels"]
+        assert admitted.items() <= pod_labels.items(), asset
 
 
 def test_size_tags_round_trip_through_dagster_k8s():

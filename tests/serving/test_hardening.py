@@ -119,6 +119,38 @@ def test_reading_or_changing_routing_needs_the_admin_token(api, client):
         routing_file.write(RoutingPolicy())
 
 
+def test_the_routing_cli_changes_routing_through_the_api_only_with_the_admin_token(api, monkeypatch):
+    """`mlplatform routing --api URL`: the token comes from MLPLATFORM_ADMIN_TOKEN; a missing or wrong
+    one is refused by the API (exit code 1, nothing changed), the right one changes what the API serves."""
+    from click.testing import CliRunner
+
+    from mlplatform.cli import main
+
+    url, routing_file = api
+    before = routing_file.current()
+    change = ["routing", "--api", url, "--mode", "canary", "--percent", "20"]
+    runner = CliRunner()
+    for token in ("", "wrong"):
+        monkeypatch.setenv("MLPLATFORM_ADMIN_TOKEN", token)
+        refused = runner.invoke(main, change)
+        assert refused.exit_code == 1, refused.output
+        assert ("401" in refused.output) == bool(token) and "admin token" in refused.output
+        assert TOKEN not in refused.output
+    assert routing_file.current() == before
+
+    monkeypatch.setenv("MLPLATFORM_ADMIN_TOKEN", TOKEN)
+    try:
+        changed = runner.invoke(main, change)
+        assert changed.exit_code == 0, changed.output
+        assert routing_file.current().mode == "canary" and routing_file.current().challenger_percent == 20
+        shown = runner.invoke(main, ["routing", "--api", url])
+        assert shown.exit_code == 0 and json.loads(shown.output)["challenger_percent"] == 20
+        invalid = runner.invoke(main, ["routing", "--api", url, "--mode", "ab"])  # a split needs a share
+        assert invalid.exit_code == 1 and "challenger_percent" in invalid.output
+    finally:
+        routing_file.write(RoutingPolicy())
+
+
 def test_without_a_configured_token_the_admin_surface_is_off(tmp_path):
     resources = build_resources(profile="local", state=tmp_path)
     with api_in_thread(create_app(resources, admin_token="")) as url, httpx.Client(base_url=url) as http:
