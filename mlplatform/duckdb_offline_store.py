@@ -45,7 +45,9 @@ TIME = "__feast_ts"  # each entity row's time as TIMESTAMPTZ
 class DuckDBOfflineStoreConfig(FeastConfigBaseModel):
     """`threads`: DuckDB threads per query (None: one per core)."""
 
-    type: Literal["mlplatform.duckdb_offline_store.DuckDBOfflineStore"] = STORE_TYPE
+    type: Literal["mlplatform.duckdb_offline_store.DuckDBOfflineStore"] = (
+        "mlplatform.duckdb_offline_store.DuckDBOfflineStore"
+    )
     threads: int | None = None
 
 
@@ -60,8 +62,10 @@ def literal(text: str) -> str:
 
 
 def timestamp_literal(at: datetime) -> str:
-    at = pd.Timestamp(at)
-    return literal((at.tz_convert("UTC") if at.tzinfo else at.tz_localize("UTC")).isoformat()) + "::timestamptz"
+    """A TIMESTAMPTZ literal; a naive `at` is UTC."""
+    stamp = pd.Timestamp(at)
+    utc = stamp.tz_convert("UTC") if stamp.tzinfo else stamp.tz_localize("UTC")
+    return literal(utc.isoformat()) + "::timestamptz"
 
 
 def connect(config: RepoConfig) -> duckdb.DuckDBPyConnection:
@@ -142,7 +146,11 @@ def view_inputs(view: OnDemandFeatureView, table: pa.Table) -> list[str]:
     names = set(view.get_request_data_schema())
     for projection in view.source_feature_view_projections.values():
         for feature in projection.features:
-            names |= {feature.name, f"{projection.name}__{feature.name}", f"{projection.name_to_use()}__{feature.name}"}
+            names |= {
+                feature.name,
+                f"{projection.name}__{feature.name}",
+                f"{projection.name_to_use()}__{feature.name}",
+            }
     return [column for column in table.column_names if column in names]
 
 
@@ -151,8 +159,10 @@ class ViewJoin:
 
     def __init__(self, view: FeatureView, features: list[str], full_feature_names: bool, alias: str):
         source = view.batch_source
+        if source is None:
+            raise ValueError(f"feature view {view.name} has no batch source to read")
         reverse = {column: name for name, column in (source.field_mapping or {}).items()}
-        self.view, self.alias = view, alias
+        self.source, self.alias = source, alias
         # (source column, entity row column) per join key
         self.keys = [
             (reverse.get(c.name, c.name), view.projection.join_key_map.get(c.name, c.name))
@@ -178,7 +188,7 @@ class ViewJoin:
             *(f"{quoted(column)} as f{i}" for i, (column, _) in enumerate(self.features)),
         ]
         sql = (
-            f"select {', '.join(columns)} from {source_relation(config, self.view.batch_source)} "
+            f"select {', '.join(columns)} from {source_relation(config, self.source)} "
             f"where {quoted(self.timestamp)}::timestamptz <= {timestamp_literal(latest_event)}"
         )
         if self.created:
@@ -212,7 +222,8 @@ def entity_table(entity_df: pd.DataFrame | pa.Table) -> pa.Table:
     if isinstance(entity_df, pa.Table):
         return entity_df
     raise TypeError(
-        f"{STORE_TYPE} takes the entity rows as a pandas DataFrame or an arrow table, not {type(entity_df).__name__}"
+        f"{STORE_TYPE} takes the entity rows as a pandas DataFrame or an arrow table, "
+        f"not {type(entity_df).__name__}"
     )
 
 
@@ -270,7 +281,7 @@ class DuckDBOfflineStore(OfflineStore):
             )
             with connect(config) as con:
                 con.register("events", events)
-                features = con.execute(sql).to_arrow_table()
+                features: pa.Table = con.execute(sql).to_arrow_table()
             result = entities
             for name in features.column_names[1:]:
                 result = result.append_column(name, features[name])
@@ -300,7 +311,10 @@ class DuckDBOfflineStore(OfflineStore):
         end_date: datetime,
     ) -> RetrievalJob:
         """Each entity's newest row with its timestamp in [start_date, end_date]."""
-        order = [quoted(timestamp_field), *([quoted(created_timestamp_column)] if created_timestamp_column else [])]
+        order = [
+            quoted(timestamp_field),
+            *([quoted(created_timestamp_column)] if created_timestamp_column else []),
+        ]
         latest = (
             f"qualify row_number() over (partition by {', '.join(quoted(k) for k in join_key_columns)} "
             f"order by {', '.join(f'{c} desc' for c in order)}) = 1"
@@ -364,7 +378,11 @@ def pull(
     if not join_key_columns:
         columns.append(f"{literal(DUMMY_ENTITY_VAL)} as {quoted(DUMMY_ENTITY_ID)}")
     bounds = [
-        *([f"{quoted(timestamp_field)}::timestamptz >= {timestamp_literal(start_date)}"] if start_date else []),
+        *(
+            [f"{quoted(timestamp_field)}::timestamptz >= {timestamp_literal(start_date)}"]
+            if start_date
+            else []
+        ),
         *([f"{quoted(timestamp_field)}::timestamptz <= {timestamp_literal(end_date)}"] if end_date else []),
     ]
     sql = f"select {', '.join(columns)} from {source_relation(config, data_source)}"

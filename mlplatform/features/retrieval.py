@@ -52,9 +52,12 @@ def historical_features(store: "FeatureStore", events: pd.DataFrame, service: st
     events = events.assign(**{EVENT_TIME: pd.to_datetime(events[EVENT_TIME], utc=True)})
     if keeps_every_event(store):
         features = store.get_feature_service(service)
-        result = store.get_historical_features(entity_df=events, features=features, full_feature_names=True).to_df()
-        result[EVENT_TIME] = result[EVENT_TIME].astype(events[EVENT_TIME].dtype)
-        return result
+        result = store.get_historical_features(
+            entity_df=events, features=features, full_feature_names=True
+        ).to_df()
+        # the events' own columns as given (Feast makes every datetime column tz-aware on the way in)
+        added = result[[c for c in result.columns if c not in events.columns]]
+        return pd.concat([events.reset_index(drop=True), added], axis=1)
     return per_view(store, events, service)
 
 

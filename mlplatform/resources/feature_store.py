@@ -121,7 +121,7 @@ class LocalFeastFeatureStore(FeastFeatureStore):
         return {
             "registry": {"registry_type": "file", "path": str(self.feast_dir / "registry.db")},
             "online_store": {"type": "sqlite", "path": str(self.feast_dir / "online_store.db")},
-            # point-in-time joins as DuckDB ASOF joins over the parquet files (mlplatform/duckdb_offline_store.py)
+            # point-in-time joins as DuckDB ASOF joins over the parquet files (duckdb_offline_store.py)
             "offline_store": {"type": DUCKDB_OFFLINE_STORE},
         }
 

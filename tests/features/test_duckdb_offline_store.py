@@ -24,7 +24,13 @@ DAY = pd.Timestamp("2026-03-01")
 def customer_rows() -> pd.DataFrame:
     """Daily rows for c1 (days 0-5) and c2 (day 0 only: expires after the ttl); c3 has none."""
     rows = [
-        {"customer_id": "c1", "feature_ts": DAY + timedelta(days=d), "txn_count": d, "avg": d * 1.5, "home": "DE"}
+        {
+            "customer_id": "c1",
+            "feature_ts": DAY + timedelta(days=d),
+            "txn_count": d,
+            "avg": d * 1.5,
+            "home": "DE",
+        }
         for d in range(6)
     ]
     rows.append({"customer_id": "c2", "feature_ts": DAY, "txn_count": 7, "avg": None, "home": "FR"})
@@ -91,8 +97,14 @@ def build_store(tmp_path, offline_store: dict) -> FeatureStore:
         name="customer_stats",
         entities=[customer],
         ttl=TTL,
-        schema=[Field(name="txn_count", dtype=Int64), Field(name="avg", dtype=Float64), Field(name="home", dtype=String)],
-        source=FileSource(name="customers", path=str(data / "customers.parquet"), timestamp_field="feature_ts"),
+        schema=[
+            Field(name="txn_count", dtype=Int64),
+            Field(name="avg", dtype=Float64),
+            Field(name="home", dtype=String),
+        ],
+        source=FileSource(
+            name="customers", path=str(data / "customers.parquet"), timestamp_field="feature_ts"
+        ),
     )
     merchant_stats = FeatureView(
         name="merchant_stats",
@@ -131,6 +143,7 @@ def bare_asof(tmp_path) -> pd.DataFrame:
     """The reference: one DuckDB statement, independent of Feast."""
     data = tmp_path / "data"
     ttl = f"interval {TTL.days} days"
+    c_fresh = f"c.feature_ts >= e.event_timestamp - {ttl}"
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
     entity_rows = events().assign(row=range(len(events())))
@@ -138,9 +151,9 @@ def bare_asof(tmp_path) -> pd.DataFrame:
     return con.execute(
         f"""
         select e.customer_id, e.merchant_id, e.event_timestamp, e.amount,
-          case when c.feature_ts >= e.event_timestamp - {ttl} then c.txn_count end as customer_stats__txn_count,
-          case when c.feature_ts >= e.event_timestamp - {ttl} then c.avg end as customer_stats__avg,
-          case when c.feature_ts >= e.event_timestamp - {ttl} then c.home end as customer_stats__home,
+          case when {c_fresh} then c.txn_count end as customer_stats__txn_count,
+          case when {c_fresh} then c.avg end as customer_stats__avg,
+          case when {c_fresh} then c.home end as customer_stats__home,
           case when m.feature_ts >= e.event_timestamp - {ttl} then m.risk end as merchant_stats__risk,
           e.amount * 2 as doubled__amount_x2
         from entity_rows as e
@@ -149,7 +162,8 @@ def bare_asof(tmp_path) -> pd.DataFrame:
           on c.customer_id = e.customer_id and e.event_timestamp >= c.feature_ts
         asof left join (select merchant_id, feature_ts::timestamptz as feature_ts, risk
                         from '{data}/merchants.parquet'
-                        qualify row_number() over (partition by merchant_id, feature_ts order by created_ts desc) = 1) as m
+                        qualify row_number() over (
+                          partition by merchant_id, feature_ts order by created_ts desc) = 1) as m
           on m.merchant_id = e.merchant_id and e.event_timestamp >= m.feature_ts
         order by e.row
         """
@@ -170,7 +184,16 @@ def test_point_in_time_values_equal_a_bare_duckdb_asof_join(duckdb_store, tmp_pa
     pd.testing.assert_frame_equal(by_feast, expected, check_dtype=False)
 
     # what the join must get right, spelled out
-    assert by_feast["customer_stats__txn_count"].isna().tolist() == [True, False, False, False, False, True, True, True]
+    assert by_feast["customer_stats__txn_count"].isna().tolist() == [
+        True,
+        False,
+        False,
+        False,
+        False,
+        True,
+        True,
+        True,
+    ]
     assert by_feast["customer_stats__txn_count"][1] == 1  # the row stamped exactly at the event
     assert by_feast["merchant_stats__risk"].tolist()[1] == 21  # the later created of two rows
     assert by_feast["doubled__amount_x2"][2:4].tolist() == [14.0, 16.0]  # same second, own request data
@@ -178,7 +201,9 @@ def test_point_in_time_values_equal_a_bare_duckdb_asof_join(duckdb_store, tmp_pa
 
 
 def test_short_feature_names(duckdb_store):
-    short = duckdb_store.get_historical_features(entity_df=events(), features=["customer_stats:txn_count"]).to_df()
+    short = duckdb_store.get_historical_features(
+        entity_df=events(), features=["customer_stats:txn_count"]
+    ).to_df()
     assert list(short.columns) == [*events().columns, "txn_count"]
     assert short["txn_count"].tolist()[1:4] == [1, 2, 2]
 
@@ -189,7 +214,9 @@ def test_agrees_with_feasts_file_store_where_that_store_keeps_the_event(duckdb_s
     file_store = build_store(tmp_path, {"type": "file"})
     features = [f for f in FEATURES if not f.startswith("doubled")]
     unique = events().drop_duplicates(["customer_id", "merchant_id", "event_timestamp"])
-    by_file = file_store.get_historical_features(entity_df=unique, features=features, full_feature_names=True).to_df()
+    by_file = file_store.get_historical_features(
+        entity_df=unique, features=features, full_feature_names=True
+    ).to_df()
     by_duckdb = duckdb_store.get_historical_features(
         entity_df=unique, features=features, full_feature_names=True
     ).to_df()
