@@ -246,7 +246,55 @@ def spine(entities: pa.Table, keys: list[str]) -> pa.Table:
     )
 
 
+def pull_all(
+    config: RepoConfig,
+    data_source: DataSource,
+    join_key_columns: list[str],
+    feature_name_columns: list[str],
+    timestamp_field: str,
+    created_timestamp_column: str | None = None,
+    start_date: datetime | None = None,
+    end_date: datetime | None = None,
+    latest: bool = False,
+) -> RetrievalJob:
+    """Rows of a source with the timestamp in [start_date, end_date] (either bound optional), with
+    `latest` only each entity's newest (the created timestamp breaks ties). Timestamps come as UTC
+    TIMESTAMPTZ, as Feast's file store gives them; a view without entities gets Feast's dummy entity."""
+    timestamps = [timestamp_field, *([created_timestamp_column] if created_timestamp_column else [])]
+    columns = [
+        *(quoted(c) for c in dict.fromkeys([*join_key_columns, *feature_name_columns])),
+        *(f"{quoted(c)}::timestamptz as {quoted(c)}" for c in timestamps),
+    ]
+    if not join_key_columns:
+        columns.append(f"{literal(DUMMY_ENTITY_VAL)} as {quoted(DUMMY_ENTITY_ID)}")
+    bounds = [
+        *(
+            [f"{quoted(timestamp_field)}::timestamptz >= {timestamp_literal(start_date)}"]
+            if start_date
+            else []
+        ),
+        *([f"{quoted(timestamp_field)}::timestamptz <= {timestamp_literal(end_date)}"] if end_date else []),
+    ]
+    sql = f"select {', '.join(columns)} from {source_relation(config, data_source)}"
+    if bounds:
+        sql += f" where {' and '.join(bounds)}"
+    if latest and join_key_columns:
+        order = [timestamp_field, *([created_timestamp_column] if created_timestamp_column else [])]
+        sql += (
+            f" qualify row_number() over (partition by {', '.join(quoted(k) for k in join_key_columns)} "
+            f"order by {', '.join(f'{quoted(c)} desc' for c in order)}) = 1"
+        )
+
+    def query() -> pa.Table:
+        with connect(config) as con:
+            return con.execute(sql).to_arrow_table()
+
+    return DuckDBRetrievalJob(query, full_feature_names=False)
+
+
 class DuckDBOfflineStore(OfflineStore):
+    pull_all_from_table_or_query = staticmethod(pull_all)
+
     @staticmethod
     def get_historical_features(
         config: RepoConfig,
@@ -311,17 +359,7 @@ class DuckDBOfflineStore(OfflineStore):
         end_date: datetime,
     ) -> RetrievalJob:
         """Each entity's newest row with its timestamp in [start_date, end_date]."""
-        order = [
-            quoted(timestamp_field),
-            *([quoted(created_timestamp_column)] if created_timestamp_column else []),
-        ]
-        latest = (
-            f"qualify row_number() over (partition by {', '.join(quoted(k) for k in join_key_columns)} "
-            f"order by {', '.join(f'{c} desc' for c in order)}) = 1"
-            if join_key_columns
-            else ""
-        )
-        return pull(
+        return pull_all(
             config,
             data_source,
             join_key_columns,
@@ -330,68 +368,5 @@ class DuckDBOfflineStore(OfflineStore):
             created_timestamp_column,
             start_date,
             end_date,
-            latest,
+            latest=True,
         )
-
-    @staticmethod
-    def pull_all_from_table_or_query(
-        config: RepoConfig,
-        data_source: DataSource,
-        join_key_columns: list[str],
-        feature_name_columns: list[str],
-        timestamp_field: str,
-        created_timestamp_column: str | None = None,
-        start_date: datetime | None = None,
-        end_date: datetime | None = None,
-    ) -> RetrievalJob:
-        """Every row with its timestamp in [start_date, end_date] (either bound optional)."""
-        return pull(
-            config,
-            data_source,
-            join_key_columns,
-            feature_name_columns,
-            timestamp_field,
-            created_timestamp_column,
-            start_date,
-            end_date,
-        )
-
-
-def pull(
-    config: RepoConfig,
-    data_source: DataSource,
-    join_key_columns: list[str],
-    feature_name_columns: list[str],
-    timestamp_field: str,
-    created_timestamp_column: str | None,
-    start_date: datetime | None,
-    end_date: datetime | None,
-    qualify: str = "",
-) -> RetrievalJob:
-    """Rows of a source between two times (timestamps as UTC TIMESTAMPTZ, as Feast's file store gives
-    them); a view without entities gets Feast's dummy entity column."""
-    timestamps = [timestamp_field, *([created_timestamp_column] if created_timestamp_column else [])]
-    columns = [
-        *(quoted(c) for c in dict.fromkeys([*join_key_columns, *feature_name_columns])),
-        *(f"{quoted(c)}::timestamptz as {quoted(c)}" for c in timestamps),
-    ]
-    if not join_key_columns:
-        columns.append(f"{literal(DUMMY_ENTITY_VAL)} as {quoted(DUMMY_ENTITY_ID)}")
-    bounds = [
-        *(
-            [f"{quoted(timestamp_field)}::timestamptz >= {timestamp_literal(start_date)}"]
-            if start_date
-            else []
-        ),
-        *([f"{quoted(timestamp_field)}::timestamptz <= {timestamp_literal(end_date)}"] if end_date else []),
-    ]
-    sql = f"select {', '.join(columns)} from {source_relation(config, data_source)}"
-    if bounds:
-        sql += f" where {' and '.join(bounds)}"
-    sql += f" {qualify}"
-
-    def query() -> pa.Table:
-        with connect(config) as con:
-            return con.execute(sql).to_arrow_table()
-
-    return DuckDBRetrievalJob(query, full_feature_names=False)
