@@ -123,7 +123,7 @@ class DuckDBRetrievalJob(RetrievalJob):
     def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
         table = self._query()
         for view in self._on_demand:
-            computed = view.transform_arrow(table.select(view_inputs(view, table)), self.full_feature_names)
+            computed = view.transform_arrow(view_inputs(view, table), self.full_feature_names)
             for column in self.requested_outputs(view):
                 table = table.append_column(column, computed[column])
         return table
@@ -140,9 +140,10 @@ class DuckDBRetrievalJob(RetrievalJob):
         return [f"{name}__{feature}" if self.full_feature_names else feature for feature in features]
 
 
-def view_inputs(view: OnDemandFeatureView, table: pa.Table) -> list[str]:
+def view_inputs(view: OnDemandFeatureView, table: pa.Table) -> pa.Table:
     """The columns of `table` an on-demand view reads: its request data, its sources' features (by full
-    or short name)."""
+    or short name). Timestamps at DuckDB's microseconds: a python-mode view then gets `datetime`s, not
+    pandas `Timestamp`s (about 1 us per value less to build)."""
     names = set(view.get_request_data_schema())
     for projection in view.source_feature_view_projections.values():
         for feature in projection.features:
@@ -151,7 +152,12 @@ def view_inputs(view: OnDemandFeatureView, table: pa.Table) -> list[str]:
                 f"{projection.name}__{feature.name}",
                 f"{projection.name_to_use()}__{feature.name}",
             }
-    return [column for column in table.column_names if column in names]
+    inputs = table.select([column for column in table.column_names if column in names])
+    for i, field in enumerate(inputs.schema):
+        if pa.types.is_timestamp(field.type) and field.type.unit == "ns":
+            micros = pc.cast(inputs[i], pa.timestamp("us", tz=field.type.tz), safe=False)
+            inputs = inputs.set_column(i, field.name, micros)
+    return inputs
 
 
 class ViewJoin:
@@ -179,9 +185,10 @@ class ViewJoin:
         self.created = source.created_timestamp_column or None
         self.ttl = view.ttl if view.ttl and view.ttl > timedelta(0) else None
 
-    def subquery(self, config: RepoConfig, latest_event: datetime) -> str:
-        """The view's rows that can match some event (not newer than the newest one), keys and features
-        only; among rows sharing keys and timestamp, the one created last."""
+    def subquery(self, config: RepoConfig, events_from: datetime, events_to: datetime) -> str:
+        """The view's rows that can give some event a value (not newer than the newest event, not older
+        than the oldest event's ttl allows), keys and features only; among rows sharing keys and
+        timestamp, the one created last."""
         columns = [
             *(f"{quoted(column)} as k{i}" for i, (column, _) in enumerate(self.keys)),
             f"{quoted(self.timestamp)}::timestamptz as ts",
@@ -189,8 +196,12 @@ class ViewJoin:
         ]
         sql = (
             f"select {', '.join(columns)} from {source_relation(config, self.source)} "
-            f"where {quoted(self.timestamp)}::timestamptz <= {timestamp_literal(latest_event)}"
+            f"where {quoted(self.timestamp)}::timestamptz <= {timestamp_literal(events_to)}"
         )
+        if self.ttl is not None:
+            sql += (
+                f" and {quoted(self.timestamp)}::timestamptz >= {timestamp_literal(events_from - self.ttl)}"
+            )
         if self.created:
             keys = ", ".join(quoted(column) for column, _ in self.keys) or "1"
             sql += (
@@ -199,10 +210,11 @@ class ViewJoin:
             )
         return sql
 
-    def join(self, config: RepoConfig, latest_event: datetime) -> str:
+    def join(self, config: RepoConfig, events_from: datetime, events_to: datetime) -> str:
         on = [f"{self.alias}.k{i} = e.{quoted(column)}" for i, (_, column) in enumerate(self.keys)]
         on.append(f"e.{TIME} >= {self.alias}.ts")
-        return f"asof left join ({self.subquery(config, latest_event)}) as {self.alias} on {' and '.join(on)}"
+        rows = self.subquery(config, events_from, events_to)
+        return f"asof left join ({rows}) as {self.alias} on {' and '.join(on)}"
 
     def selections(self) -> list[str]:
         """Each feature, null when the matched row is older than the ttl."""
@@ -287,7 +299,7 @@ def pull_all(
 
     def query() -> pa.Table:
         with connect(config) as con:
-            return con.execute(sql).to_arrow_table()
+            return con.sql(sql).to_arrow_table()
 
     return DuckDBRetrievalJob(query, full_feature_names=False)
 
@@ -321,15 +333,15 @@ class DuckDBOfflineStore(OfflineStore):
         first, last = (bounds[side].as_py() for side in ("min", "max"))
 
         def query() -> pa.Table:
-            latest = last or datetime.now(UTC)
+            now = datetime.now(UTC)
             selections = [f"e.{ROW}", *(s for j in joins for s in j.selections())]
             sql = (
                 f"select {', '.join(selections)} from events as e "
-                f"{' '.join(j.join(config, latest) for j in joins)} order by e.{ROW}"
+                f"{' '.join(j.join(config, first or now, last or now) for j in joins)} order by e.{ROW}"
             )
             with connect(config) as con:
                 con.register("events", events)
-                features: pa.Table = con.execute(sql).to_arrow_table()
+                features: pa.Table = con.sql(sql).to_arrow_table()
             result = entities
             for name in features.column_names[1:]:
                 result = result.append_column(name, features[name])
