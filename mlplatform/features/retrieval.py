@@ -57,7 +57,7 @@ def historical_features(store: "FeatureStore", events: pd.DataFrame, service: st
         ).to_df()
         # the events' own columns as given (Feast makes every datetime column tz-aware on the way in)
         added = result[[c for c in result.columns if c not in events.columns]]
-        return pd.concat([events.reset_index(drop=True), added], axis=1)
+        return pd.concat([events.reset_index(drop=True), added], axis=1, copy=False)
     return per_view(store, events, service)
 
 
@@ -98,6 +98,7 @@ def features_as_of_events(store: "FeatureStore", rows: pd.DataFrame, service: st
     What training sets and batch predictions both use, so their features are computed the same way."""
     events = rows.assign(event_ts=rows["event_ts"].dt.tz_localize("UTC"))
     events[EVENT_TIME] = events["event_ts"]  # event_ts is also the on-demand view's request input
-    features = historical_features(store, events, service).drop(columns=[EVENT_TIME])
+    features = historical_features(store, events, service)
+    del features[EVENT_TIME]
     features["event_ts"] = features["event_ts"].dt.tz_convert("UTC").dt.tz_localize(None)
     return features
