@@ -30,8 +30,9 @@ def chunk_events(store: "FeatureStore") -> int:
 
 
 def keeps_every_event(store: "FeatureStore") -> bool:
-    """Whether the store's offline store returns each entity row once, in order, whatever its features
-    (the DuckDB offline store does; Feast's file and Postgres stores do not)."""
+    """Whether the store's offline store returns each entity row once, in order, whatever its features,
+    for any number of events (the DuckDB offline store does; Feast's file store does not, and Postgres
+    needs small chunks)."""
     from mlplatform.duckdb_offline_store import DuckDBOfflineStoreConfig
 
     return isinstance(store.config.offline_store, DuckDBOfflineStoreConfig)
@@ -41,13 +42,14 @@ def historical_features(store: "FeatureStore", events: pd.DataFrame, service: st
     """`events` plus every feature of `service` as of each event's `event_timestamp` (full feature names).
 
     On the DuckDB offline store (local profile) this is one `get_historical_features` call for the whole
-    service: one ASOF join per view for all events, which keeps every event once, in order; Feast runs the
-    on-demand views on the result. Other offline stores go through `per_view`: asking Feast's file store
-    for all events at once loses events (it drops an event when any one view has no earlier row, a
-    merchant's first day, and keeps one event per (join keys, time), so two transactions of one customer
-    in the same second would share request-time features), and Postgres needs small chunks to stay on a
-    fast plan. `per_view` asks for each view's distinct (join keys, time) pairs in chunks (`chunk_events`),
-    merges them back on exactly those keys, then runs each on-demand view per event.
+    service: one ASOF join per view for all events, which keeps every event once, in order; then each
+    on-demand view's own transformation runs on its inputs. Other offline stores go through `per_view`:
+    asking Feast's file store for all events at once loses events (it drops an event when any one view
+    has no earlier row, a merchant's first day, and keeps one event per (join keys, time), so two
+    transactions of one customer in the same second would share request-time features), and Postgres
+    needs small chunks to stay on a fast plan. `per_view` asks for each view's distinct (join keys, time)
+    pairs in chunks (`chunk_events`), merges them back on exactly those keys, then runs each on-demand
+    view per event.
     """
     events = events.assign(**{EVENT_TIME: pd.to_datetime(events[EVENT_TIME], utc=True)})
     if keeps_every_event(store):
