@@ -9,8 +9,8 @@ if TYPE_CHECKING:  # feast takes seconds to import: paid by the steps that retri
     from feast import FeatureStore
 
 EVENT_TIME = "event_timestamp"
-# Feast's file store joins each event with every row of its entity before filtering by time, so memory
-# grows with events x days of history (16.5 GB for 1M events over 42 days): ask for bounded chunks.
+# Feast's file store (no longer the local profile's) joins each event with every row of its entity before
+# filtering by time, so memory grows with events x days of history (16.5 GB for 1M events over 42 days).
 CHUNK_EVENTS = 100_000
 # Feast's Postgres store: its point-in-time SQL estimates one row for its CTEs, and past a few thousand
 # events Postgres switches to a nested loop that grows quadratically (measured: 4,000 events 1.1 s,
@@ -29,17 +29,43 @@ def chunk_events(store: "FeatureStore") -> int:
     return CHUNK_EVENTS
 
 
+def keeps_every_event(store: "FeatureStore") -> bool:
+    """Whether the store's offline store returns each entity row once, in order, whatever its features,
+    for any number of events (the DuckDB offline store does; Feast's file store does not, and Postgres
+    needs small chunks)."""
+    from mlplatform.duckdb_offline_store import DuckDBOfflineStoreConfig
+
+    return isinstance(store.config.offline_store, DuckDBOfflineStoreConfig)
+
+
 def historical_features(store: "FeatureStore", events: pd.DataFrame, service: str) -> pd.DataFrame:
     """`events` plus every feature of `service` as of each event's `event_timestamp` (full feature names).
 
-    Feast does the point-in-time join of each feature view, on the distinct (join keys, time) pairs in
-    chunks (`chunk_events`), merged back on exactly those keys; then each on-demand view's own
-    transformation runs per event. Asking Feast for all events at once loses events: its file offline
-    store drops an event when any one view has no earlier row (a merchant's first day), and keeps one
-    event per (join keys, time), so two transactions of one customer in the same second would share
-    request-time features.
+    On the DuckDB offline store (local profile) this is one `get_historical_features` call for the whole
+    service: one ASOF join per view for all events, which keeps every event once, in order; then each
+    on-demand view's own transformation runs on its inputs. Other offline stores go through `per_view`:
+    asking Feast's file store for all events at once loses events (it drops an event when any one view
+    has no earlier row, a merchant's first day, and keeps one event per (join keys, time), so two
+    transactions of one customer in the same second would share request-time features), and Postgres
+    needs small chunks to stay on a fast plan. `per_view` asks for each view's distinct (join keys, time)
+    pairs in chunks (`chunk_events`), merges them back on exactly those keys, then runs each on-demand
+    view per event.
     """
-    result = events.assign(**{EVENT_TIME: pd.to_datetime(events[EVENT_TIME], utc=True)})
+    events = events.assign(**{EVENT_TIME: pd.to_datetime(events[EVENT_TIME], utc=True)})
+    if keeps_every_event(store):
+        features = store.get_feature_service(service)
+        result = store.get_historical_features(
+            entity_df=events, features=features, full_feature_names=True
+        ).to_df()
+        # the events' own columns as given (Feast makes every datetime column tz-aware on the way in)
+        added = result[[c for c in result.columns if c not in events.columns]]
+        return pd.concat([events.reset_index(drop=True), added], axis=1, copy=False)
+    return per_view(store, events, service)
+
+
+def per_view(store: "FeatureStore", events: pd.DataFrame, service: str) -> pd.DataFrame:
+    """`historical_features` on an offline store that may drop or merge events (see there)."""
+    result = events
     chunk = chunk_events(store)
     on_demand = []
     for projection in store.get_feature_service(service).feature_view_projections:
@@ -74,6 +100,7 @@ def features_as_of_events(store: "FeatureStore", rows: pd.DataFrame, service: st
     What training sets and batch predictions both use, so their features are computed the same way."""
     events = rows.assign(event_ts=rows["event_ts"].dt.tz_localize("UTC"))
     events[EVENT_TIME] = events["event_ts"]  # event_ts is also the on-demand view's request input
-    features = historical_features(store, events, service).drop(columns=[EVENT_TIME])
+    features = historical_features(store, events, service)
+    del features[EVENT_TIME]
     features["event_ts"] = features["event_ts"].dt.tz_convert("UTC").dt.tz_localize(None)
     return features

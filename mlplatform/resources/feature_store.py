@@ -28,6 +28,7 @@ from mlplatform.resources.postgres import PostgresConnection
 from mlplatform.settings import FEATURE_REPO_DIR
 
 PROJECT = "mlplatform"
+DUCKDB_OFFLINE_STORE = "mlplatform.duckdb_offline_store.DuckDBOfflineStore"  # by name: no feast import here
 COMMON_CONFIG = {
     "project": PROJECT,
     "provider": "local",
@@ -106,7 +107,8 @@ class FeastFeatureStore(ConfigurableResource):
 
 
 class LocalFeastFeatureStore(FeastFeatureStore):
-    """Local profile: parquet offline store written by dbt, SQLite online store, file registry."""
+    """Local profile: parquet files dbt writes, read by the DuckDB offline store; SQLite online store; file
+    registry."""
 
     state_dir: str
 
@@ -119,7 +121,8 @@ class LocalFeastFeatureStore(FeastFeatureStore):
         return {
             "registry": {"registry_type": "file", "path": str(self.feast_dir / "registry.db")},
             "online_store": {"type": "sqlite", "path": str(self.feast_dir / "online_store.db")},
-            "offline_store": {"type": "file"},
+            # point-in-time joins as DuckDB ASOF joins over the parquet files (duckdb_offline_store.py)
+            "offline_store": {"type": DUCKDB_OFFLINE_STORE},
         }
 
     def source_factory(self, repo: ModuleType) -> Callable[[str], "DataSource"]:

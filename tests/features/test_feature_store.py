@@ -77,21 +77,22 @@ def test_training_set_joins_the_features_valid_at_each_event(built):
     assert checked > len(rows) / 2
 
 
-def test_retrieval_in_chunks_gives_the_same_rows_as_in_one_go(built, monkeypatch):
-    """Feast gets events in bounded chunks (its file store's memory grows with events x history)."""
+def test_one_call_on_the_duckdb_store_gives_the_rows_of_the_per_view_chunked_path(built, monkeypatch):
+    """The local profile asks the DuckDB offline store once for the whole service; other stores go view by
+    view, on distinct (keys, time) events, in chunks: both give the same rows."""
     from mlplatform.features import retrieval
 
     resources = built[1]
     labels = mart(resources["warehouse"], "training_labels").head(3_000)
     spine = labels.drop(columns=["home_country", "category"])
     store = resources["feature_store"].store()
+    assert retrieval.keeps_every_event(store)
     whole = retrieval.features_as_of_events(store, spine, "fraud_model_v1")
+    assert whole["transaction_id"].tolist() == spine["transaction_id"].tolist()  # every event, in order
+    monkeypatch.setattr(retrieval, "keeps_every_event", lambda store: False)
     monkeypatch.setattr(retrieval, "CHUNK_EVENTS", 700)
     chunked = retrieval.features_as_of_events(store, spine, "fraud_model_v1")
-    pd.testing.assert_frame_equal(
-        chunked.sort_values("transaction_id", ignore_index=True),
-        whole.sort_values("transaction_id", ignore_index=True),
-    )
+    pd.testing.assert_frame_equal(chunked, whole)
 
 
 def test_online_store_serves_each_entitys_newest_offline_row(built):
