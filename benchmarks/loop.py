@@ -20,7 +20,6 @@ Figures (JSON in benchmarks/results/loop.json), per landed day:
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -38,7 +37,6 @@ from dagster import (
     RunsFilter,
     build_sensor_context,
 )
-from dagster._core.instance.ref import InstanceRef
 
 from mlplatform.settings import PARTITIONS_START_ENV_VAR, PROJECT_ROOT
 
@@ -55,11 +53,8 @@ from mlplatform.resources import LandingZone
 from mlplatform.resources.model_registry import CHAMPION
 from mlplatform.training.fraud_model import MODEL_NAME
 from tests.prod.services import (
-    TELEMETRY_OFF,
-    free_port,
-    http_ok,
+    local_loop,
     materialized_at,
-    process,
     served_champion,
     wait_until,
 )
@@ -180,28 +175,10 @@ def main() -> None:
             built = materialize_all(state, instance)
             build_s = time.perf_counter() - started
             assert not built.runs_failed, built.format()
-        shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
-        env = {
-            **os.environ,
-            **TELEMETRY_OFF,
-            "DAGSTER_HOME": str(home),
-            "MLPLATFORM_STATE_DIR": str(state),
-            "MLPLATFORM_PROFILE": "local",
-        }
-        instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
         registry = build_resources(profile="local", state=state)["model_registry"]
         champion_before = registry.version_for(MODEL_NAME, CHAMPION)
-        port = free_port()
-        api = [str(BIN / "mlplatform"), "serve", "--host", "127.0.0.1", "--port", str(port)]
-        daemon = [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"]
-        logs = Path(tmp) / "logs"
-        logs.mkdir()
         days: dict[str, dict] = {}
-        with (
-            process(api, env, logs / "api.log"),
-            process(daemon, env, logs / "daemon.log", cwd=PROJECT_ROOT),
-        ):
-            wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/ready"), 180, "the prediction API")
+        with local_loop(state, Path(tmp) / "logs") as (instance, port, _):
             wait_until_idle(instance)
             normal_day = config.start_date + timedelta(days=config.days)
             for name, day, drift in (

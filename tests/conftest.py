@@ -125,6 +125,15 @@ def copy_state(built: Path, target: Path) -> Path:
     return target
 
 
+def copy_applied_state(built: Path, target: Path) -> tuple[Path, dict]:
+    """A private copy of a built state and the local profile's resources on it, with the Feast registry
+    applied again (the copied registry still points at the original's files)."""
+    state = copy_state(built, target)
+    resources = build_resources(profile="local", state=state)
+    resources["feature_store"].apply()
+    return state, resources
+
+
 def run_assets(assets, resources, instance, partition_key=None, selection=None):
     """Materialize in process, like a run launched from the UI, without raising on a failed step."""
     from mlplatform.definitions import all_checks

@@ -7,7 +7,6 @@ the online store after the day came in); a drifted day then ends with a new cham
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -17,21 +16,16 @@ from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
-from dagster._core.instance.ref import InstanceRef
 
 from mlplatform.automation import TRIGGER_TAG
 from mlplatform.datagen import DriftConfig, generate
-from mlplatform.profiles import build_resources
 from mlplatform.resources.model_registry import CHAMPION
 from mlplatform.settings import PROJECT_ROOT
 from mlplatform.training.fraud_model import MODEL_NAME
-from tests.conftest import MEDIUM, copy_state
+from tests.conftest import MEDIUM, copy_applied_state
 from tests.prod.services import (
-    TELEMETRY_OFF,
-    free_port,
-    http_ok,
+    local_loop,
     materialized_at,
-    process,
     served_champion,
     wait_until,
 )
@@ -70,32 +64,14 @@ def day_runs(instance: DagsterInstance, day: str) -> list:
 def test_under_the_daemon_a_killed_day_is_retried_and_a_drifted_day_ends_with_a_new_champion_served(
     built_state, tmp_path
 ):
-    state = copy_state(built_state[0], tmp_path / "state")
-    resources = build_resources(profile="local", state=state)
-    resources["feature_store"].apply()  # the copied registry still points at the original's files
+    state, resources = copy_applied_state(built_state[0], tmp_path / "state")
     registry = resources["model_registry"]
     champion_before = registry.version_for(MODEL_NAME, CHAMPION)
-    home = state / "dagster"
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
-    env = {
-        **os.environ,
-        **TELEMETRY_OFF,
-        "DAGSTER_HOME": str(home),
-        "MLPLATFORM_STATE_DIR": str(state),
-        "MLPLATFORM_PROFILE": "local",
-    }
-    instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
-    assert instance.run_monitoring_enabled and instance.run_retries_enabled
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    port = free_port()
-    api = [str(BIN / "mlplatform"), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    daemon = [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"]
     normal_day = MEDIUM.start_date + timedelta(days=MEDIUM.days)
     drifted_day = normal_day + timedelta(days=1)
 
-    with process(api, env, logs / "api.log"), process(daemon, env, logs / "daemon.log", cwd=PROJECT_ROOT):
-        wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/ready"), 180, "the prediction API")
+    with local_loop(state, tmp_path / "logs") as (instance, port, env):
+        assert instance.run_monitoring_enabled and instance.run_retries_enabled
 
         # a normal day: kill its run's worker once the day's files are in, before the marts are rebuilt
         generate(replace(MEDIUM, start_date=normal_day, days=1), state / "landing")

@@ -9,10 +9,9 @@ import pytest
 from mlplatform.datagen import DriftConfig, generate
 from mlplatform.definitions import build_definitions
 from mlplatform.loop_driver import LoopDriver
-from mlplatform.profiles import build_resources
 from mlplatform.resources.model_registry import CHAMPION
 from mlplatform.training.fraud_model import MODEL_NAME
-from tests.conftest import MEDIUM, built_instance, copy_state
+from tests.conftest import MEDIUM, built_instance, copy_applied_state
 
 pytestmark = pytest.mark.e2e
 # what `mlplatform generate-data --next-day --drift-amount-shift 2 --drift-new-fraud-pattern
@@ -27,9 +26,7 @@ def by_trigger(driver: LoopDriver, trigger: str) -> list:
 def test_a_normal_day_flows_through_without_retraining_and_a_drifted_day_retrains_and_promotes(
     built_state, tmp_path
 ):
-    state = copy_state(built_state[0], tmp_path / "state")
-    resources = build_resources(profile="local", state=state)
-    resources["feature_store"].apply()  # the copied registry still points at the original's files
+    state, resources = copy_applied_state(built_state[0], tmp_path / "state")
     registry = resources["model_registry"]
     champion_before = registry.version_for(MODEL_NAME, CHAMPION)
     next_day = MEDIUM.start_date + timedelta(days=MEDIUM.days)

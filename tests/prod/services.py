@@ -8,6 +8,7 @@ server and run workers, MLflow's workers).
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -157,3 +158,31 @@ def materialized_at(instance, asset: str, partition: str | None = None) -> float
         ascending=False,
     )
     return records[0].timestamp if records else None
+
+
+@contextmanager
+def local_loop(state: Path, logs: Path) -> Iterator[tuple]:
+    """The local profile's loop on a built `state`, as `make dev` runs it: `dagster-daemon run` with the
+    project's dagster.yaml, and the prediction API (`mlplatform serve`) as processes. Yields the state's
+    Dagster instance, the API's port and the processes' environment; stops both on exit."""
+    from dagster import DagsterInstance
+    from dagster._core.instance.ref import InstanceRef
+
+    from mlplatform.settings import PROJECT_ROOT
+
+    home = state / "dagster"
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    env = {
+        **os.environ,
+        **TELEMETRY_OFF,
+        "DAGSTER_HOME": str(home),
+        "MLPLATFORM_STATE_DIR": str(state),
+        "MLPLATFORM_PROFILE": "local",
+    }
+    logs.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    api = [str(BIN / "mlplatform"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    daemon = [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"]
+    with process(api, env, logs / "api.log"), process(daemon, env, logs / "daemon.log", cwd=PROJECT_ROOT):
+        wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/ready"), 180, "the prediction API")
+        yield DagsterInstance.from_ref(InstanceRef.from_dir(str(home))), port, env
