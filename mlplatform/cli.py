@@ -278,11 +278,22 @@ def routing(mode: str | None, challenger_percent: float, threshold: float | None
     from mlplatform.profiles import build_resources
     from mlplatform.serving.routing import RoutingFile
 
-    routing_file = RoutingFile(Path(build_resources()["serving"].routing_file))
+    resources = build_resources()
+    routing_file = RoutingFile(Path(resources["serving"].routing_file))
     if policy is None:
         click.echo(routing_file.current().model_dump_json(indent=2))
         return
     click.echo(f"routing is now: {routing_file.write(policy).model_dump_json()}")
+    if policy.mode != "champion_only":
+        from mlplatform.resources.model_registry import CHALLENGER
+        from mlplatform.training.fraud_model import MODEL_NAME
+
+        if resources["model_registry"].version_for(MODEL_NAME, CHALLENGER) is None:
+            click.echo(
+                f"warning: no {MODEL_NAME} version carries the `{CHALLENGER}` alias: every request is "
+                f"served by the champion until one does ({policy.mode} takes effect then)",
+                err=True,
+            )
 
 
 @main.command()

@@ -66,3 +66,14 @@ def test_the_routing_file_is_followed_when_it_changes_and_a_broken_one_keeps_the
     assert "not a valid routing policy" in other_reader.error
     routing.path.unlink()
     assert other_reader.current() == RoutingPolicy() and other_reader.error is None
+
+
+def test_a_split_without_a_challenger_is_written_with_a_warning(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from mlplatform.cli import main
+
+    monkeypatch.setenv("MLPLATFORM_STATE_DIR", str(tmp_path))
+    result = CliRunner().invoke(main, ["routing", "--mode", "canary", "--percent", "10"])
+    assert result.exit_code == 0 and '"mode":"canary"' in result.stdout
+    assert "no fraud_model version carries the `challenger` alias" in result.stderr
