@@ -5,8 +5,14 @@ Runs go through a real Dagster instance (the one under `$DAGSTER_HOME`), so the 
 the champion model, one scoring every landed day, one monitoring run per day of the last week.
 """
 
+import logging
+import os
 import shutil
+import sys
+import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -21,7 +27,9 @@ from mlplatform.ingestion.assets import raw_customers, raw_labels, raw_merchants
 from mlplatform.monitoring.assets import monitoring_assets
 from mlplatform.profiles import build_resources
 from mlplatform.resources import LandingZone, Warehouse
+from mlplatform.resources.model_registry import CHAMPION, ModelRegistry
 from mlplatform.streaming.health import streaming_assets
+from mlplatform.training.fraud_model import MODEL_NAME
 
 INGESTION = AssetSelection.assets(raw_customers, raw_merchants, raw_transactions, raw_labels)
 BATCH_SCORING = AssetSelection.assets(batch_predictions)
@@ -72,15 +80,17 @@ class DemoSummary:
             elif not was_judged(evaluation.metadata):
                 check = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
                 self.checks_not_judged.append((check, evaluation.metadata[NOT_JUDGED_REASON].value))
-            elif evaluation.asset_key in MONITORING_KEYS:
-                self.signals.append(f"{name} {evaluation.severity.value}")
+            elif evaluation.asset_key in MONITORING_KEYS:  # one line per check and severity
+                check = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+                self.signals.append(f"{check} {evaluation.severity.value}")
             else:
                 self.checks_failed.append(name)
 
     def format(self) -> str:
         assets = ", ".join(sorted(self.assets_materialized))
         lines = [
-            f"runs: {self.runs_succeeded} succeeded, {len(self.runs_failed)} failed {self.runs_failed or ''}",
+            f"runs: {self.runs_succeeded} succeeded, {len(self.runs_failed)} failed"
+            + (f": {', '.join(self.runs_failed)}" if self.runs_failed else ""),
             f"assets materialized: {len(self.assets_materialized)} ({assets})",
             f"checks: {self.checks_passed} passed, {len(self.checks_failed)} failed, "
             f"{len(self.checks_not_judged)} not judged (nothing to judge yet)",
@@ -90,7 +100,7 @@ class DemoSummary:
                 for check, n in Counter(check for check, _ in self.checks_not_judged).items()
             ),
             f"monitoring signals (also sent to the alert sink): {len(self.signals)}",
-            *(f"  {signal}" for signal in self.signals),
+            *(f"  {signal} x{n}" for signal, n in Counter(self.signals).items()),
             "rows per table:",
             *(f"  {table:<32} {rows:>10,}" for table, rows in self.table_rows.items()),
             f"state: {self.state} (landing/, quarantine/, warehouse.duckdb, dagster/, reports/index.html)",
@@ -98,9 +108,44 @@ class DemoSummary:
         return "\n".join(lines)
 
 
-def quiet_run(selection, resources: dict, instance: DagsterInstance, partition_key=None, tags=None):
-    """One in-process run of `selection` (with its checks) over the whole graph, logging warnings only:
-    the caller reports the outcome, and every event is still in the instance for the UI."""
+@dataclass
+class Progress:
+    """The demo's terminal output: a line per stage with the elapsed time; on a terminal, the step in
+    progress updates in place. While it is on, runs print nothing: their logs (dbt's and Feast's output
+    included) are in the run's logs in the UI, and the summary reports failures."""
+
+    live: bool = field(default_factory=lambda: sys.stdout.isatty())
+    started: float = field(default_factory=time.perf_counter)
+
+    def step(self, text: str) -> None:
+        if self.live:
+            print(f"\r\033[K  {text} ...", end="", flush=True)
+
+    def done(self, text: str) -> None:
+        elapsed = time.perf_counter() - self.started
+        clear = "\r\033[K" if self.live else ""  # the step line it replaces
+        print(f"{clear}[{elapsed:4.0f}s] {text}", flush=True)
+
+
+@contextmanager
+def silenced() -> Iterator[None]:
+    """Steps' output away from the terminal (Dagster still captures it into the run's logs), and
+    MLflow's notice that a python_model is pickled (it is, by design: `training/pyfunc.py`)."""
+    mlflow_logger = logging.getLogger("mlflow")
+    level = mlflow_logger.level
+    mlflow_logger.setLevel(logging.ERROR)
+    try:
+        with open(os.devnull, "w") as nowhere, redirect_stdout(nowhere), redirect_stderr(nowhere):
+            yield
+    finally:
+        mlflow_logger.setLevel(level)
+
+
+def quiet_run(
+    selection, resources: dict, instance: DagsterInstance, partition_key=None, tags=None, log_level="WARNING"
+):
+    """One in-process run of `selection` (with its checks) over the whole graph, logging from `log_level`
+    up: the caller reports the outcome, and every event is still in the instance for the UI."""
     from mlplatform.definitions import all_assets, all_checks  # the whole graph, bound to `resources`
 
     return materialize(
@@ -111,32 +156,59 @@ def quiet_run(selection, resources: dict, instance: DagsterInstance, partition_k
         instance=instance,
         raise_on_error=False,
         tags=tags,
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
 
 
 def materialize_all(
-    state: Path, instance: DagsterInstance, monitored_days: int = MONITORED_DAYS
+    state: Path,
+    instance: DagsterInstance,
+    monitored_days: int = MONITORED_DAYS,
+    progress: Progress | None = None,
 ) -> DemoSummary:
-    """Ingest every landed snapshot and day, build everything downstream, monitor the last days."""
+    """Ingest every landed snapshot and day, build everything downstream, monitor the last days.
+
+    With `progress`, a line per stage and nothing from the runs themselves (see `Progress`)."""
     resources = build_resources(state=state)
     landing: LandingZone = resources["landing_zone"]
     summary = DemoSummary(state=state)
 
     def run(label: str, selection, partition_key: str | None = None, tags: dict | None = None) -> None:
-        result = quiet_run(
-            selection, resources, instance, partition_key, {TRIGGER_TAG: "demo", **(tags or {})}
-        )
+        tags = {TRIGGER_TAG: "demo", **(tags or {})}
+        if progress is None:
+            result = quiet_run(selection, resources, instance, partition_key, tags)
+        else:
+            progress.step(label)
+            with silenced():
+                result = quiet_run(selection, resources, instance, partition_key, tags, "CRITICAL")
         summary.record(label, result)
 
-    for label, selection, partition_key in ingestion_runs(landing):
-        run(label, selection, partition_key)
-    run("downstream", AssetSelection.all() - INGESTION - BATCH_SCORING - MONITORING - STREAMING)
+    def done(text: str) -> None:
+        if progress is not None:
+            failed = f", {len(summary.runs_failed)} run(s) failed so far" if summary.runs_failed else ""
+            progress.done(text + failed)
+
+    ingestion = ingestion_runs(landing)
+    for n, (label, selection, partition_key) in enumerate(ingestion, start=1):
+        run(f"ingesting {label} ({n}/{len(ingestion)})", selection, partition_key)
+    done(f"ingested the snapshots and {len(ingestion) - 1} days, validated by Great Expectations")
+    run(
+        "building the marts (dbt), the feature store, the training set and the model",
+        AssetSelection.all() - INGESTION - BATCH_SCORING - MONITORING - STREAMING,
+    )
+    registry: ModelRegistry = resources["model_registry"]
+    champion = registry.version_for(MODEL_NAME, CHAMPION)
+    done(
+        "built the marts, the online store, the training set and the model: "
+        + (f"champion version {champion}" if champion else "no champion (the gates refused the model)")
+    )
     days = sorted(landing.landed_days("transactions"))
     if days:  # every landed day in one run, as a backfill does (the asset has a single-run policy)
-        run("batch scoring", BATCH_SCORING, tags=partition_range(days[0], days[-1]))
+        run("scoring every landed day", BATCH_SCORING, tags=partition_range(days[0], days[-1]))
+        done(f"scored {len(days)} days in batch")
     for day in days[-monitored_days:]:
         run(f"monitoring {day}", MONITORING, partition_key=day)
+    done(f"monitored the last {len(days[-monitored_days:])} days (drift, performance, report)")
     summary.table_rows = table_row_counts(resources["warehouse"])
     return summary
 
@@ -164,6 +236,10 @@ def run_demo(state: Path, config: GeneratorConfig, instance: DagsterInstance) ->
     for folder in ("landing", "quarantine"):
         shutil.rmtree(state / folder, ignore_errors=True)
     (state / "warehouse.duckdb").unlink(missing_ok=True)
+    progress = Progress()
     generated = generate(config, state / "landing")
-    print(f"generated {generated.rows} over {len(generated.days)} days into {state / 'landing'}")
-    return materialize_all(state, instance)
+    progress.done(
+        f"generated {len(generated.days)} days: "
+        + ", ".join(f"{rows:,} {table}" for table, rows in generated.rows.items())
+    )
+    return materialize_all(state, instance, progress=progress)
