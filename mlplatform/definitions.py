@@ -7,6 +7,7 @@ from dagster import (
     AutomationConditionSensorDefinition,
     DefaultSensorStatus,
     Definitions,
+    define_asset_job,
 )
 
 from mlplatform.features import feature_assets, feature_checks, online_feature_assets
@@ -61,6 +62,20 @@ landing_zone_sensor = build_landing_zone_sensor(
     day_chain=[batch_predictions.key, *(a.key for a in daily_monitoring_assets)],
 )
 
+# Named jobs for the stages between landing and scoring (`make demo` runs them; the UI can run them again)
+refresh_features_and_model = define_asset_job(
+    "refresh_features_and_model",
+    selection=AssetSelection.all()
+    - AssetSelection.assets(*ingestion_assets, *inference_assets, *monitoring_assets, *streaming_assets),
+    description="Everything between the raw tables and the champion: the dbt marts, the Feast registry and "
+    "online store, the training set, a candidate model with its blocking gates, the promotion, DORA metrics.",
+)
+monitor_day = define_asset_job(
+    "monitor_day",
+    selection=AssetSelection.assets(*monitoring_assets),
+    description="A day's monitoring: drift, delayed-label performance, serving health and skew, the report.",
+)
+
 # declarative automation evaluated by the daemon, on from the start so the loop runs by itself
 automation = AutomationConditionSensorDefinition(
     "automation",
@@ -82,6 +97,8 @@ def build_definitions(resources: dict) -> Definitions:
             retrain_fraud_model,
             batch_scoring_job,
             nightly_monitoring_job,
+            refresh_features_and_model,
+            monitor_day,
         ],
         schedules=[nightly_batch_scoring, nightly_monitoring],
         sensors=[landing_zone_sensor, retrain_sensor, run_failure_alert, automation],

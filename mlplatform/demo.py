@@ -17,25 +17,19 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
-from dagster import AssetSelection, DagsterInstance, materialize
+from dagster import DagsterInstance, JobDefinition
 
 from mlplatform.automation import TRIGGER_TAG
 from mlplatform.checks import NOT_JUDGED_REASON, was_judged
 from mlplatform.datagen import GeneratorConfig, generate
-from mlplatform.inference.assets import batch_predictions
 from mlplatform.ingestion.assets import raw_customers, raw_labels, raw_merchants, raw_transactions
 from mlplatform.monitoring.assets import monitoring_assets
 from mlplatform.profiles import build_resources
 from mlplatform.resources import LandingZone, Warehouse
 from mlplatform.resources.model_registry import CHAMPION, ModelRegistry
-from mlplatform.streaming.health import streaming_assets
 from mlplatform.training.fraud_model import MODEL_NAME
 
-INGESTION = AssetSelection.assets(raw_customers, raw_merchants, raw_transactions, raw_labels)
-BATCH_SCORING = AssetSelection.assets(batch_predictions)
-MONITORING = AssetSelection.assets(*monitoring_assets)
 MONITORING_KEYS = {a.key for a in monitoring_assets}
-STREAMING = AssetSelection.assets(*streaming_assets)  # needs stream traffic; runs nightly by itself
 MONITORED_DAYS = 7  # the demo monitors its last week (the UI's backfill button does the rest)
 
 
@@ -142,17 +136,18 @@ def silenced() -> Iterator[None]:
 
 
 def quiet_run(
-    selection, resources: dict, instance: DagsterInstance, partition_key=None, tags=None, log_level="WARNING"
+    job: JobDefinition,
+    instance: DagsterInstance,
+    selection=None,
+    partition_key=None,
+    tags=None,
+    log_level="WARNING",
 ):
-    """One in-process run of `selection` (with its checks) over the whole graph, logging from `log_level`
-    up: the caller reports the outcome, and every event is still in the instance for the UI."""
-    from mlplatform.definitions import all_assets, all_checks  # the whole graph, bound to `resources`
-
-    return materialize(
-        [*all_assets, *all_checks],
-        selection=selection,
+    """One in-process run of a named job (of the assets in `selection`, with their checks), logging from
+    `log_level` up: the caller reports the outcome, and every event is still in the instance for the UI."""
+    return job.execute_in_process(
+        asset_selection=selection,
         partition_key=partition_key,
-        resources=resources,
         instance=instance,
         raise_on_error=False,
         tags=tags,
@@ -169,18 +164,26 @@ def materialize_all(
     """Ingest every landed snapshot and day, build everything downstream, monitor the last days.
 
     With `progress`, a line per stage and nothing from the runs themselves (see `Progress`)."""
+    from mlplatform.definitions import build_definitions  # the whole graph, bound to `resources`
+
     resources = build_resources(state=state)
+    defs = build_definitions(resources)
     landing: LandingZone = resources["landing_zone"]
     summary = DemoSummary(state=state)
 
-    def run(label: str, selection, partition_key: str | None = None, tags: dict | None = None) -> None:
+    def run(
+        label: str, job: str, selection=None, partition_key: str | None = None, tags: dict | None = None
+    ) -> None:
+        """A run of the named `job`, of `selection` (asset definitions) or all of it."""
         tags = {TRIGGER_TAG: "demo", **(tags or {})}
+        keys = [key for asset in selection for key in asset.keys] if selection else None
+        job_def = defs.resolve_job_def(job)
         if progress is None:
-            result = quiet_run(selection, resources, instance, partition_key, tags)
+            result = quiet_run(job_def, instance, keys, partition_key, tags)
         else:
             progress.step(label)
             with silenced():
-                result = quiet_run(selection, resources, instance, partition_key, tags, "CRITICAL")
+                result = quiet_run(job_def, instance, keys, partition_key, tags, "CRITICAL")
         summary.record(label, result)
 
     def done(text: str) -> None:
@@ -190,11 +193,11 @@ def materialize_all(
 
     ingestion = ingestion_runs(landing)
     for n, (label, selection, partition_key) in enumerate(ingestion, start=1):
-        run(f"ingesting {label} ({n}/{len(ingestion)})", selection, partition_key)
+        run(f"ingesting {label} ({n}/{len(ingestion)})", "landed_day", selection, partition_key)
     done(f"ingested the snapshots and {len(ingestion) - 1} days, validated by Great Expectations")
     run(
         "building the marts (dbt), the feature store, the training set and the model",
-        AssetSelection.all() - INGESTION - BATCH_SCORING - MONITORING - STREAMING,
+        "refresh_features_and_model",
     )
     registry: ModelRegistry = resources["model_registry"]
     champion = registry.version_for(MODEL_NAME, CHAMPION)
@@ -204,10 +207,10 @@ def materialize_all(
     )
     days = sorted(landing.landed_days("transactions"))
     if days:  # every landed day in one run, as a backfill does (the asset has a single-run policy)
-        run("scoring every landed day", BATCH_SCORING, tags=partition_range(days[0], days[-1]))
+        run("scoring every landed day", "batch_scoring", tags=partition_range(days[0], days[-1]))
         done(f"scored {len(days)} days in batch")
     for day in days[-monitored_days:]:
-        run(f"monitoring {day}", MONITORING, partition_key=day)
+        run(f"monitoring {day}", "monitor_day", partition_key=day)
     done(f"monitored the last {len(days[-monitored_days:])} days (drift, performance, report)")
     summary.table_rows = table_row_counts(resources["warehouse"])
     return summary

@@ -149,3 +149,24 @@ def test_the_lineage_runs_from_the_files_that_land_to_the_predictions_served():
     assert AssetKey("prediction_log") in GRAPH.get(AssetKey("serving_health")).parent_keys
     assert AssetKey("prediction_log") in GRAPH.get(AssetKey("serving_skew")).parent_keys
     assert landing.description and served.description
+
+
+def test_runs_have_names_that_say_what_they_do():
+    """Named jobs for each stage, so no run of the loop or the demo is an anonymous asset job."""
+    stages = {
+        "landed_day": {"raw_transactions", "stg_transactions", "batch_predictions", "monitoring_report"},
+        "refresh_features_and_model": {"customer_features", "online_customer_stats", "fraud_model_champion"},
+        "batch_scoring": {"batch_predictions"},
+        "monitor_day": {"feature_drift", "model_performance", "serving_skew", "monitoring_report"},
+        "retrain_fraud_model": {"training_set", "fraud_model", "fraud_model_champion"},
+    }
+    for name, assets in stages.items():
+        job = defs.resolve_job_def(name)
+        assert job.description and assets <= {
+            k.to_user_string() for k in job.asset_layer.executable_asset_keys
+        }, name
+    refresh = {
+        k.to_user_string()
+        for k in defs.resolve_job_def("refresh_features_and_model").asset_layer.executable_asset_keys
+    }
+    assert not refresh & {"raw_transactions", "batch_predictions", "feature_drift"}

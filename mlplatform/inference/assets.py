@@ -172,7 +172,11 @@ prediction_log = AssetSpec(
     ),
 )
 
-batch_scoring_job = define_asset_job("batch_scoring", selection=[batch_predictions])
+batch_scoring_job = define_asset_job(
+    "batch_scoring",
+    selection=[batch_predictions],
+    description="Score landed days in batch with the champion (one run for a range of days).",
+)
 
 
 @schedule(
