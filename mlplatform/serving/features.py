@@ -121,31 +121,39 @@ class OnlineReader:
             )
             parameters += binary
         found: list[dict[bytes, dict[str, bytes]]] = [{} for _ in self.views]
-        for index, entity_key, name, blob in self._sqlite().execute(" UNION ALL ".join(parts), parameters):
-            found[index].setdefault(entity_key, {})[name] = blob
+        rows = self._sqlite().execute(" UNION ALL ".join(parts), parameters).fetchall()
+        for index, entity_key, name, blob in rows:
+            view_rows = found[index]
+            if (entity := view_rows.get(entity_key)) is None:
+                entity = view_rows[entity_key] = {}
+            entity[name] = blob
         from_string, scalars, decoded = self._value.FromString, SCALAR_KINDS, self._decoded
         if len(decoded) > MAX_REMEMBERED_VALUES:
             decoded.clear()
+        known = decoded.get
 
-        def decode(blob: bytes | None) -> object:
-            """python_value, inlined for the scalar kinds, and remembered: counts, countries, categories
-            repeat across entities (over half the values here), and a value's bytes decode to one value."""
-            if blob is None:
-                return None
-            known = decoded.get(blob, decoded)
-            if known is not decoded:
-                return known
+        def decode(blob: bytes) -> object:
+            """python_value, inlined for the scalar kinds, and remembered (below: `known`, looked up
+            without a call): counts, countries, categories repeat across entities (over half the values
+            here), and a value's bytes decode to one value."""
             value = from_string(blob)
             kind = value.WhichOneof("val")
-            known = decoded[blob] = getattr(value, kind) if kind in scalars else python_value(value)
-            return known
+            result = decoded[blob] = getattr(value, kind) if kind in scalars else python_value(value)
+            return result
 
         return [
             [
-                None if (row := rows.get(key)) is None else [decode(row.get(n)) for n in view.features]
+                None
+                if (row := by_key.get(key)) is None
+                else [
+                    None
+                    if (blob := row.get(n)) is None
+                    else (value if (value := known(blob, decoded)) is not decoded else decode(blob))
+                    for n in view.features
+                ]
                 for key in keys
             ]
-            for view, rows, keys in zip(self.views, found, serialized, strict=True)
+            for view, by_key, keys in zip(self.views, found, serialized, strict=True)
         ]
 
     def _sqlite(self):
