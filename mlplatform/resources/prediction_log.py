@@ -9,6 +9,7 @@ import math
 import os
 import socket
 import threading
+from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -85,6 +86,19 @@ class PredictionLogWriter:
             self.last_error = repr(error)
             return
         self._take(EncodedLines(lines), len(entries))
+
+    def record_columns(self, day: str, fields: dict[str, object], features: dict[str, list]) -> bool:
+        """Many records of the `YYYY-MM-DD` day given as columns, encoded here by `encode_columns`
+        (no dict per record); False (nothing taken) when they must go through `record_lines`."""
+        try:
+            lines = encode_columns(fields, features)
+        except Exception:  # e.g. a value orjson cannot encode: `record_lines` deals with it
+            return False
+        if lines is None:
+            return False
+        count = next(len(c) for c in fields.values() if isinstance(c, list))
+        self._take(EncodedLines({day: lines}), count)
+        return True
 
     def _take(self, item: object, count: int) -> None:
         if len(self._pending) >= self.capacity:
@@ -165,6 +179,56 @@ def encode_by_day(entries: list[dict]) -> dict[str, bytes]:
     return {day: b"".join(lines) for day, lines in by_day.items()}
 
 
+class Same:
+    """A value shared by every record of `encode_columns`."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
+def encode_columns(fields: dict[str, object], features: dict[str, list]) -> bytes | None:
+    """The lines `encode_line` gives for records given as columns: `fields` (the record's keys in order,
+    each a list with one value per record or a `Same`) and, last, the nested `features` object. Each
+    column is encoded by one orjson call and cut at its commas (a value whose JSON holds a comma makes
+    that column encoded value by value), the lines filled in from one template. None when a value is a
+    non-finite float (orjson would write null where `encode_line` keeps NaN/Infinity): encode those
+    records one by one."""
+    template, columns = [b"{"], []
+    for index, (name, column) in enumerate([*fields.items(), ("features", None), *features.items()]):
+        key = orjson.dumps(name).replace(b"%", b"%%") + b":"
+        template.append((b"" if index in (0, len(fields) + 1) else b",") + key)
+        if name == "features" and column is None:
+            template.append(b"{")
+            continue
+        if isinstance(column, Same):
+            encoded = _fragments([column.value])
+            if encoded is None:
+                return None
+            template.append(encoded[0].replace(b"%", b"%%"))
+            continue
+        encoded = _fragments(column)  # type: ignore[arg-type]
+        if encoded is None:
+            return None
+        template.append(b"%s")
+        columns.append(encoded)
+    line = b"".join(template) + b"}}\n"
+    return b"".join(line % row for row in zip(*columns, strict=True))
+
+
+def _fragments(column: list) -> list[bytes] | None:
+    """Each value's JSON (as `encode_line` writes it), or None if one is a non-finite float."""
+    option = orjson.OPT_SERIALIZE_NUMPY
+    text = orjson.dumps(column, default=str, option=option)
+    parts = text[1:-1].split(b",")
+    if len(parts) != len(column):  # a value's JSON holds a comma (text): value by value
+        parts = [orjson.dumps(v, default=str, option=option) for v in column]
+    if b"null" in text and any(
+        _non_finite(v) for v, part in zip(column, parts, strict=True) if part == b"null"
+    ):
+        return None
+    return parts
+
+
 def encode_line(entry: dict) -> bytes:
     """One JSON line. orjson (~5x faster than the standard library) unless a value is a non-finite float,
     which orjson writes as null: those lines keep `NaN`/`Infinity`, as `json` writes and reads them, so a
@@ -173,8 +237,13 @@ def encode_line(entry: dict) -> bytes:
     if b"null" in line and any(
         _non_finite(v) for v in itertools.chain(entry.values(), (entry.get("features") or {}).values())
     ):
-        return (json.dumps(entry, default=str) + "\n").encode()
+        return (json.dumps(entry, default=_text) + "\n").encode()
     return line
+
+
+def _text(value: object) -> str:
+    """What the standard library cannot encode, as orjson writes it (a datetime in ISO format)."""
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 def _non_finite(value: object) -> bool:

@@ -9,11 +9,13 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from mlplatform.inference.scoring import ScoringModel
-from mlplatform.resources.prediction_log import PredictionLogWriter
+from mlplatform.resources.prediction_log import PredictionLogWriter, Same
 from mlplatform.serving.errors import PredictionError
 from mlplatform.serving.features import Columns, OnlineFeatures
 from mlplatform.serving.models import ServedModels
@@ -140,13 +142,20 @@ class Predictor:
         features), scores it with the version behind the arm's alias, logs it and counts it; in shadow
         mode the challenger's scoring is handed to `defer` (a web response's background task; run at
         once by default). Raises `PredictionError` (422 unknown entity, 503 no champion or no store)."""
+        return self.score(transactions, endpoint, defer).predictions()
+
+    def score(
+        self, transactions: list[Transaction], endpoint: str = "predict", defer: Defer = run_now
+    ) -> "Scored":
+        """`predict`, answering columns (`Scored`) instead of one `Prediction` object per transaction: what
+        `/predict/batch` encodes straight to JSON."""
         try:
             return self._predict(transactions, endpoint, defer)
         except PredictionError as error:
             self.metrics.rejected.labels(error.reason).inc()
             raise
 
-    def _predict(self, transactions: list[Transaction], endpoint: str, defer: Defer) -> list[Prediction]:
+    def _predict(self, transactions: list[Transaction], endpoint: str, defer: Defer) -> "Scored":
         started = time.perf_counter()
         policy = self.routing.current()
         champion, challenger = self.models.get(Arm.CHAMPION), self.models.get(Arm.CHALLENGER)
@@ -168,22 +177,28 @@ class Predictor:
         for arm in dict.fromkeys(arms):
             model = models[arm]
             columns = self._inputs(inputs, model, transactions, times)
-            chosen = None if not split else [i for i, a in enumerate(arms) if a is arm]
-            scored = model.score_columns(columns, chosen)
-            for i, score in zip(chosen or range(len(transactions)), scored, strict=True):
+            if not split:
+                scores = model.score_columns(columns)
+                continue
+            chosen = [i for i, a in enumerate(arms) if a is arm]
+            for i, score in zip(chosen, model.score_columns(columns, chosen), strict=True):
                 scores[i] = score
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
         self.metrics.observe(endpoint, latency_ms / 1000)
-        request_id = str(uuid.uuid4())
-        predictions = [
-            answer(models[arm], policy, score, arm, request_id, transaction, latency_ms)
-            for transaction, arm, score in zip(transactions, arms, scores, strict=True)
-        ]
-        self._record(predictions, policy, transactions, times, inputs, models, arms, shadow=False)
-        self._count(predictions, shadow=False)
+        scored = Scored(
+            str(uuid.uuid4()),
+            latency_ms,
+            policy,
+            models,
+            arms,
+            [t.transaction_id for t in transactions],
+            scores,
+        )
+        self._record(scored, transactions, times, inputs, shadow=False)
+        self._count(scored, shadow=False)
         if policy.mode is Mode.SHADOW and challenger is not None:
-            defer(self._shadow, challenger, inputs, transactions, times, predictions, policy)
-        return predictions
+            defer(self._shadow, challenger, inputs, transactions, times, scored)
+        return scored
 
     def _inputs(self, inputs: dict, model: ScoringModel, transactions, times) -> Columns:
         """The feature service's inputs for every transaction, read once per request and service."""
@@ -191,52 +206,224 @@ class Predictor:
             inputs[model.feature_service] = self.features(model.feature_service).lookup(transactions, times)
         return inputs[model.feature_service]
 
-    def _shadow(self, challenger: ScoringModel, inputs, transactions, times, predictions, policy) -> None:
+    def _shadow(self, challenger: ScoringModel, inputs, transactions, times, served: "Scored") -> None:
         """What the challenger would have answered, for the log only."""
         columns = self._inputs(inputs, challenger, transactions, times)
-        shadowed = [
-            answer(challenger, policy, score, Arm.CHALLENGER, served.request_id, t, served.latency_ms)
-            for score, served, t in zip(
-                challenger.score_columns(columns), predictions, transactions, strict=True
-            )
-        ]
-        arms = [Arm.CHALLENGER] * len(transactions)
-        self._record(shadowed, policy, transactions, times, inputs, {Arm.CHALLENGER: challenger}, arms, True)
+        shadowed = Scored(
+            served.request_id,
+            served.latency_ms,
+            served.policy,
+            {Arm.CHALLENGER: challenger},
+            [Arm.CHALLENGER] * len(transactions),
+            served.transaction_ids,
+            challenger.score_columns(columns),
+        )
+        self._record(shadowed, transactions, times, inputs, shadow=True)
         self._count(shadowed, shadow=True)
 
-    def _count(self, predictions: list[Prediction], shadow: bool) -> None:
+    def _count(self, scored: "Scored", shadow: bool) -> None:
         """The predictions counter, one increment per (arm, version, decision) of the request."""
-        if len(predictions) == 1:
-            p = predictions[0]
-            self.metrics.count(p.arm.value, p.model_version, p.decision, shadow, 1)
+        versions = {arm: model.version for arm, model in scored.models.items()}
+        if len(scored.scores) == 1:
+            arm = scored.arms[0]
+            self.metrics.count(arm.value, versions[arm], scored.decisions[0], shadow, 1)
             return
-        groups = collections.Counter((p.arm.value, p.model_version, p.decision) for p in predictions)
-        for (arm, version, decision), n in groups.items():
-            self.metrics.count(arm, version, decision, shadow, n)
+        groups = collections.Counter(zip(scored.arms, scored.decisions, strict=True))
+        for (arm, decision), n in groups.items():
+            self.metrics.count(arm.value, versions[arm], decision, shadow, n)
 
-    def _record(self, predictions, policy, transactions, times, inputs, models, arms, shadow: bool) -> None:
+    def _record(self, scored: "Scored", transactions, times, inputs, shadow: bool) -> None:
         """Hand the request's log records to the writer (a batch's encoded here: see `record_lines`)."""
         logged_at = datetime.now(UTC).isoformat()
-        services = {models[arm].feature_service: inputs[models[arm].feature_service] for arm in set(arms)}
-
-        def build() -> list[dict]:
-            features = {}  # per arm: each row's model inputs, as the prediction log records them
-            for arm in set(arms):
-                names, columns = models[arm].inputs, services[models[arm].feature_service]
-                missing = [None] * len(predictions)
-                values = zip(*(columns.get(name, missing) for name in names), strict=True)
-                features[arm] = [dict(zip(names, row, strict=True)) for row in values]
-            return [
-                log_entry(prediction, policy, transaction, at, features[arm][i], shadow, logged_at)
-                for i, (prediction, transaction, at, arm) in enumerate(
-                    zip(predictions, transactions, times, arms, strict=True)
+        if len(transactions) == 1:  # encoded by the writer thread: ~4 us, off the request's path
+            arm = scored.arms[0]
+            model = scored.models[arm]
+            columns = inputs[model.feature_service]
+            features = {name: columns[name][0] if name in columns else None for name in model.inputs}
+            self.log.record(
+                log_entry(
+                    scored.predictions()[0],
+                    scored.policy,
+                    transactions[0],
+                    times[0],
+                    features,
+                    shadow,
+                    logged_at,
                 )
+            )
+            return
+        if len(set(scored.arms)) == 1 and self.log.record_columns(
+            logged_at[:10], *self._columns(scored, transactions, times, inputs, shadow, logged_at)
+        ):
+            return
+        self.log.record_lines(self._entries(scored, transactions, times, inputs, shadow, logged_at))
+
+    @staticmethod
+    def _columns(scored: "Scored", transactions, times, inputs, shadow: bool, logged_at: str) -> tuple:
+        """The log records of a one-arm batch as columns: the fields of `log_entry` in its order, and the
+        model inputs (for `PredictionLogWriter.record_columns`)."""
+        arm = scored.arms[0]
+        model = scored.models[arm]
+        columns = inputs[model.feature_service]
+        missing = [None] * len(transactions)
+        fields = {
+            "logged_at": Same(logged_at),
+            "request_id": Same(scored.request_id),
+            "transaction_id": scored.transaction_ids,
+            "score": scored.scores,
+            "decision": scored.decisions,
+            "threshold": Same(scored.thresholds[arm]),
+            "model_name": Same(model.name),
+            "model_version": Same(model.version),
+            "arm": Same(arm.value),
+            "latency_ms": Same(scored.latency_ms),
+            "mode": Same(scored.policy.mode.value),
+            "shadow": Same(shadow),
+            "customer_id": [t.customer_id for t in transactions],
+            "merchant_id": [t.merchant_id for t in transactions],
+            "amount": [t.amount for t in transactions],
+            "currency": [t.currency for t in transactions],
+            "channel": [t.channel for t in transactions],
+            "country": [t.country for t in transactions],
+            "event_ts": times,
+        }
+        return fields, {name: columns.get(name, missing) for name in model.inputs}
+
+    @staticmethod
+    def _entries(scored: "Scored", transactions, times, inputs, shadow: bool, logged_at: str) -> list[dict]:
+        """The log records of a batch, built from its columns (the fields and order of `log_entry`;
+        `event_ts` stays a datetime: orjson writes it as `isoformat` does)."""
+        count = len(transactions)
+        by_arm = {}  # per arm: each row's model inputs, as the prediction log records them
+        for arm in set(scored.arms):
+            model = scored.models[arm]
+            names, columns = model.inputs, inputs[model.feature_service]
+            missing = [None] * count
+            values = zip(*(columns.get(name, missing) for name in names), strict=True)
+            by_arm[arm] = [dict(zip(names, row, strict=True)) for row in values]
+        features = [by_arm[arm][i] for i, arm in enumerate(scored.arms)]
+        fixed = {
+            arm: (scored.thresholds[arm], model.name, model.version, arm.value)
+            for arm, model in scored.models.items()
+        }
+        request_id, latency_ms, mode = scored.request_id, scored.latency_ms, scored.policy.mode.value
+        entries = []
+        for t, at, arm, score, decision, row in zip(
+            transactions, times, scored.arms, scored.scores, scored.decisions, features, strict=True
+        ):
+            threshold, name, version, arm_name = fixed[arm]
+            entries.append(
+                {
+                    "logged_at": logged_at,
+                    "request_id": request_id,
+                    "transaction_id": t.transaction_id,
+                    "score": score,
+                    "decision": decision,
+                    "threshold": threshold,
+                    "model_name": name,
+                    "model_version": version,
+                    "arm": arm_name,
+                    "latency_ms": latency_ms,
+                    "mode": mode,
+                    "shadow": shadow,
+                    "customer_id": t.customer_id,
+                    "merchant_id": t.merchant_id,
+                    "amount": t.amount,
+                    "currency": t.currency,
+                    "channel": t.channel,
+                    "country": t.country,
+                    "event_ts": at,
+                    "features": row,
+                }
+            )
+        return entries
+
+
+Decision = Literal["flag", "approve"]
+
+
+class Scored:
+    """A request's answers as columns: one score, arm and decision per transaction, and what the
+    request's answers share (request id, latency, each arm's model and threshold)."""
+
+    def __init__(
+        self,
+        request_id: str,
+        latency_ms: float,
+        policy: RoutingPolicy,
+        models: dict[Arm, ScoringModel],
+        arms: list[Arm],
+        transaction_ids: list[str | None],
+        scores: list[float],
+    ) -> None:
+        self.request_id, self.latency_ms, self.policy, self.models = request_id, latency_ms, policy, models
+        self.arms, self.transaction_ids, self.scores = arms, transaction_ids, scores
+        self._predictions: list[Prediction] | None = None
+        self.thresholds = {
+            arm: model.threshold if policy.threshold is None else policy.threshold
+            for arm, model in models.items()
+        }
+        if len(models) == 1:
+            (threshold,) = self.thresholds.values()
+            self.decisions: list[Decision] = ["flag" if s >= threshold else "approve" for s in scores]
+        else:
+            self.decisions = [
+                "flag" if s >= self.thresholds[a] else "approve" for s, a in zip(scores, arms, strict=True)
             ]
 
-        if len(predictions) == 1:
-            self.log.record(build()[0])  # encoded by the writer thread: ~4 us, off the request's path
-        else:
-            self.log.record_lines(build())
+    def predictions(self) -> list[Prediction]:
+        if self._predictions is None:
+            self._predictions = self._build_predictions()
+        return self._predictions
+
+    def _build_predictions(self) -> list[Prediction]:
+        return [
+            Prediction.model_construct(
+                request_id=self.request_id,
+                transaction_id=transaction_id,
+                score=score,
+                decision=decision,
+                threshold=self.thresholds[arm],
+                model_name=self.models[arm].name,
+                model_version=self.models[arm].version,
+                arm=arm,
+                latency_ms=self.latency_ms,
+            )
+            for transaction_id, score, decision, arm in zip(
+                self.transaction_ids, self.scores, self.decisions, self.arms, strict=True
+            )
+        ]
+
+    def batch_json(self) -> bytes:
+        """The `BatchPrediction` answer as JSON bytes (the fields and order pydantic writes), encoded at
+        once by orjson from the columns: no model object per prediction."""
+        shared = {
+            arm: (self.thresholds[arm], model.name, model.version, arm.value)
+            for arm, model in self.models.items()
+        }
+        request_id, latency_ms = self.request_id, self.latency_ms
+        predictions = []
+        for transaction_id, score, decision, arm in zip(
+            self.transaction_ids, self.scores, self.decisions, self.arms, strict=True
+        ):
+            threshold, name, version, arm_name = shared[arm]
+            predictions.append(
+                {
+                    "request_id": request_id,
+                    "transaction_id": transaction_id,
+                    "score": score,
+                    "decision": decision,
+                    "threshold": threshold,
+                    "model_name": name,
+                    "model_version": version,
+                    "arm": arm_name,
+                    "latency_ms": latency_ms,
+                }
+            )
+        return orjson.dumps(
+            {"request_id": request_id, "predictions": predictions, "latency_ms": latency_ms},
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        )
 
 
 def answer(

@@ -83,6 +83,8 @@ class OnlineReader:
         self._serialized: dict[str, dict[str, bytes]] = {}
         self._decoded: dict[bytes, object] = {}
         self._mapped = None
+        self._rows: list[dict[str, list]] = [{} for _ in views]  # per view: key -> decoded row
+        self._rows_state: tuple | None = None
         self.read = self._choose()
 
     def entity_keys(self, view: StoredView, keys: Sequence[str]) -> list:
@@ -96,12 +98,40 @@ class OnlineReader:
         from feast.infra.online_stores.sqlite import SqliteOnlineStore
 
         if isinstance(self.online_store, SqliteOnlineStore):
-            return self._read_sqlite
+            return self._read_sqlite_remembered
         if isinstance(self.online_store, RedisOnlineStore) and hasattr(
             self.online_store, "_read_hash_fields"
         ):
             return self._read_redis
         return self._read_each_view
+
+    def _read_sqlite_remembered(self, keys_per_view: Sequence[Sequence[str]]) -> list[list[list | None]]:
+        """`_read_sqlite` for the keys not read since the database last changed; the others' rows as read
+        then. A change is any commit by another connection (SQLite's `PRAGMA data_version`, checked before
+        every read) or a write through Feast's own connection (its `total_changes`): the rows remembered
+        are then dropped, so every answer is what a read of the store gives now. Keys without a row are
+        not remembered."""
+        connection = self._sqlite()
+        (version,) = connection.execute("PRAGMA data_version").fetchone()
+        state = (id(connection), version, connection.total_changes)
+        remembered = self._rows  # this read's: another thread may replace (never change) the list
+        if state != self._rows_state or sum(map(len, remembered)) > MAX_REMEMBERED_KEYS:
+            remembered = self._rows = [{} for _ in self.views]
+            self._rows_state = state
+        missing = [
+            [k for k in keys if k not in rows] for keys, rows in zip(keys_per_view, remembered, strict=True)
+        ]
+        fresh: list[dict[str, list | None]] = [{} for _ in self.views]
+        if any(missing):
+            for rows, got, keys, read in zip(
+                remembered, fresh, missing, self._read_sqlite(missing), strict=True
+            ):
+                got.update(zip(keys, read, strict=True))
+                rows.update((k, row) for k, row in zip(keys, read, strict=True) if row is not None)
+        return [
+            [got[k] if k in got else rows[k] for k in keys]
+            for keys, rows, got in zip(keys_per_view, remembered, fresh, strict=True)
+        ]
 
     def _read_sqlite(self, keys_per_view: Sequence[Sequence[str]]) -> list[list[list | None]]:
         """One SELECT over every view's table (Feast's table names and serialized keys). Every feature of
@@ -121,31 +151,39 @@ class OnlineReader:
             )
             parameters += binary
         found: list[dict[bytes, dict[str, bytes]]] = [{} for _ in self.views]
-        for index, entity_key, name, blob in self._sqlite().execute(" UNION ALL ".join(parts), parameters):
-            found[index].setdefault(entity_key, {})[name] = blob
+        rows = self._sqlite().execute(" UNION ALL ".join(parts), parameters).fetchall()
+        for index, entity_key, name, blob in rows:
+            view_rows = found[index]
+            if (entity := view_rows.get(entity_key)) is None:
+                entity = view_rows[entity_key] = {}
+            entity[name] = blob
         from_string, scalars, decoded = self._value.FromString, SCALAR_KINDS, self._decoded
         if len(decoded) > MAX_REMEMBERED_VALUES:
             decoded.clear()
+        known = decoded.get
 
-        def decode(blob: bytes | None) -> object:
-            """python_value, inlined for the scalar kinds, and remembered: counts, countries, categories
-            repeat across entities (over half the values here), and a value's bytes decode to one value."""
-            if blob is None:
-                return None
-            known = decoded.get(blob, decoded)
-            if known is not decoded:
-                return known
+        def decode(blob: bytes) -> object:
+            """python_value, inlined for the scalar kinds, and remembered (below: `known`, looked up
+            without a call): counts, countries, categories repeat across entities (over half the values
+            here), and a value's bytes decode to one value."""
             value = from_string(blob)
             kind = value.WhichOneof("val")
-            known = decoded[blob] = getattr(value, kind) if kind in scalars else python_value(value)
-            return known
+            result = decoded[blob] = getattr(value, kind) if kind in scalars else python_value(value)
+            return result
 
         return [
             [
-                None if (row := rows.get(key)) is None else [decode(row.get(n)) for n in view.features]
+                None
+                if (row := by_key.get(key)) is None
+                else [
+                    None
+                    if (blob := row.get(n)) is None
+                    else (value if (value := known(blob, decoded)) is not decoded else decode(blob))
+                    for n in view.features
+                ]
                 for key in keys
             ]
-            for view, rows, keys in zip(self.views, found, serialized, strict=True)
+            for view, by_key, keys in zip(self.views, found, serialized, strict=True)
         ]
 
     def _sqlite(self):

@@ -81,7 +81,44 @@ def lookup_with(reader: str, store, transactions) -> dict[str, list]:
 def test_the_sqlite_read_in_one_statement_equals_get_online_features(local):
     resources, transactions = local
     store = resources["feature_store"].store()
-    assert_same(lookup_with("_read_sqlite", store, transactions), feast_answer(store, transactions))
+    assert_same(
+        lookup_with("_read_sqlite_remembered", store, transactions), feast_answer(store, transactions)
+    )
+
+
+def test_remembered_sqlite_rows_follow_every_write_to_the_store(local):
+    """Rows read before are answered without a query until the database changes: a commit by another
+    connection (PRAGMA data_version) or a write through Feast's own connection (total_changes)."""
+    import sqlite3
+
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    resources, transactions = local
+    store = resources["feature_store"].store()
+    online = OnlineFeatures(store, SERVICE)
+    times = [t.event_ts for t in transactions]
+    online.lookup(transactions, times)  # remembered now
+    reader = online.reader
+    (customers,) = [v for v in reader.views if v.join_key == "customer_id"]
+    from feast.infra.online_stores.helpers import compute_table_id
+
+    table = compute_table_id(store.config.project, customers.view, False)
+    key = reader.serialized_keys(customers, [transactions[0].customer_id])[0]
+    name = "customer_stats__txn_count_30d"
+    (_, _, path), *_ = reader._sqlite().execute("PRAGMA database_list").fetchall()
+    for value, through_feast in ((987_654, False), (123_456, True)):
+        update = f'UPDATE "{table}" SET value = ? WHERE entity_key = ? AND feature_name = ?'
+        blob = Value(int64_val=value).SerializeToString()
+        if through_feast:
+            connection = reader._sqlite()
+            connection.execute(update, (blob, key, "txn_count_30d"))
+            connection.commit()
+        else:
+            with sqlite3.connect(path) as other:
+                other.execute(update, (blob, key, "txn_count_30d"))
+        columns = online.lookup(transactions, times)
+        assert columns[name][0] == value
+        assert_same(columns, feast_answer(store, transactions))
 
 
 def test_feasts_per_view_online_read_equals_get_online_features(local, monkeypatch):
