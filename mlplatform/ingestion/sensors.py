@@ -69,7 +69,7 @@ def day_runs(
                 partition_key=day if partitioned else None,
                 tags={
                     TRIGGER_TAG: "landing_zone_sensor",
-                    **{f"mlplatform/{FINGERPRINT}/{t}": fp for t, fp in tables.items()},
+                    **{f"mlplatform/{t}_{FINGERPRINT}": fp for t, fp in tables.items()},  # one tag per table
                 },
             )
         )
