@@ -36,9 +36,9 @@ $(MANIFEST): $(VENV)/.installed $(DBT_SOURCES)
 	$(BIN)/dagster-dbt project prepare-and-package --file mlplatform/transform/project.py
 	@touch $@
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+$(DAGSTER_HOME)/dagster.yaml: dagster.local.yaml
 	@mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $@
+	cp dagster.local.yaml $@
 
 demo: env
 	$(BIN)/mlplatform demo

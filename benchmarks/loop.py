@@ -1,5 +1,6 @@
-"""The closed loop under the real `dagster-daemon` with `make dev`'s settings (the project's dagster.yaml:
-one run at a time, sensors and automation every 30 s, the retrain sensor every 60 s), on the demo data.
+"""The closed loop under the real `dagster-daemon` with `make dev`'s settings (the project's
+dagster.local.yaml: one run at a time, sensors and automation every 30 s, the retrain sensor every 60 s),
+on the demo data.
 
     PYTHONPATH=. .venv/bin/python benchmarks/loop.py [--days 30]   # it drives tests/prod/services.py
 
@@ -220,7 +221,7 @@ def main() -> None:
                 "import_dagster_s": import_seconds("dagster")}  # fmt: skip
         results = {
             "data": {"days": args.days, "transactions_per_day": config.transactions_per_day},
-            "settings": "dagster.yaml as shipped (max_concurrent_runs 1); sensors and automation 30 s, "
+            "settings": "dagster.local.yaml as shipped (max_concurrent_runs 1); sensors and automation 30 s, "
             "retrain sensor 60 s",
             "demo_build_s": round(build_s, 1),
             **days,

@@ -22,7 +22,7 @@ def dagster_instance():
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(state_dir() / "dagster")))
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
-        shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+        shutil.copy(PROJECT_ROOT / "dagster.local.yaml", home / "dagster.yaml")
     return DagsterInstance.get()
 
 

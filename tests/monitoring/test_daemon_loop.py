@@ -1,8 +1,8 @@
 """The loop under the real `dagster-daemon` and the prediction API as processes, with the project's own
-dagster.yaml, on a copy of the built medium state: a landed day whose run worker is killed with `kill -9`
-is marked FAILED, alerted and retried from where it stopped (the marts rebuilt before the day is scored,
-the online store after the day came in); a drifted day then ends with a new champion answering
-`/predict`; a failing run launched from the CLI alerts too."""
+dagster.local.yaml, on a copy of the built medium state: a landed day whose run worker is killed with
+`kill -9` is marked FAILED, alerted and retried from where it stopped (the marts rebuilt before the day
+is scored, the online store after the day came in); a drifted day then ends with a new champion
+answering `/predict`; a failing run launched from the CLI alerts too."""
 
 import json
 import os

@@ -163,7 +163,7 @@ def materialized_at(instance, asset: str, partition: str | None = None) -> float
 @contextmanager
 def local_loop(state: Path, logs: Path) -> Iterator[tuple]:
     """The local profile's loop on a built `state`, as `make dev` runs it: `dagster-daemon run` with the
-    project's dagster.yaml, and the prediction API (`mlplatform serve`) as processes. Yields the state's
+    project's dagster.local.yaml, and the prediction API (`mlplatform serve`) as processes. Yields the state's
     Dagster instance, the API's port and the processes' environment; stops both on exit."""
     from dagster import DagsterInstance
     from dagster._core.instance.ref import InstanceRef
@@ -171,7 +171,7 @@ def local_loop(state: Path, logs: Path) -> Iterator[tuple]:
     from mlplatform.settings import PROJECT_ROOT
 
     home = state / "dagster"
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(PROJECT_ROOT / "dagster.local.yaml", home / "dagster.yaml")
     env = {
         **os.environ,
         **TELEMETRY_OFF,
