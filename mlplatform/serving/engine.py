@@ -302,28 +302,15 @@ class Predictor:
             values = zip(*(columns.get(name, missing) for name in names), strict=True)
             by_arm[arm] = [dict(zip(names, row, strict=True)) for row in values]
         features = [by_arm[arm][i] for i, arm in enumerate(scored.arms)]
-        fixed = {
-            arm: (scored.thresholds[arm], model.name, model.version, arm.value)
-            for arm, model in scored.models.items()
-        }
-        request_id, latency_ms, mode = scored.request_id, scored.latency_ms, scored.policy.mode.value
+        mode = scored.policy.mode.value
         entries = []
-        for t, at, arm, score, decision, row in zip(
-            transactions, times, scored.arms, scored.scores, scored.decisions, features, strict=True
+        for t, at, prediction, row in zip(
+            transactions, times, scored.prediction_dicts(), features, strict=True
         ):
-            threshold, name, version, arm_name = fixed[arm]
             entries.append(
                 {
                     "logged_at": logged_at,
-                    "request_id": request_id,
-                    "transaction_id": t.transaction_id,
-                    "score": score,
-                    "decision": decision,
-                    "threshold": threshold,
-                    "model_name": name,
-                    "model_version": version,
-                    "arm": arm_name,
-                    "latency_ms": latency_ms,
+                    **prediction,
                     "mode": mode,
                     "shadow": shadow,
                     "customer_id": t.customer_id,
@@ -394,9 +381,9 @@ class Scored:
             )
         ]
 
-    def batch_json(self) -> bytes:
-        """The `BatchPrediction` answer as JSON bytes (the fields and order pydantic writes), encoded at
-        once by orjson from the columns: no model object per prediction."""
+    def prediction_dicts(self) -> list[dict]:
+        """Each row's `Prediction` fields, in pydantic's order, built from the columns (the answer's and
+        the prediction log's common part)."""
         shared = {
             arm: (self.thresholds[arm], model.name, model.version, arm.value)
             for arm, model in self.models.items()
@@ -420,8 +407,17 @@ class Scored:
                     "latency_ms": latency_ms,
                 }
             )
+        return predictions
+
+    def batch_json(self) -> bytes:
+        """The `BatchPrediction` answer as JSON bytes (the fields and order pydantic writes), encoded at
+        once by orjson from the columns: no model object per prediction."""
         return orjson.dumps(
-            {"request_id": request_id, "predictions": predictions, "latency_ms": latency_ms},
+            {
+                "request_id": self.request_id,
+                "predictions": self.prediction_dicts(),
+                "latency_ms": self.latency_ms,
+            },
             option=orjson.OPT_SERIALIZE_NUMPY,
         )
 
