@@ -32,7 +32,14 @@ from mlplatform.training.candidate import (
     candidate_version,
     load_candidate,
 )
-from mlplatform.training.gates import LIFECYCLE_TAG, GateResult, Lifecycle, Verdict
+from mlplatform.training.gates import (
+    LIFECYCLE_TAG,
+    GateResult,
+    Lifecycle,
+    Verdict,
+    gate_results,
+    promotion_blockers,
+)
 from mlplatform.training.model import (
     LABEL,
     SLICES,
@@ -432,5 +439,31 @@ def fraud_model_champion(context: AssetExecutionContext, model_registry: ModelRe
     )
 
 
+@asset_check(
+    asset=fraud_model_champion,
+    description=(
+        "The version behind the `champion` alias passed every validation gate, read back from its own "
+        "registry tags: the gates' results shown on the champion's page, and a champion set by hand in "
+        "MLflow, around the platform, fails here (ERROR)."
+    ),
+)
+def champion_passed_its_gates(model_registry: ModelRegistry) -> AssetCheckResult:
+    champion = model_registry.version_for(MODEL_NAME, CHAMPION)
+    if champion is None:
+        return not_judged("no version carries the champion alias yet")
+    tags = model_registry.version_tags(MODEL_NAME, champion)
+    # the champion comparison may have had nothing to compare with when this version was promoted
+    blockers = promotion_blockers(tags, has_champion=False)
+    verdicts: dict[str, Any] = {f"gate_{g}": r.verdict.value for g, r in gate_results(tags).items()}
+    return judged(
+        not blockers,
+        description=f"champion version {champion}: "
+        + ("every gate passed" if not blockers else "; ".join(blockers)),
+        champion_version=champion,
+        **verdicts,
+    )
+
+
 model_assets = [fraud_model, fraud_model_champion]
-model_checks = [metric_floors, not_worse_than_champion, slice_gaps, calibration, one_row_latency]
+gate_checks = [metric_floors, not_worse_than_champion, slice_gaps, calibration, one_row_latency]
+model_checks = [*gate_checks, champion_passed_its_gates]

@@ -136,6 +136,15 @@ def test_promoting_a_failed_candidate_on_its_own_is_refused_from_the_dagster_cli
     )
     assert refused.exit_code == 1 and "metric_floors: failed" in refused.output
     assert registry.version_for(MODEL_NAME, CHAMPION) == "1"
+    # the last way around: the alias moved by hand in MLflow. The champion's own check says so
+    with built_instance(state) as instance:
+        checks = AssetSelection.checks_for_assets(fraud_model_champion)
+        [before] = run_alone(resources, instance, checks).get_asset_check_evaluations()
+        registry.move_alias(MODEL_NAME, CHAMPION, "2")
+        [after] = run_alone(resources, instance, checks).get_asset_check_evaluations()
+    assert before.passed and before.metadata["gate_metric_floors"].value == "passed"
+    assert not after.passed and after.severity.value == "ERROR"
+    assert "champion version 2: metric_floors: failed" in (after.description or "")
 
 
 def test_manual_policy_waits_for_an_approval_and_audits_who_and_why(state, monkeypatch):
