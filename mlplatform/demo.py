@@ -12,7 +12,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from contextlib import contextmanager, nullcontext, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -177,13 +177,17 @@ def materialize_all(
         """A run of the named `job`, of `selection` (asset definitions) or all of it."""
         tags = {TRIGGER_TAG: "demo", **(tags or {})}
         keys = [key for asset in selection for key in asset.keys] if selection else None
-        job_def = defs.resolve_job_def(job)
-        if progress is None:
-            result = quiet_run(job_def, instance, keys, partition_key, tags)
-        else:
+        if progress is not None:
             progress.step(label)
-            with silenced():
-                result = quiet_run(job_def, instance, keys, partition_key, tags, "CRITICAL")
+        with silenced() if progress is not None else nullcontext():
+            result = quiet_run(
+                defs.resolve_job_def(job),
+                instance,
+                keys,
+                partition_key,
+                tags,
+                "WARNING" if progress is None else "CRITICAL",  # with progress, the summary reports
+            )
         summary.record(label, result)
 
     def done(text: str) -> None:

@@ -55,18 +55,18 @@ def day_runs(
     per hop. Older days of a backlog are only ingested; declarative automation scores them after, once.
     """
     requests = []
+    newest = max(changed, default=None)
     for day in sorted(changed):
         tables = changed[day]
-        partitioned = [t for t in tables if RAW_TABLES[t].partitioned]
         assets = [raw_key(RAW_TABLES[t]) for t in sorted(tables, key=lambda t: RAW_TABLES[t].partitioned)]
-        if day == max(changed):
+        if day == newest:
             assets += [*refresh, *(day_chain if "transactions" in tables else [])]
         fingerprints = ",".join(f"{table}:{tables[table]}" for table in sorted(tables))
         requests.append(
             RunRequest(
                 run_key=f"{day}/{fingerprints}",
                 asset_selection=assets,
-                partition_key=day if partitioned else None,
+                partition_key=day if any(RAW_TABLES[t].partitioned for t in tables) else None,
                 tags={
                     TRIGGER_TAG: "landing_zone_sensor",
                     **{f"mlplatform/{t}_{FINGERPRINT}": fp for t, fp in tables.items()},  # one tag per table
