@@ -23,7 +23,10 @@ MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := $(shell find dbt_project \( -path dbt_project/target -o -path dbt_project/logs \) -prune \
 	-o \( -name '*.sql' -o -name '*.yml' \) -print)
 
+# The `feast` CLI's feature_repo/feature_store.yaml is written from the code that configures Feast for Dagster
+# (same registry, stores and paths), for the state folder in force: it is cheap, so always.
 env: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml $(MANIFEST)
+	@$(BIN)/python -m mlplatform.features.cli_config feature_repo
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,8 +60,9 @@ test: env
 	for log in $$logs; do echo "--- run beside the suite ---"; cat $$log; rm -f $$log; done; \
 	rm -rf $$shared; exit $$status
 
+# `dagster dev` notes that `dg dev` (dagster-dg-cli, not installed) supersedes it: that one notice is silenced
 dev: env
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+	PYTHONWARNINGS='ignore:Function `dev_command` is superseded' $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 serve: env
 	$(BIN)/mlplatform serve --host 127.0.0.1 --port 8000

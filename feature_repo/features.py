@@ -2,7 +2,7 @@
 features and the feature service each model version is trained and served with.
 
 `build_definitions` is the single source; the module-level names below are what `feast apply` picks up
-when run from this folder (sources are parquet files dbt exports into ../state/feast/data).
+when run from this folder (sources are the parquet files dbt exports into the state folder).
 """
 
 from collections.abc import Callable
@@ -13,6 +13,8 @@ from feast.data_source import DataSource
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64, String, UnixTimestamp
+
+from mlplatform.settings import state_dir
 
 # Daily rows, valid from the next midnight: a row older than two days means the mart stopped updating.
 FEATURE_TTL = timedelta(days=2)
@@ -158,7 +160,9 @@ def postgres_source(schema: str) -> Callable[[str], DataSource]:
     return source_for
 
 
-_definitions = build_definitions(parquet_source("../state/feast/data"))
+# The `feast` CLI run from this folder works on the state folder in force (feature_store.yaml, written by
+# `make env`), with the sources Dagster registers for it: `feast plan` after `make demo` reports no change.
+_definitions = build_definitions(parquet_source(str(state_dir() / "feast" / "data")))
 customer = _definitions["customer"]
 merchant = _definitions["merchant"]
 customer_stats = _definitions["customer_stats"]

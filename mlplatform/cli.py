@@ -3,7 +3,6 @@
 import json
 import shutil
 import time
-import warnings
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -29,9 +28,6 @@ def dagster_instance():
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """mlplatform: data and ML platform on Dagster."""
-    # library notices about their own APIs (beta flags, deprecations) are for developers, not users
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", message=".*is currently in beta.*")
 
 
 @main.command("generate-data")
@@ -219,8 +215,8 @@ def reject(version: str, reason: str, actor: str | None) -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: all).")
+@click.option("--port", default=8000, show_default=True, help="TCP port of the prediction API.")
 @click.option("--workers", default=1, show_default=True, help="Processes; each loads the models itself.")
 def serve(host: str, port: int, workers: int) -> None:
     """Start the prediction API (OpenAPI docs at /docs)."""
@@ -369,7 +365,12 @@ def stream_replay(day: datetime, limit: int | None, rate: float) -> None:
 @main.command()
 @click.option("--alias", default="champion", show_default=True, help="Registry alias of the version.")
 @click.option(
-    "--out", "out_dir", type=click.Path(path_type=Path), default=Path("exported"), show_default=True
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("exported"),
+    show_default=True,
+    help="Folder the exported model folder is written into.",
 )
 def export(alias: str, out_dir: Path) -> None:
     """Write a fraud_model version as a self-contained artifact scored with numpy alone (embedded mode)."""

@@ -1,6 +1,7 @@
 {#
     export_for_feast(): post-hook of the feature marts. On DuckDB (local profile) it writes the mart as
-    parquet into MLPLATFORM_FEAST_DATA_DIR, the files Feast's file offline store reads, with timestamps
+    parquet into MLPLATFORM_FEAST_DATA_DIR (default: the project's state/feast/data, for `dbt build`
+    run by hand from this folder), the files Feast's offline store reads, with timestamps
     as UTC microseconds (what Feast expects). On other adapters it does nothing: Feast reads the table.
 #}
 {% macro export_for_feast() -%}
@@ -12,7 +13,7 @@
 {%- endmacro %}
 
 {% macro duckdb__export_for_feast() -%}
-    {%- set data_dir = env_var('MLPLATFORM_FEAST_DATA_DIR') -%}
+    {%- set data_dir = env_var('MLPLATFORM_FEAST_DATA_DIR', '../state/feast/data') -%}
     set TimeZone = 'UTC';
     copy (
         select * replace (cast(feature_ts as timestamptz) as feature_ts) from {{ this }}

@@ -1,5 +1,6 @@
 """Batch predictions: each day's transactions scored by the champion, with the same features as training."""
 
+import warnings
 from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
@@ -20,6 +21,7 @@ from dagster import (
     define_asset_job,
     schedule,
 )
+from dagster._utils.warnings import BetaWarning
 
 from mlplatform.automation import follow_updates_of, previous_day_run
 from mlplatform.features.assets import feast_registry
@@ -77,6 +79,13 @@ def score_distribution(scores: pd.Series) -> dict[str, float]:
     return {"score_mean": float(scores.mean())} | {
         f"score_p{q * 100:g}": float(scores.quantile(q)) for q in SCORE_QUANTILES
     }
+
+
+# A backfill of days scores them in one run (one feature retrieval, one model load). Dagster marks
+# `backfill_policy` beta; with dagster pinned, its notice about that parameter is silenced, nothing else.
+warnings.filterwarnings(
+    "ignore", message="Parameter `backfill_policy` of function `asset`", category=BetaWarning
+)
 
 
 @asset(

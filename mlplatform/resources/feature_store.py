@@ -88,7 +88,11 @@ class FeastFeatureStore(ConfigurableResource):
     def apply(self) -> dict[str, object]:
         """`feast apply`: register every definition (idempotent: unchanged objects stay as they are)."""
         definitions = self.definitions()
-        self.store().apply(list(definitions.values()))
+        store = self.store()
+        store.apply(list(definitions.values()))
+        # as `feast apply` does, record the online tables in the registry (`feast plan` compares them)
+        infra = store.provider.plan_infra(store.config, store.registry.proto())
+        store.registry.update_infra(infra, store.project, commit=True)
         return definitions
 
     def materialize(

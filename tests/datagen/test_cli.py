@@ -62,3 +62,18 @@ def test_help_lists_every_bad_file_kind_and_answers_to_dash_h():
     assert all(kind in help_text for kind in BAD_FILE_KINDS) and "Days of data" in help_text
     wrong = runner.invoke(main, ["generate-data", "--bad-file", "nonsense"])
     assert wrong.exit_code == 2 and "missing_column" in wrong.output
+
+
+def test_every_command_option_and_argument_is_explained_in_its_help():
+    import click
+
+    unexplained = []
+    for name, command in main.commands.items():
+        if not command.help:
+            unexplained.append(name)
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.help:
+                unexplained.append(f"{name} {param.opts[0]}")
+            if isinstance(param, click.Argument) and param.human_readable_name not in (command.help or ""):
+                unexplained.append(f"{name} {param.human_readable_name}")
+    assert not unexplained, f"without help: {unexplained}"

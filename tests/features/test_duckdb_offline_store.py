@@ -243,11 +243,11 @@ def test_materialization_loads_each_entitys_newest_row(duckdb_store):
 def test_the_local_profile_and_the_cli_configuration_name_this_store(tmp_path):
     import yaml
 
+    from mlplatform.features.cli_config import write_cli_config
     from mlplatform.resources.feature_store import LocalFeastFeatureStore
-    from mlplatform.settings import FEATURE_REPO_DIR
 
     local = LocalFeastFeatureStore(state_dir=str(tmp_path))
     assert local.store_config()["offline_store"] == {"type": STORE_TYPE}
     assert local.repo_config().offline_store.type == STORE_TYPE
-    cli = yaml.safe_load((FEATURE_REPO_DIR / "feature_store.yaml").read_text())
+    cli = yaml.safe_load(write_cli_config(tmp_path / "feature_repo").read_text())
     assert cli["offline_store"]["type"] == STORE_TYPE
