@@ -327,6 +327,40 @@ def restore(archive: Path, force: bool) -> None:
     )
 
 
+@main.command("feature-server")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: all).")
+@click.option("--port", type=int, help="Default: Feast's own port.")
+@click.option("--workers", default=1, show_default=True, help="Processes; scale pods rather than this.")
+@click.option(
+    "--repo-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where feature_store.yaml is written (default: a new temporary folder).",
+)
+@click.option("--config-only", is_flag=True, help="Write feature_store.yaml, print its folder, do not serve.")
+def feature_server(
+    host: str, port: int | None, workers: int, repo_dir: Path | None, config_only: bool
+) -> None:
+    """Feast's feature server (`feast serve`) on the active profile's registry and online store.
+
+    The configuration is the one Dagster builds in code, written at start (settings from the
+    environment stay `${NAME}` references, so no secret lands on disk); then this process becomes
+    `feast serve`, so signals from the orchestrator reach the server itself. With --config-only, any
+    other Feast command runs on the same configuration: `feast -c <folder> ...`."""
+    import os
+    import tempfile
+
+    from mlplatform.profiles import build_resources
+    from mlplatform.resources.feature_store import FEAST_SERVE_PORT, feast_serve_command
+
+    repo = repo_dir or Path(tempfile.mkdtemp(prefix="feast-repo-"))
+    build_resources()["feature_store"].write_serving_repo(repo)
+    if config_only:
+        click.echo(repo)
+        return
+    command = feast_serve_command(repo, host, port or FEAST_SERVE_PORT, workers)
+    os.execv(command[0], command)  # nosec B606: argv from this module and the CLI's own options
+
+
 @main.command()
 @click.option(
     "--metrics-port", type=int, default=9108, show_default=True, help="Prometheus /metrics; 0: off."

@@ -5,7 +5,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
+
+from mlplatform.resources.feature_store import feast_serve_command
 
 
 def free_port() -> int:
@@ -55,9 +56,7 @@ def feast_server(feature_store, repo: Path) -> Iterator[int]:
     """`feast serve` on this feature store's registry and online store; yields its port once it listens."""
     feature_store.write_serving_repo(repo)
     port = free_port()
-    feast = Path(sys.executable).parent / "feast"
-    serve = ["serve", "-h", "127.0.0.1", "-p", str(port), "--max-requests", "0", "--no-access-log"]
-    with http_server([str(feast), "-c", str(repo), *serve], port, repo / "serve.log"):
+    with http_server(feast_serve_command(repo, "127.0.0.1", port), port, repo / "serve.log"):
         yield port
 
 

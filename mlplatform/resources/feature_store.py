@@ -29,6 +29,8 @@ from mlplatform.settings import FEATURE_REPO_DIR
 
 PROJECT = "mlplatform"
 DUCKDB_OFFLINE_STORE = "mlplatform.duckdb_offline_store.DuckDBOfflineStore"  # by name: no feast import here
+# Feast's own default port for `feast serve`: the CLI's default and the Kubernetes Service's target
+FEAST_SERVE_PORT = 6566
 COMMON_CONFIG = {
     "project": PROJECT,
     "provider": "local",
@@ -210,6 +212,17 @@ ReferenceDumper.add_representer(
         "tag:yaml.org,2002:str", text, style='"' if "${" in text else None
     ),
 )
+
+
+def feast_serve_command(repo: Path, host: str, port: int, workers: int = 1) -> list[str]:
+    """`feast serve` on the feature_store.yaml in `repo` (see `write_serving_repo`), as argv.
+
+    `--max-requests 0`: Feast's default recycles a worker every 1,000 requests, and the request that
+    meets the restart waits for a whole new worker (~900 ms measured); a replica is restarted by its
+    orchestrator, not by request count. No access log: one line per lookup is noise at serving rates."""
+    feast = Path(sys.executable).parent / "feast"  # the Feast installed beside this interpreter
+    serve = ["serve", "-h", host, "-p", str(port), "--workers", str(workers)]
+    return [str(feast), "-c", str(repo), *serve, "--max-requests", "0", "--no-access-log"]
 
 
 def registry_url(connection: dict) -> str:

@@ -1,9 +1,13 @@
 """deploy/k8s: every object is valid for the Kubernetes API (offline schemas, strict: unknown fields
-fail), kustomize applies all of them, and the prediction API is wired as the app expects."""
+fail), kustomize applies all of them, and the prediction API and the feature server are wired as the app
+expects."""
+
+from pathlib import Path
 
 import kubernetes_validate
 import pytest
 
+from mlplatform.resources.feature_store import FEAST_SERVE_PORT
 from tests.deploy.deploy_files import (
     K8S,
     KUBERNETES_VERSION,
@@ -39,9 +43,13 @@ def test_kustomize_applies_every_manifest_in_the_folder():
     assert set(kustomization()["resources"]) == files
 
 
-def test_one_image_for_api_mlflow_and_the_code_location():
+def test_one_image_for_api_feature_server_mlflow_and_the_code_location():
     (image,) = kustomization()["images"]
-    for kind, name in (("Deployment", "prediction-api"), ("Deployment", "mlflow")):
+    for kind, name in (
+        ("Deployment", "prediction-api"),
+        ("Deployment", "mlflow"),
+        ("Deployment", "feature-server"),
+    ):
         assert [c["image"] for c in containers(kind, name)] == [image["name"]]
     location = code_location(helm_values())["image"]
     assert (image["newName"], image["newTag"]) == (location["repository"], location["tag"])
@@ -56,8 +64,40 @@ def test_prediction_api_probes_and_entrypoint():
     assert set(api["resources"]) == {"requests", "limits"}
 
 
-def test_prediction_api_settings_come_from_the_shared_configmap_and_secret():
-    (api,) = containers("Deployment", "prediction-api")
+def test_feature_server_probes_entrypoint_and_service():
+    """`mlplatform feature-server` (it writes the prod Feast config, then execs `feast serve`) on Feast's
+    port; ready only while the registry answers, alive while it accepts connections."""
+    from mlplatform.cli import main
+
+    (feast,) = containers("Deployment", "feature-server")
+    command = feast["command"]
+    assert command[:2] == ["mlplatform", "feature-server"]
+    options = main.commands["feature-server"].make_context("feature-server", command[2:]).params
+    assert options["port"] == FEAST_SERVE_PORT and options["host"] == "0.0.0.0"
+    assert Path(options["repo_dir"]).is_relative_to("/tmp")  # the one writable mount
+    mounts = {m["mountPath"] for m in feast["volumeMounts"]}
+    assert mounts == {"/tmp"}
+    assert feast["securityContext"]["readOnlyRootFilesystem"] is True
+    assert [p["containerPort"] for p in feast["ports"]] == [FEAST_SERVE_PORT]
+    assert feast["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert feast["livenessProbe"]["tcpSocket"] == {"port": "http"}
+    assert "startupProbe" in feast and set(feast["resources"]) == {"requests", "limits"}
+    service = by_kind("Service", "feature-server")["spec"]
+    assert service["selector"] == {"app.kubernetes.io/name": "feature-server"}
+    assert [p["targetPort"] for p in service["ports"]] == ["http"]
+
+
+@pytest.mark.parametrize("name", ["prediction-api", "feature-server"])
+def test_disruption_budget_keeps_one_replica(name):
+    deployment = by_kind("Deployment", name)["spec"]
+    budget = by_kind("PodDisruptionBudget", name)["spec"]
+    assert budget["selector"] == deployment["selector"]
+    assert budget["minAvailable"] < deployment["replicas"]
+
+
+@pytest.mark.parametrize("name", ["prediction-api", "feature-server"])
+def test_settings_come_from_the_shared_configmap_and_secret(name):
+    (api,) = containers("Deployment", name)
     assert {"configMapRef": {"name": "mlplatform-config"}} in api["envFrom"]
     assert {"secretRef": {"name": "mlplatform-secrets"}} in api["envFrom"]
     config = by_kind("ConfigMap", "mlplatform-config")["data"]
@@ -65,11 +105,16 @@ def test_prediction_api_settings_come_from_the_shared_configmap_and_secret():
         config
     )
     assert not any("PASSWORD" in key or "REDIS_URL" in key or "WEBHOOK" in key for key in config)
+
+
+def test_prediction_api_mounts_the_state_volume():
+    (api,) = containers("Deployment", "prediction-api")
+    config = by_kind("ConfigMap", "mlplatform-config")["data"]
     mounts = {m["mountPath"]: m["name"] for m in api["volumeMounts"]}
     assert mounts[config["MLPLATFORM_STATE_DIR"]] == "state"
 
 
-@pytest.mark.parametrize("name", ["prediction-api", "mlflow"])
+@pytest.mark.parametrize("name", ["prediction-api", "mlflow", "feature-server"])
 def test_pods_run_as_non_root_without_privileges(name):
     pod = by_kind("Deployment", name)["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True

@@ -1,7 +1,8 @@
-"""deploy/k8s: who can reach MLflow and change what the prediction API serves.
+"""deploy/k8s: who can reach MLflow, change what the prediction API serves, and read features.
 
 MLflow (whose `champion` alias decides the served model) takes connections only from labelled client
-pods and requires a user on every request; the prediction API's admin token comes from a Secret."""
+pods and requires a user on every request; the prediction API's admin token comes from a Secret; Feast's
+feature server (which also accepts writes: /push, /materialize) only from labelled pods of the namespace."""
 
 from tests.deploy.deploy_files import manifests
 
@@ -57,3 +58,14 @@ def test_the_prediction_api_is_reachable_only_by_its_clients_and_monitoring():
     (rule,) = policy["ingress"]
     assert rule["ports"] == [{"protocol": "TCP", "port": 8000}]
     assert {"podSelector": {"matchLabels": {"mlplatform.io/prediction-client": "true"}}} in rule["from"]
+
+
+def test_the_feature_server_is_reachable_only_by_labelled_pods_of_the_namespace():
+    policy = find("NetworkPolicy", "feature-server-clients-only")["spec"]
+    assert policy["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "feature-server"}
+    assert policy["policyTypes"] == ["Ingress"]
+    (rule,) = policy["ingress"]
+    # a podSelector alone selects pods of the policy's own namespace: no namespaceSelector, no ipBlock
+    assert rule["from"] == [{"podSelector": {"matchLabels": {"mlplatform.io/feature-client": "true"}}}]
+    (port,) = container("feature-server")["ports"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": port["containerPort"]}]

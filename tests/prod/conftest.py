@@ -20,8 +20,11 @@ PG_USER = os.environ.get("MLPLATFORM_TEST_PG_USER", "postgres")
 PG_PASSWORD = os.environ.get("MLPLATFORM_TEST_PG_PASSWORD", "")
 REDIS_HOST = os.environ.get("MLPLATFORM_TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("MLPLATFORM_TEST_REDIS_PORT", "6379"))
-# a Redis database number nobody else uses on the test server; only this one is ever flushed
+# Redis database numbers nobody else uses on the test server; only these are ever flushed
 REDIS_DB = int(os.environ.get("MLPLATFORM_TEST_REDIS_DB", "13"))
+# the feature-server test's own database: it runs beside the end-to-end test (REDIS_DB) and the streaming
+# tests (db 11) without flushing what they wrote
+FEATURE_SERVER_REDIS_DB = int(os.environ.get("MLPLATFORM_TEST_FEATURE_SERVER_REDIS_DB", "12"))
 
 
 def reachable(host: str, port: int) -> bool:
