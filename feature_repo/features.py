@@ -154,7 +154,7 @@ def build_definitions(source_for: Callable[[str], DataSource]) -> dict[str, obje
     fraud_model_velocity = FeatureService(
         name=velocity.FEATURE_SERVICE,
         features=[customer_stats, merchant_stats, context_view, customer_velocity],
-        description=f"{MODEL_FEATURE_SERVICE} plus the velocity features: for a model version that uses them.",
+        description=f"{MODEL_FEATURE_SERVICE} plus the velocity features, for model versions that use them.",
         owner="team:ml",
     )
     return {

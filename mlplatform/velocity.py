@@ -104,7 +104,7 @@ class VelocityState:
     def sweep(self) -> None:
         """Forget customers whose newest transaction is older than the horizon."""
         cutoff = self.newest - HORIZON_SECONDS
-        self.recent = {c: s for c, s in self.recent.items() if s and s[-1].at > cutoff}
+        self.recent = {c: s for c, s in self.recent.items() if s and max(x.at for x in s) > cutoff}
 
     def __len__(self) -> int:
         return len(self.recent)
@@ -120,6 +120,13 @@ def push_row(customer: str, seen: Seen, values: Values) -> dict:
     return {ENTITY: customer, TIMESTAMP: datetime.fromtimestamp(seen.at, UTC), **values}
 
 
+def latest_per_instant(rows: list[dict]) -> list[dict]:
+    """One row per (customer, time), the last computed: two transactions of a customer at the same instant
+    share a validity time, and the second row (counting both) is the value as of that instant. Feast's
+    Redis store would skip it as not newer than the first, and the offline join could pick either."""
+    return list({(row[ENTITY], row[TIMESTAMP]): row for row in rows}.values())
+
+
 def push_frame(rows: list[dict]) -> "pd.DataFrame":
     """Rows as the push source takes them, with the same column order and types whoever built them."""
     import pandas as pd
@@ -129,7 +136,10 @@ def push_frame(rows: list[dict]) -> "pd.DataFrame":
     return frame.astype({name: "int64" if kind is int else "float64" for name, kind in FEATURES.items()})
 
 
-def velocity_rows(transactions: Iterable[tuple[str, str, datetime, float]], state: VelocityState) -> list[dict]:
+Landed = tuple[str, str, datetime, float]  # transaction_id, customer_id, event_ts, amount
+
+
+def velocity_rows(transactions: Iterable[Landed], state: VelocityState) -> list[dict]:
     """Push rows for `(transaction_id, customer_id, event_ts, amount)` in the order given, through `state`
     (redelivered transactions give no row)."""
     rows = []
@@ -148,4 +158,5 @@ def velocity_frame(transactions: "pd.DataFrame") -> "pd.DataFrame":
     ordered = transactions.sort_values(["event_ts", "transaction_id"], kind="stable")
     columns = ["transaction_id", "customer_id", "event_ts", "amount"]
     records = ordered[columns].itertuples(index=False, name=None)
-    return push_frame(velocity_rows(((t, c, at.to_pydatetime(), a) for t, c, at, a in records), VelocityState()))
+    rows = velocity_rows(((t, c, at.to_pydatetime(), a) for t, c, at, a in records), VelocityState())
+    return push_frame(latest_per_instant(rows))
