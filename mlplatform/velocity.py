@@ -101,6 +101,10 @@ class VelocityState:
             self.sweep()
         return values
 
+    def newest_for(self, customer: str) -> float:
+        """The time of the customer's newest remembered transaction (-inf: none in the last hour)."""
+        return max((seen.at for seen in self.recent.get(customer, ())), default=float("-inf"))
+
     def sweep(self) -> None:
         """Forget customers whose newest transaction is older than the horizon."""
         cutoff = self.newest - HORIZON_SECONDS

@@ -119,34 +119,42 @@ class VelocityPusher:
         return len(messages)
 
     def handle(self, messages: list[Message]) -> None:
-        rows, enqueued_ms, invalid, duplicates = [], [], 0, 0
+        """Push the batch's rows, acknowledge, probe, log. A late transaction (older than the customer's
+        newest one already pushed) goes to the offline store only: its row is history, and online it would
+        replace a newer one (Feast's SQLite store writes whatever comes last)."""
+        rows, late, enqueued_ms, invalid, duplicates = [], [], [], 0, 0
         for message in messages:
             parsed = parse(message)
             if isinstance(parsed, DeadLetter):
                 invalid += 1
                 continue
-            seen = remembered(message, parsed)
-            values = self.state.update(str(parsed.customer_id), seen)
+            customer, seen = str(parsed.customer_id), remembered(message, parsed)
+            is_late = seen.at < self.state.newest_for(customer)
+            values = self.state.update(customer, seen)
             if values is None:
                 duplicates += 1
                 continue
-            rows.append(push_row(str(parsed.customer_id), seen, values))
+            (late if is_late else rows).append(push_row(customer, seen, values))
             enqueued_ms.append(message.enqueued_ms)
-        pushed = latest_per_instant(rows)
-        if pushed:
+        current, history = latest_per_instant(rows), latest_per_instant(late)
+        if current or history:
             from feast.data_source import PushMode
 
-            self.store.push(PUSH_SOURCE, push_frame(pushed), to=PushMode.ONLINE_AND_OFFLINE)
+            if current:
+                self.store.push(PUSH_SOURCE, push_frame(current), to=PushMode.ONLINE_AND_OFFLINE)
+            if history:
+                self.store.push(PUSH_SOURCE, push_frame(history), to=PushMode.OFFLINE)
         readable_ms = self.server_ms()
         self.broker.redis.xack(self.settings.input_stream, self.settings.group, *(m.id for m in messages))
-        probes, stale = self.probe(pushed)
+        probes, stale = self.probe(current)
         if self.health_log is not None:
             self.health_log.record(
                 {
                     "logged_at": datetime.now(UTC).isoformat(),
                     "pusher": self.name,
                     "messages": len(messages),
-                    "pushed": len(rows),
+                    "pushed": len(rows) + len(late),
+                    "late": len(late),
                     "duplicates": duplicates,
                     "invalid": invalid,
                     "lag_ms": [readable_ms - ms for ms in enqueued_ms],
