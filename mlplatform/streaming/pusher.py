@@ -122,7 +122,10 @@ class VelocityPusher:
         """Push the batch's rows, acknowledge, probe, log. A late transaction (older than the customer's
         newest one already pushed) goes to the offline store only: its row is history, and online it would
         replace a newer one (Feast's SQLite store writes whatever comes last)."""
-        rows, late, enqueued_ms, invalid, duplicates = [], [], [], 0, 0
+        rows: list[dict] = []
+        late: list[dict] = []
+        enqueued_ms: list[int] = []
+        invalid = duplicates = 0
         for message in messages:
             parsed = parse(message)
             if isinstance(parsed, DeadLetter):

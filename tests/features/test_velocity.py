@@ -65,7 +65,7 @@ def test_windows_expire_at_their_length_and_the_state_keeps_only_the_last_hour()
 
 
 def test_a_redelivered_transaction_counts_once_and_a_late_one_only_for_itself():
-    values, recent = velocity((), Seen(T0, 10.0, "a"))
+    _, recent = velocity((), Seen(T0, 10.0, "a"))
     again, same = velocity(recent, Seen(T0, 10.0, "a"))
     assert again is None and same == recent
 
@@ -135,7 +135,8 @@ def test_push_then_read_online_and_offline_gives_the_same_values(store):
     store.push(PUSH_SOURCE, pushed, to=PushMode.ONLINE_AND_OFFLINE)
 
     refs = [f"{VIEW}:{feature}" for feature in FEATURES]
-    online = store.get_online_features(features=refs, entity_rows=[{"customer_id": "c1"}, {"customer_id": "c2"}])
+    entity_rows = [{"customer_id": "c1"}, {"customer_id": "c2"}]
+    online = store.get_online_features(features=refs, entity_rows=entity_rows)
     latest = pushed.groupby("customer_id").tail(1).set_index("customer_id")
     for i, customer in enumerate(("c1", "c2")):
         assert {f: online.to_dict()[f][i] for f in FEATURES} == latest.loc[customer, list(FEATURES)].to_dict()

@@ -14,7 +14,6 @@ from mlplatform.checks import was_judged
 from mlplatform.profiles import build_resources
 from mlplatform.resources.prediction_log import PredictionLogWriter
 from mlplatform.serving.schemas import EXAMPLE
-from mlplatform.streaming.messages import encode
 from mlplatform.streaming.pusher import VelocityPusher
 from mlplatform.streaming.replay import send
 from mlplatform.streaming.velocity_health import velocity_freshness
@@ -69,7 +68,8 @@ def assert_store_holds(store, rows: list[dict]) -> None:
     online = store.get_online_features(
         features=REFS, entity_rows=[{"customer_id": c} for c in latest["customer_id"]]
     ).to_dict()
-    assert [[online[f][i] for f in FEATURES] for i in range(len(latest))] == latest[list(FEATURES)].values.tolist()
+    read = [[online[f][i] for f in FEATURES] for i in range(len(latest))]
+    assert read == latest[list(FEATURES)].values.tolist()
     events = expected[["customer_id", "feature_ts"]].rename(columns={"feature_ts": "event_timestamp"})
     offline = store.get_historical_features(entity_df=events, features=REFS).to_df()
     assert offline[list(FEATURES)].values.tolist() == expected[list(FEATURES)].values.tolist()
@@ -82,12 +82,13 @@ def test_the_pusher_writes_what_the_backfill_computes_online_and_offline(local, 
     pusher = VelocityPusher(settings, store, health, name="p1")
     rows = burst_transactions()
     send(settings, rows + rows[-2:-1], client=redis_db)  # one sent twice
-    redis_db.xadd(settings.input_stream, {"transaction": "{"})  # invalid: skipped (the scorers dead-letter it)
+    redis_db.xadd(settings.input_stream, {"transaction": "{"})  # invalid: skipped (scorers dead-letter it)
     drain(pusher)
     health.close()
 
     assert_store_holds(store, rows)
-    lines = [json.loads(line) for line in next((tmp_path / "streaming" / "velocity").glob("date=*/*.jsonl")).open()]
+    (log,) = (tmp_path / "streaming" / "velocity").glob("date=*/*.jsonl")
+    lines = [json.loads(line) for line in log.open()]
     assert sum(line["pushed"] for line in lines) == len(rows)
     assert (sum(line["duplicates"] for line in lines), sum(line["invalid"] for line in lines)) == (1, 1)
     assert sum(line["probes"] for line in lines) > 0 and sum(line["stale_reads"] for line in lines) == 0
