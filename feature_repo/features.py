@@ -1,5 +1,6 @@
 """Feast definitions for the fraud use case: entities, feature views over the dbt marts, request-time
-features and the feature service each model version is trained and served with.
+features, velocity features pushed from the transaction stream, and the feature service each model version
+is trained and served with.
 
 `build_definitions` is the single source; the module-level names below are what `feast apply` picks up
 when run from this folder (sources are the parquet files dbt exports into the state folder).
@@ -8,12 +9,22 @@ when run from this folder (sources are the parquet files dbt exports into the st
 from collections.abc import Callable
 from datetime import timedelta
 
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, RequestSource, ValueType
+from feast import (
+    Entity,
+    FeatureService,
+    FeatureView,
+    Field,
+    FileSource,
+    PushSource,
+    RequestSource,
+    ValueType,
+)
 from feast.data_source import DataSource
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64, String, UnixTimestamp
 
+from mlplatform import velocity  # names and windows of the velocity features (no Dagster, no Feast)
 from mlplatform.settings import state_dir
 
 # Daily rows, valid from the next midnight: a row older than two days means the mart stopped updating.
@@ -26,6 +37,10 @@ CUSTOMER_FIELDS = [
     *(Field(name=f"distinct_merchants_{n}d", dtype=Int64) for n in (7, 30)),
     *(Field(name=f"foreign_share_{n}d", dtype=Float64) for n in (7, 30)),
     Field(name="home_country", dtype=String),
+]
+VELOCITY_FIELDS = [
+    Field(name=velocity.ENTITY, dtype=String),  # declared: the view's pushed folder may be empty at apply
+    *(Field(name=name, dtype=Int64 if kind is int else Float64) for name, kind in velocity.FEATURES.items()),
 ]
 MERCHANT_FIELDS = [
     *(Field(name=f"txn_count_{n}d", dtype=Int64) for n in (7, 30)),
@@ -122,6 +137,27 @@ def build_definitions(source_for: Callable[[str], DataSource]) -> dict[str, obje
         description="Everything fraud_model is trained and served with; a new model version gets a new one.",
         owner="team:ml",
     )
+    # Pushed, not materialized: the stream pusher and the backfill write rows computed by
+    # mlplatform.velocity to both stores through this source; its batch source holds the history.
+    velocity_push = PushSource(name=velocity.PUSH_SOURCE, batch_source=source_for(velocity.VIEW))
+    customer_velocity = FeatureView(
+        name=velocity.VIEW,
+        entities=[customer],
+        # a row describes the hour before its transaction: older, it says nothing about now
+        ttl=timedelta(seconds=velocity.HORIZON_SECONDS),
+        schema=VELOCITY_FIELDS,
+        source=velocity_push,
+        online=True,
+        description="Card holder's transactions in the last 10 minutes and hour, and the seconds since the "
+        "previous one, as of each transaction (pushed from the stream; mlplatform/velocity.py).",
+        owner="team:ml",
+    )
+    fraud_model_velocity = FeatureService(
+        name=velocity.FEATURE_SERVICE,
+        features=[customer_stats, merchant_stats, context_view, customer_velocity],
+        description=f"{MODEL_FEATURE_SERVICE} plus the velocity features, for model versions that use them.",
+        owner="team:ml",
+    )
     return {
         "customer": customer,
         "merchant": merchant,
@@ -130,6 +166,9 @@ def build_definitions(source_for: Callable[[str], DataSource]) -> dict[str, obje
         "transaction_request": transaction_request,
         "transaction_context": context_view,
         MODEL_FEATURE_SERVICE: fraud_model_v1,
+        velocity.PUSH_SOURCE: velocity_push,
+        velocity.VIEW: customer_velocity,
+        velocity.FEATURE_SERVICE: fraud_model_velocity,
     }
 
 
@@ -169,3 +208,6 @@ customer_stats = _definitions["customer_stats"]
 merchant_stats = _definitions["merchant_stats"]
 transaction_context_view = _definitions["transaction_context"]
 fraud_model_v1 = _definitions[MODEL_FEATURE_SERVICE]
+customer_velocity_push = _definitions[velocity.PUSH_SOURCE]
+customer_velocity = _definitions[velocity.VIEW]
+fraud_model_velocity = _definitions[velocity.FEATURE_SERVICE]

@@ -396,6 +396,27 @@ def stream_replay(day: datetime, limit: int | None, rate: float) -> None:
     click.echo(f"sent {len(ids)} transactions of {day:%Y-%m-%d} to {resources['streaming'].input_stream}")
 
 
+@main.command("velocity-push")
+@click.option("--name", help="Consumer name in the velocity group (default: host-pid).")
+def velocity_push(name: str | None) -> None:
+    """Push velocity features of the input stream's transactions through Feast (see README, Velocity)."""
+    from mlplatform.profiles import build_resources
+    from mlplatform.streaming.pusher import run_pusher
+
+    run_pusher(build_resources(), name)
+
+
+@main.command("velocity-backfill")
+def velocity_backfill() -> None:
+    """Store the velocity history of every loaded transaction in the offline store (for training sets)."""
+    from mlplatform.profiles import build_resources
+    from mlplatform.streaming.pusher import backfill, landed_transactions
+
+    resources = build_resources()
+    rows = backfill(resources["feature_store"].store(), landed_transactions(resources["warehouse"]))
+    click.echo(f"stored {rows:,} velocity rows in the offline store")
+
+
 @main.command()
 @click.option("--alias", default="champion", show_default=True, help="Registry alias of the version.")
 @click.option(

@@ -31,6 +31,7 @@ from mlplatform.monitoring import (
 )
 from mlplatform.profiles import build_resources, run_executor
 from mlplatform.streaming.health import streaming_assets
+from mlplatform.streaming.velocity_health import velocity_assets
 from mlplatform.training import (
     model_assets,
     model_checks,
@@ -52,6 +53,7 @@ all_assets: list[AssetsDefinition | AssetSpec] = [
     *monitoring_assets,
     delivery_metrics,
     *streaming_assets,
+    *velocity_assets,
     *external_outputs,
 ]
 all_checks = [*feature_checks, *training_checks, *model_checks]
@@ -66,7 +68,9 @@ landing_zone_sensor = build_landing_zone_sensor(
 refresh_features_and_model = define_asset_job(
     "refresh_features_and_model",
     selection=AssetSelection.all()
-    - AssetSelection.assets(*ingestion_assets, *inference_assets, *monitoring_assets, *streaming_assets),
+    - AssetSelection.assets(
+        *ingestion_assets, *inference_assets, *monitoring_assets, *streaming_assets, *velocity_assets
+    ),
     description="Everything between the raw tables and the champion: the dbt marts, the Feast registry and "
     "online store, the training set, a candidate model with its blocking gates, the promotion, DORA metrics.",
 )

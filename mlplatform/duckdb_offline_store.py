@@ -11,13 +11,17 @@ ttl gives nulls; rows sharing a timestamp are decided by the source's created ti
 file (dask) store it keeps every entity row, once and in the order given: an event with no earlier
 feature row gets nulls instead of being dropped, and two events with the same keys and time keep their
 own rows (and so their own request data for on-demand views). `pull_latest_from_table_or_query` and
-`pull_all_from_table_or_query` serve materialization into the online store.
+`pull_all_from_table_or_query` serve materialization into the online store. `offline_write_batch` takes
+Feast's pushes to the offline store (`store.push(..., to=PushMode.ONLINE_AND_OFFLINE)`): each batch is one
+more parquet file in the view's source folder (`create_history` makes the folder readable before any push).
 
 This module imports only Feast, DuckDB and pyarrow (no Dagster): `feast` commands and `feast serve`
 import it through the configuration. Feast ships its own `type: duckdb` store; with the versions pinned
 here it needs ibis (not installed) and breaks on the compiled sqlglot dagster-dbt pulls in (see README).
 """
 
+import hashlib
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +31,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from feast.data_source import DataSource
 from feast.feature_view import DUMMY_ENTITY_ID, DUMMY_ENTITY_VAL, FeatureView
 from feast.infra.offline_stores.file_source import FileSource
@@ -34,6 +39,7 @@ from feast.infra.offline_stores.offline_store import OfflineStore, RetrievalJob,
 from feast.infra.registry.base_registry import BaseRegistry
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import FeastConfigBaseModel, RepoConfig
+from feast.types import from_feast_to_pyarrow_type
 from feast.utils import _get_requested_feature_views_to_features_dict
 
 STORE_TYPE = "mlplatform.duckdb_offline_store.DuckDBOfflineStore"
@@ -86,6 +92,53 @@ def source_relation(config: RepoConfig, source: DataSource) -> str:
     if Path(uri).is_dir():
         uri = f"{uri.rstrip('/')}/**/*.parquet"
     return f"read_parquet({literal(uri)})"
+
+
+def history_folder(config: RepoConfig, view: FeatureView) -> Path:
+    """The folder of parquet files a pushed view's history lives in (its batch source's path)."""
+    source = view.batch_source
+    if not isinstance(source, FileSource):
+        raise TypeError(f"{STORE_TYPE} writes to FileSource folders, not {type(source).__name__}")
+    uri = FileSource.get_uri_for_file_path(repo_path=config.repo_path, uri=source.file_options.uri)
+    folder = Path(uri)
+    if folder.is_file():
+        raise ValueError(f"{folder} is a file: pushed rows go to a folder of parquet files")
+    return folder
+
+
+def history_schema(view: FeatureView) -> pa.Schema:
+    """The columns of a pushed view's files: join keys, the source's timestamp (microseconds, UTC, as DuckDB
+    keeps them), then the features, typed as the view declares them."""
+    source = view.batch_source
+    assert source is not None
+    keys = [pa.field(c.name, from_feast_to_pyarrow_type(c.dtype)) for c in view.entity_columns]
+    features = [pa.field(f.name, from_feast_to_pyarrow_type(f.dtype)) for f in view.features]
+    return pa.schema([*keys, pa.field(source.timestamp_field, pa.timestamp("us", tz="UTC")), *features])
+
+
+def write_history(folder: Path, table: pa.Table) -> Path:
+    """`table` as one parquet file in `folder`, named by its content: the same rows written twice (a batch
+    pushed again after a redelivery, a backfill run again) stay one file. Written aside and renamed, so a
+    reader never sees half a file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as stream:
+        stream.write_table(table)
+    digest = hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()[:32]
+    target = folder / f"part-{digest}.parquet"
+    partial = folder / f".{target.name}.{os.getpid()}.tmp"
+    pq.write_table(table, partial)
+    os.replace(partial, target)
+    return target
+
+
+def create_history(config: RepoConfig, view: FeatureView) -> Path:
+    """A pushed view's folder with an empty file of its schema when it has none yet: Feast reads the
+    folder's columns before the first push, and retrieval needs a file to read."""
+    folder = history_folder(config, view)
+    if not any(folder.glob("**/*.parquet")):
+        write_history(folder, history_schema(view).empty_table())
+    return folder
 
 
 class DuckDBRetrievalJob(RetrievalJob):
@@ -358,6 +411,20 @@ class DuckDBOfflineStore(OfflineStore):
                 max_event_timestamp=last,
             ),
         )
+
+    @staticmethod
+    def offline_write_batch(
+        config: RepoConfig,
+        feature_view: FeatureView,
+        table: pa.Table,
+        progress: Callable[[int], Any] | None,
+    ) -> None:
+        """Pushed rows (Feast has already checked the columns against the folder's and ordered them so):
+        one more file of the view's folder, timestamps at microseconds UTC like the rest."""
+        schema = history_schema(feature_view)
+        write_history(history_folder(config, feature_view), table.select(schema.names).cast(schema))
+        if progress:
+            progress(table.num_rows)
 
     @staticmethod
     def pull_latest_from_table_or_query(

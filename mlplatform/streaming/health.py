@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 from dagster import (
+    AssetCheckResult,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
@@ -50,6 +51,36 @@ def stream_figures(batches: pd.DataFrame) -> dict[str, float]:
         "latency_p99_ms": float(latencies.quantile(0.99)) if len(latencies) else float("nan"),
         "max_lag": int(batches["lag"].max()),
     }
+
+
+def graded_checks(
+    key: AssetKey,
+    figures: dict[str, float],
+    bounds: dict[str, tuple[str, float, float]],
+    day: str,
+    quiet: str | None,
+    alerts: AlertSink,
+) -> list[AssetCheckResult]:
+    """One graded check per `check -> (figure, warn, error)` of a day's figures, judged failures sent to
+    the alert sink; all not judged when `quiet` gives the reason (a day without traffic)."""
+    return [
+        alert_on(
+            graded_check(
+                key,
+                check,
+                figure,
+                float(figures.get(figure, float("nan"))),
+                warn,
+                error,
+                day=day,
+                unjudged_reason=quiet,
+            ),
+            alerts,
+            day,
+            figure,
+        )
+        for check, (figure, warn, error) in bounds.items()
+    ]
 
 
 @asset(
@@ -100,24 +131,7 @@ def streaming_health(
         ),
     }
     quiet = None if figures["messages"] else f"no stream traffic on {day}"
-    checks = [
-        alert_on(
-            graded_check(
-                STREAMING_HEALTH,
-                check,
-                figure,
-                float(figures.get(figure, float("nan"))),
-                warn,
-                error,
-                day=day,
-                unjudged_reason=quiet,
-            ),
-            alerts,
-            day,
-            figure,
-        )
-        for check, (figure, warn, error) in bounds.items()
-    ]
+    checks = graded_checks(STREAMING_HEALTH, figures, bounds, day, quiet, alerts)
     return MaterializeResult(
         metadata={k: round(float(v), 4) for k, v in figures.items()}
         | {"log": str(Path(streaming.health_log_dir))},

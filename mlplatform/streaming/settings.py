@@ -24,6 +24,12 @@ class StreamSettings(ConfigurableResource):
     latency_p99_error_ms: float = 5_000.0
     dead_letter_rate_warn: float = 0.001
     dead_letter_rate_error: float = 0.01
+    # the velocity pusher (streaming/pusher.py): its own group on the input stream, and `velocity_freshness`
+    velocity_group: str = "velocity"
+    push_lag_p99_warn_ms: float = 1_000.0  # enqueue to readable online
+    push_lag_p99_error_ms: float = 5_000.0
+    stale_read_share_warn: float = 0.001  # probe reads not returning what was just pushed
+    stale_read_share_error: float = 0.01
 
     def key(self, name: str) -> str:
         return f"{{{self.prefix}}}:{name}"
@@ -43,6 +49,11 @@ class StreamSettings(ConfigurableResource):
     @property
     def dedup_prefix(self) -> str:
         return self.key("scored:")
+
+    @property
+    def velocity_log_dir(self) -> str:
+        """The pusher's health log (one JSON line per batch), beside the consumers' own."""
+        return f"{self.health_log_dir.rstrip('/')}/velocity"
 
     def client(self):
         """A Redis client for these streams (replies decoded to str)."""

@@ -31,7 +31,8 @@ def mart(warehouse, name: str) -> pd.DataFrame:
 
 def test_registry_holds_views_request_features_and_the_model_service(built):
     store = built[1]["feature_store"].store()
-    assert {v.name for v in store.list_feature_views()} == {"customer_stats", "merchant_stats"}
+    views = {"customer_stats", "merchant_stats", "customer_velocity"}  # the last pushed from the stream
+    assert {v.name for v in store.list_feature_views()} == views
     assert [v.name for v in store.list_on_demand_feature_views()] == ["transaction_context"]
     service = store.get_feature_service("fraud_model_v1")
     assert {p.name for p in service.feature_view_projections} == {
