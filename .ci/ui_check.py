@@ -5,7 +5,10 @@ waits until the code location is loaded, opens the UI in headless Chromium and c
 
 1. the asset graph: the upstream lineage of `batch_predictions` shows `raw_transactions` (lineage.png);
 2. an asset's checks: the Checks tab of `raw_transactions` lists its checks (`schema`, ...) (checks.png);
-3. a chart: `feature_drift`'s `psi_chart` metadata, an inline PNG, renders as an image (chart.png).
+3. a chart: `feature_drift`'s `psi_chart` metadata, an inline PNG, renders as an image (chart.png);
+4. named runs: the runs list and the Overview timeline show the demo's jobs by name (`landed_day`,
+   `refresh_features_and_model`, ...), and no run is the anonymous `__ephemeral_asset_job__`
+   (runs.png, timeline.png).
 
 Exits 1 with one line per missing thing. Run it from the project root (playwright in its own venv):
 
@@ -41,6 +44,8 @@ LOCATION_QUERY = (
 LINEAGE_NODES = ("raw_transactions", "batch_predictions")
 CHECKS = ("schema", "not_null", "unique_key")
 CHART_ASSET, CHART_KEY = "feature_drift", "psi_chart"
+NAMED_JOBS = ("landed_day", "refresh_features_and_model", "batch_scoring", "monitor_day")
+ANONYMOUS_JOB = "__ephemeral_asset_job__"
 
 
 def free_port() -> int:
@@ -137,6 +142,25 @@ def check_chart(page: Page, url: str, out: Path) -> list[str]:
     return []
 
 
+def check_named_runs(page: Page, url: str, out: Path) -> list[str]:
+    missing = []
+    for view, path, shot in (
+        ("runs list", "/runs", "runs.png"),
+        ("Overview timeline", "/overview/activity/timeline", "timeline.png"),
+    ):
+        page.goto(f"{url}{path}", wait_until="networkidle")
+        dismiss_dialogs(page)
+        for job in NAMED_JOBS:
+            try:
+                page.get_by_text(job, exact=True).first.wait_for(state="visible", timeout=20_000)
+            except PlaywrightError:
+                missing.append(f"{view}: no run of the job {job!r} is shown")
+        if view == "runs list" and page.get_by_text(ANONYMOUS_JOB).count():
+            missing.append(f"{view}: a run shows as the anonymous {ANONYMOUS_JOB}")
+        page.screenshot(path=out / shot)
+    return missing
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("state", type=Path, help="a state folder built by `mlplatform demo` (`make demo`)")
@@ -186,6 +210,7 @@ def main() -> int:
                     *check_lineage(page, url, args.out),
                     *check_asset_checks(page, url, args.out),
                     *check_chart(page, url, args.out),
+                    *check_named_runs(page, url, args.out),
                 ]
                 browser.close()
         finally:

@@ -28,6 +28,7 @@ from mlplatform.profiles import build_resources
 from mlplatform.training.assets import training_set
 from mlplatform.training.fraud_model import fraud_model, fraud_model_champion
 from mlplatform.training.model import Hyperparameters, fit, time_split
+from mlplatform.training.spec import FRAUD_MODEL
 
 RESULTS = Path(__file__).parent / "results" / "training.json"
 
@@ -72,7 +73,7 @@ def main() -> None:
         rows = resources["warehouse"].read_sql("select * from training.training_set")
         train, _ = time_split(rows, 0.2)
         started = time.perf_counter()
-        fit(train, Hyperparameters())
+        fit(train, Hyperparameters.of(FRAUD_MODEL))
         bare_s = time.perf_counter() - started
         registry = resources["model_registry"]
         champion = registry.version_for("fraud_model", "champion")

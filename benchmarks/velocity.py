@@ -189,6 +189,7 @@ def model_stage(resources) -> dict:
     from mlplatform.features.retrieval import features_as_of_events
     from mlplatform.training.assets import PROVIDED_BY_FEATURES
     from mlplatform.training.model import LABEL, Hyperparameters, evaluate, fit, predict_scores, time_split
+    from mlplatform.training.spec import FRAUD_MODEL
 
     store, warehouse = resources["feature_store"].store(), resources["warehouse"]
     transactions = landed_transactions(warehouse)
@@ -211,7 +212,7 @@ def model_stage(resources) -> dict:
     }
     for name, columns in (("without_velocity", []), ("with_velocity", velocity_columns)):
         drop = [c for c in velocity_columns if c not in columns]
-        model = fit(train.drop(columns=drop), Hyperparameters())
+        model = fit(train.drop(columns=drop), Hyperparameters.of(FRAUD_MODEL))
         scores = predict_scores(model, holdout.drop(columns=drop))
         metrics = evaluate(holdout[LABEL].to_numpy(), scores).metrics
         report[name] = {k: round(metrics[k], 4) for k in ("roc_auc", "pr_auc", "recall_at_1pct_fpr")}

@@ -10,9 +10,12 @@ reads `judged` and treats a not-judged evaluation as missing evidence. Checks th
 """
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey
+
+if TYPE_CHECKING:
+    from dagster import ExecuteInProcessResult
 
 JUDGED = "judged"
 NOT_JUDGED_REASON = "not_judged_reason"
@@ -62,3 +65,12 @@ def was_judged(metadata: Mapping[str, Any]) -> bool:
     value = metadata.get(JUDGED)
     value = getattr(value, "value", value)
     return value is not False
+
+
+def check_verdicts(result: "ExecuteInProcessResult") -> dict[str, str]:
+    """check name -> passed / FAILED / not judged, for the checks an in-process run evaluated."""
+    verdicts = {}
+    for evaluation in result.get_asset_check_evaluations():
+        verdict = "passed" if evaluation.passed else "FAILED"
+        verdicts[evaluation.check_name] = verdict if was_judged(evaluation.metadata) else "not judged"
+    return verdicts

@@ -327,6 +327,101 @@ def restore(archive: Path, force: bool) -> None:
     )
 
 
+@main.command("model-card")
+@click.argument("version")
+def model_card(version: str) -> None:
+    """Print the model card of VERSION of fraud_model (Markdown, as stored with it in MLflow)."""
+    from mlflow.exceptions import MlflowException
+
+    from mlplatform.profiles import build_resources
+    from mlplatform.training.model_card import read_model_card
+    from mlplatform.training.spec import FRAUD_MODEL
+
+    try:
+        click.echo(read_model_card(build_resources()["model_registry"], FRAUD_MODEL.name, version), nl=False)
+    except (MlflowException, OSError) as error:
+        raise click.ClickException(
+            f"{FRAUD_MODEL.name} version {version} has no model card: {error}"
+        ) from error
+
+
+@main.command()
+@click.option(
+    "--spec",
+    "spec_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The model spec to vary (default: models/fraud_model.yaml).",
+)
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="Change a field of the spec, e.g. estimator.learning_rate=0.05 or feature_service=... (repeatable).",
+)
+@click.option(
+    "--propose",
+    is_flag=True,
+    help="Then train it as a candidate in the retraining job: the same gates and promotion policy.",
+)
+def experiment(spec_file: Path | None, settings: tuple[str, ...], propose: bool) -> None:
+    """Train a variation of a model's spec on the same labelled data, compared with the champion on the
+    same holdout and tracked in MLflow under `<model>/experiments`; no version is registered and no alias
+    moves, unless --propose."""
+    from mlplatform.checks import check_verdicts
+    from mlplatform.demo import quiet_run, silenced
+    from mlplatform.profiles import build_resources
+    from mlplatform.training.experiment import propose_run_config, run_experiment
+    from mlplatform.training.spec import SPECS_DIR, ModelSpecError, load_spec
+
+    try:
+        committed = load_spec(spec_file or SPECS_DIR / "fraud_model.yaml")
+        pairs = [setting.split("=", 1) for setting in settings]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ModelSpecError(f"--set takes FIELD=VALUE, got {settings}")
+        spec = committed.with_settings(dict(pairs))
+        run_config = propose_run_config(spec, committed) if propose else None
+    except (ModelSpecError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+    resources = build_resources()
+    result = run_experiment(
+        spec, committed, resources["model_registry"], resources["warehouse"], resources["feature_store"]
+    )
+    click.echo(f"MLflow experiment {result.experiment!r}, run {result.run_id}")
+    click.echo(
+        "changed from the champion's spec: "
+        + (
+            ", ".join(f"{k}: {theirs} -> {mine}" for k, (mine, theirs) in result.differences.items())
+            or "nothing"
+        )
+    )
+    click.echo(result.table().to_string())
+    if result.champion_not_compared:
+        click.echo(f"champion not compared: {result.champion_not_compared}")
+    if run_config is None:
+        return
+    from mlplatform.definitions import defs
+
+    click.echo("training it as a candidate (retrain_fraud_model): training set, model, gates, promotion ...")
+    with silenced():
+        outcome = quiet_run(
+            defs.resolve_job_def("retrain_fraud_model"),
+            dagster_instance(),
+            tags={"mlplatform/experiment_run": result.run_id},
+            run_config=run_config,
+        )
+    click.echo(
+        "gates: " + ", ".join(f"{check} {verdict}" for check, verdict in check_verdicts(outcome).items())
+    )
+    if not outcome.success:
+        raise click.ClickException(f"proposed as run {outcome.run_id}: not promoted (see the gates above)")
+    decision = outcome.asset_materializations_for_node("fraud_model_champion")[0].metadata
+    click.echo(
+        f"proposed as run {outcome.run_id}: candidate version {decision['candidate_version'].value} "
+        f"{decision['outcome'].value} (champion: version {decision['champion_version'].value})"
+    )
+
+
 @main.command("feature-server")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: all).")
 @click.option("--port", type=int, help="Default: Feast's own port.")

@@ -16,6 +16,7 @@ from contextlib import contextmanager, nullcontext, redirect_stderr, redirect_st
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dagster import DagsterInstance, JobDefinition
 
@@ -27,7 +28,11 @@ from mlplatform.monitoring.assets import monitoring_assets
 from mlplatform.profiles import build_resources
 from mlplatform.resources import LandingZone, Warehouse
 from mlplatform.resources.model_registry import CHAMPION, ModelRegistry
+from mlplatform.settings import CODE_LOCATION, DEFINITIONS_MODULE, PROJECT_ROOT
 from mlplatform.training.fraud_model import MODEL_NAME
+
+if TYPE_CHECKING:
+    from dagster._core.remote_origin import RemoteJobOrigin
 
 MONITORING_KEYS = {a.key for a in monitoring_assets}
 MONITORED_DAYS = 7  # the demo monitors its last week (the UI's backfill button does the rest)
@@ -135,6 +140,41 @@ def silenced() -> Iterator[None]:
         mlflow_logger.setLevel(level)
 
 
+def job_origin(job_name: str) -> "RemoteJobOrigin":
+    """Where the code location `make dev` loads (workspace.yaml) finds the job."""
+    from dagster._core.definitions.repository_definition.valid_definitions import SINGLETON_REPOSITORY_NAME
+    from dagster._core.remote_origin import (
+        ManagedGrpcPythonEnvCodeLocationOrigin,
+        RemoteJobOrigin,
+        RemoteRepositoryOrigin,
+    )
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+    target = LoadableTargetOrigin(
+        executable_path=sys.executable, module_name=DEFINITIONS_MODULE, working_directory=str(PROJECT_ROOT)
+    )
+    location = ManagedGrpcPythonEnvCodeLocationOrigin(target, CODE_LOCATION)
+    return RemoteJobOrigin(RemoteRepositoryOrigin(location, SINGLETON_REPOSITORY_NAME), job_name)
+
+
+@contextmanager
+def attributed_to_code_location(instance: DagsterInstance) -> Iterator[None]:
+    """Runs executed in this process are recorded with the origin of the job in the code location, as if
+    launched from the UI: the UI lists a run under its job (the job's page, the Overview timeline) only
+    when it has that origin (dagster-io/dagster#17707), and can then re-execute it."""
+    create_run_for_job = instance.create_run_for_job
+
+    def with_origin(job_def: JobDefinition, **kwargs):
+        kwargs["remote_job_origin"] = kwargs.get("remote_job_origin") or job_origin(job_def.name)
+        return create_run_for_job(job_def, **kwargs)
+
+    instance.create_run_for_job = with_origin
+    try:
+        yield
+    finally:
+        del instance.create_run_for_job  # the class's method again
+
+
 def quiet_run(
     job: JobDefinition,
     instance: DagsterInstance,
@@ -142,17 +182,20 @@ def quiet_run(
     partition_key=None,
     tags=None,
     log_level="WARNING",
+    run_config: dict | None = None,
 ):
     """One in-process run of a named job (of the assets in `selection`, with their checks), logging from
-    `log_level` up: the caller reports the outcome, and every event is still in the instance for the UI."""
-    return job.execute_in_process(
-        asset_selection=selection,
-        partition_key=partition_key,
-        instance=instance,
-        raise_on_error=False,
-        tags=tags,
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-    )
+    `log_level` up: the caller reports the outcome, and every event is still in the instance for the UI,
+    under the job's name."""
+    with attributed_to_code_location(instance):
+        return job.execute_in_process(
+            asset_selection=selection,
+            partition_key=partition_key,
+            instance=instance,
+            raise_on_error=False,
+            tags=tags,
+            run_config={**(run_config or {}), "loggers": {"console": {"config": {"log_level": log_level}}}},
+        )
 
 
 def materialize_all(

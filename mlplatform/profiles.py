@@ -29,6 +29,7 @@ from mlplatform.resources import (
 )
 from mlplatform.settings import DBT_PROJECT_DIR, state_dir
 from mlplatform.streaming.settings import STREAM_REDIS_URL_ENV_VAR, StreamSettings
+from mlplatform.training.spec import FRAUD_MODEL
 
 PROFILE_ENV_VAR = "MLPLATFORM_PROFILE"
 EXECUTOR_ENV_VAR = "MLPLATFORM_EXECUTOR"
@@ -46,8 +47,9 @@ def active_profile() -> str:
 
 
 def promotion_policy() -> Literal["auto", "manual"]:
-    """auto (default): gates suffice; manual: a reviewer approves each champion (`mlplatform approve`)."""
-    policy = os.environ.get(PROMOTION_POLICY_ENV_VAR, "auto")
+    """auto: gates suffice; manual: a reviewer approves each champion (`mlplatform approve`). The model
+    spec's `promotion` unless the deployment sets MLPLATFORM_PROMOTION_POLICY."""
+    policy = os.environ.get(PROMOTION_POLICY_ENV_VAR, FRAUD_MODEL.promotion)
     if policy == "auto":
         return "auto"
     if policy == "manual":
@@ -115,7 +117,7 @@ def file_resources(state: Path) -> dict[str, ConfigurableResource]:
             landing_dir=str(state / "landing"), quarantine_dir=str(state / "quarantine")
         ),
         "monitoring": MonitoringSettings(report_dir=str(state / "reports")),
-        "gate_bounds": GateBounds(),
+        "gate_bounds": GateBounds(**FRAUD_MODEL.gates.model_dump()),
         "prediction_log": PredictionLog(directory=str(state / "predictions")),
         "serving": ServingSettings(routing_file=str(state / "serving" / "routing.json")),
     }

@@ -8,6 +8,9 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 FEATURE_REPO_DIR = PROJECT_ROOT / "feature_repo"
+# the code location `make dev` and the daemon load (workspace.yaml says the same; a test holds them equal)
+DEFINITIONS_MODULE = "mlplatform.definitions"
+CODE_LOCATION = "mlplatform"
 
 PARTITIONS_START_ENV_VAR = "MLPLATFORM_PARTITIONS_START"
 # with nothing landed and nothing configured: a month back, the generator's default history

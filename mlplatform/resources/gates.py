@@ -8,13 +8,14 @@ class GateBounds(ConfigurableResource):
     """Floors on the holdout, the tolerated loss against the champion, fairness across slices,
     calibration and one-row scoring time."""
 
-    min_roc_auc: float = 0.85
-    min_pr_auc: float = 0.30
-    min_recall_at_1pct_fpr: float = 0.30
-    champion_tolerance: float = 0.005  # ROC AUC a candidate may lose against the champion
-    max_slice_auc_gap: float = 0.15
-    max_calibration_error: float = 0.05
-    max_one_row_latency_ms: float = 50.0
+    # no defaults: the model spec's `gates` (models/*.yaml) set them, through the profile
+    min_roc_auc: float
+    min_pr_auc: float
+    min_recall_at_1pct_fpr: float
+    champion_tolerance: float  # ROC AUC a candidate may lose against the champion
+    max_slice_auc_gap: float
+    max_calibration_error: float
+    max_one_row_latency_ms: float
 
     def floors(self) -> dict[str, float]:
         return {

@@ -102,15 +102,17 @@ class ModelRegistry(ConfigurableResource):
             Path(uri.removeprefix("sqlite:///")), self.experiment, Path(self.artifact_root)
         )
 
-    def experiment_id(self) -> str:
+    def experiment_id(self, name: str | None = None) -> str:
+        """The MLflow experiment `name` (default: the training runs'), created on first use."""
+        name = name or self.experiment
         client = self.client()
-        found = client.get_experiment_by_name(self.experiment)
+        found = client.get_experiment_by_name(name)
         if found:
             return found.experiment_id
         if self.artifact_root is None:
-            return client.create_experiment(self.experiment)
+            return client.create_experiment(name)
         Path(self.artifact_root).mkdir(parents=True, exist_ok=True)
-        return client.create_experiment(self.experiment, artifact_location=Path(self.artifact_root).as_uri())
+        return client.create_experiment(name, artifact_location=Path(self.artifact_root).as_uri())
 
     def version_for(self, model: str, alias: str) -> str | None:
         """The version behind an alias, as a string (MLflow returns ints here and strings elsewhere)."""
@@ -139,6 +141,17 @@ class ModelRegistry(ConfigurableResource):
             if "sklearn" in Model.load(local).flavors:
                 return mlflow.sklearn.load_model(local)
             return mlflow.pyfunc.load_model(local).unwrap_python_model().pipeline
+
+    def run_artifact_text(self, run_id: str, path: str) -> str:
+        """A text artifact of a run, read through this registry (never through MLflow's global tracking
+        URI, which another registry in the same process may have set)."""
+        import mlflow.artifacts
+
+        with tempfile.TemporaryDirectory(prefix="mlplatform-artifact-") as scratch:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"runs:/{run_id}/{path}", dst_path=scratch, tracking_uri=self.uri
+            )
+            return Path(local).read_text()
 
     def version_tags(self, model: str, version: str) -> dict[str, str]:
         return dict(self.client().get_model_version(model, version).tags)

@@ -1,7 +1,9 @@
 """Training data: point-in-time correct training sets from Feast."""
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
+import pandas as pd
 from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
@@ -20,11 +22,29 @@ from mlplatform.k8s import TRAINING
 from mlplatform.resources import FeastFeatureStore, Warehouse
 from mlplatform.resources.warehouse import sql_literals
 from mlplatform.training.leakage import FAMILIES, leaked_values
+from mlplatform.training.spec import FRAUD_MODEL, ModelSpec
 
-FEATURE_SERVICE = "fraud_model_v1"
+if TYPE_CHECKING:  # feast takes seconds to import
+    from feast import FeatureStore
+
+FEATURE_SERVICE = FRAUD_MODEL.feature_service
 LEAKAGE_SAMPLE = 400
 # columns of training_labels that the feature views also provide (as of the event time)
 PROVIDED_BY_FEATURES = ("home_country", "category")
+
+
+def labelled_rows(
+    store: "FeatureStore", warehouse: Warehouse, spec: ModelSpec, lookback_days: int | None = None
+) -> pd.DataFrame:
+    """The spec's labelled events joined point-in-time with its feature service by Feast, in event order:
+    the training set, and what an experiment on another feature service trains on."""
+    labels = warehouse.read_sql(f"select * from {spec.label.table}")
+    if lookback_days:
+        labels = labels[labels["event_ts"] >= labels["event_ts"].max() - timedelta(days=lookback_days)]
+    spine = labels.drop(columns=[c for c in PROVIDED_BY_FEATURES if c in labels])
+    return features_as_of_events(store, spine, spec.feature_service).sort_values(
+        ["event_ts", "transaction_id"], ignore_index=True
+    )
 
 
 class TrainingSetConfig(Config):
@@ -53,13 +73,7 @@ def training_set(
     feature_store: FeastFeatureStore,
     warehouse: Warehouse,
 ) -> MaterializeResult:
-    labels = warehouse.read_sql("select * from marts.training_labels")
-    if config.lookback_days:
-        labels = labels[labels["event_ts"] >= labels["event_ts"].max() - timedelta(days=config.lookback_days)]
-    spine = labels.drop(columns=[c for c in PROVIDED_BY_FEATURES if c in labels])
-    rows = features_as_of_events(feature_store.store(), spine, FEATURE_SERVICE).sort_values(
-        ["event_ts", "transaction_id"], ignore_index=True
-    )
+    rows = labelled_rows(feature_store.store(), warehouse, FRAUD_MODEL, config.lookback_days)
     features = [c for c in rows.columns if "__" in c]
     warehouse.write_table("training", "training_set", rows)
 

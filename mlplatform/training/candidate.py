@@ -5,15 +5,15 @@ registered version in its materialization, and each later step (in the same proc
 or another pod) reads that version from the Dagster event log and everything else from MLflow."""
 
 import json
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from dagster import AssetKey, DagsterEventType, DagsterInstance
 
 from mlplatform.resources import ModelRegistry
 
 EVALUATION_ARTIFACT = "evaluation.json"
+# the training run's tags that say what a version was built from (promotion records, model cards)
+LINEAGE_TAGS = ("data.partitions", "data.rows", "feature_service", "dbt.manifest_sha256", "git.commit")
 VERSION_METADATA = "model_version"
 
 
@@ -56,10 +56,7 @@ def load_candidate(registry: ModelRegistry, name: str, version: str) -> ModelCan
     client = registry.client()
     run_id = str(client.get_model_version(name, version).run_id)
     run = client.get_run(run_id)
-    with tempfile.TemporaryDirectory(prefix="mlplatform-evaluation-") as scratch:
-        evaluation = json.loads(
-            Path(client.download_artifacts(run_id, EVALUATION_ARTIFACT, scratch)).read_text()
-        )
+    evaluation = json.loads(registry.run_artifact_text(run_id, EVALUATION_ARTIFACT))
     return ModelCandidate(
         name=name,
         version=version,

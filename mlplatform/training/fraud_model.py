@@ -42,7 +42,6 @@ from mlplatform.training.gates import (
 )
 from mlplatform.training.model import (
     LABEL,
-    SLICES,
     Hyperparameters,
     evaluate,
     feature_columns,
@@ -50,21 +49,39 @@ from mlplatform.training.model import (
     predict_scores,
     time_split,
 )
+from mlplatform.training.model_card import write_model_card
 from mlplatform.training.registry import promote, propose, reconcile_orphans
+from mlplatform.training.spec import FRAUD_MODEL, SPEC_ARTIFACT, ModelSpec
 
-MODEL_NAME = "fraud_model"
-DEFAULT_BOUNDS = GateBounds()  # shown in the gates' descriptions; runs use the `gate_bounds` resource
+MODEL_NAME = FRAUD_MODEL.name
+DEFAULT_BOUNDS = FRAUD_MODEL.gates  # shown in the gates' descriptions; runs use the `gate_bounds` resource
 PIP_REQUIREMENTS = ["scikit-learn==1.9.1", "pandas==2.3.3", "numpy==2.4.6"]
 
 
 class FraudModelConfig(Config):
-    learning_rate: float = 0.1
-    max_iter: int = 200
-    max_leaf_nodes: int = 31
-    l2_regularization: float = 0.0
-    seed: int = 42
-    holdout_fraction: float = 0.2
+    """The spec's estimator settings (models/fraud_model.yaml), which a run may override."""
+
+    learning_rate: float = FRAUD_MODEL.estimator.learning_rate
+    max_iter: int = FRAUD_MODEL.estimator.max_iter
+    max_leaf_nodes: int = FRAUD_MODEL.estimator.max_leaf_nodes
+    l2_regularization: float = FRAUD_MODEL.estimator.l2_regularization
+    seed: int = FRAUD_MODEL.seed
+    holdout_fraction: float = FRAUD_MODEL.holdout_fraction
     threads: int = 1  # OpenMP threads for fitting; more only helps on an otherwise idle machine
+
+    def spec(self) -> ModelSpec:
+        """The model's spec with this run's settings: what the run trains, recorded beside the model."""
+        return FRAUD_MODEL.updated(
+            {
+                "estimator.learning_rate": self.learning_rate,
+                "estimator.max_iter": self.max_iter,
+                "estimator.max_leaf_nodes": self.max_leaf_nodes,
+                "estimator.l2_regularization": self.l2_regularization,
+                "seed": self.seed,
+                "holdout_fraction": self.holdout_fraction,
+            },
+            "run config",
+        )
 
 
 IN_PROGRESS = {
@@ -108,13 +125,14 @@ def _markdown_table(frame: pd.DataFrame) -> MetadataValue:
 @asset(
     group_name="training",
     kinds={"scikitlearn", "mlflow"},
-    owners=["team:ml"],
+    owners=FRAUD_MODEL.owners,
     deps=[training_set],
     op_tags=TRAINING,
     description=(
-        "Gradient-boosted fraud classifier trained on the past of training_set and validated on its most "
-        "recent 20%; every run is tracked in MLflow and registered as a new `fraud_model` version (tag "
-        "`lifecycle: candidate`, no alias until its gates pass). The version id is what later steps judge."
+        f"{FRAUD_MODEL.description} Trained on the past of training_set and validated on its most "
+        f"recent {FRAUD_MODEL.holdout_fraction:.0%} (spec: models/{MODEL_NAME}.yaml); every run is tracked "
+        f"in MLflow and registered as a new `{MODEL_NAME}` version (tag `lifecycle: candidate`, no alias "
+        "until its gates pass) with its model card. The version id is what later steps judge."
     ),
 )
 def fraud_model(
@@ -131,36 +149,37 @@ def fraud_model(
     repaired = reconcile_orphans(
         model_registry,
         MODEL_NAME,
-        lambda run_id: run_id != context.run_id and run_in_progress(context.instance, run_id),
-        actor=f"dagster run {context.run_id}",
+        lambda run_id: run_id != context.run.run_id and run_in_progress(context.instance, run_id),
+        actor=f"dagster run {context.run.run_id}",
     )
     for repair in repaired:
         context.log.warning(f"reconciled after an interrupted training: {repair}")
     rows = warehouse.read_sql("select * from training.training_set")
-    train, holdout = time_split(rows, config.holdout_fraction)
-    params = Hyperparameters(
-        config.learning_rate, config.max_iter, config.max_leaf_nodes, config.l2_regularization, config.seed
-    )
+    spec = config.spec()
+    train, holdout = time_split(rows, spec.holdout_fraction)
+    params = Hyperparameters.of(spec)
     started = time.perf_counter()
     model = fit(train, params, config.threads)
     train_seconds = time.perf_counter() - started
     scores = predict_scores(model, holdout)
-    evaluation = evaluate(holdout[LABEL].to_numpy(), scores, holdout[SLICES].reset_index(drop=True))
+    slices = holdout[spec.slices].reset_index(drop=True)
+    evaluation = evaluate(holdout[LABEL].to_numpy(), scores, slices, spec.decision.target_fpr)
 
     features = holdout[feature_columns(holdout.columns)]
     mlflow.set_tracking_uri(model_registry.tracking_uri)
     mlflow.set_registry_uri(model_registry.tracking_uri)
     with mlflow.start_run(
-        experiment_id=model_registry.experiment_id(), run_name=f"dagster-{context.run_id[:8]}"
+        experiment_id=model_registry.experiment_id(), run_name=f"dagster-{context.run.run_id[:8]}"
     ) as run:
         mlflow.log_params({**config.model_dump(), "train_rows": len(train), "holdout_rows": len(holdout)})
         mlflow.log_metrics(
             {**evaluation.metrics, "train_seconds": train_seconds, "threshold": evaluation.threshold}
         )
-        mlflow.set_tags({**_lineage_tags(rows), "dagster.run_id": context.run_id})
+        mlflow.set_tags({**_lineage_tags(rows), "dagster.run_id": context.run.run_id})
         mlflow.log_dict(
             {"slices": evaluation.slices, "holdout_from": str(holdout["event_ts"].min())}, EVALUATION_ARTIFACT
         )
+        mlflow.log_dict(spec.model_dump(), SPEC_ARTIFACT)
         scorer = FraudScorer(model, evaluation.threshold)
         info = mlflow.pyfunc.log_model(
             name="model",
@@ -172,8 +191,9 @@ def fraud_model(
         )
     version = str(info.registered_model_version)
     model_registry.tag_version(
-        MODEL_NAME, version, {LIFECYCLE_TAG: Lifecycle.CANDIDATE, "dagster.run_id": context.run_id}
+        MODEL_NAME, version, {LIFECYCLE_TAG: Lifecycle.CANDIDATE, "dagster.run_id": context.run.run_id}
     )
+    card = card_metadata(*write_model_card(model_registry, FRAUD_MODEL, version))
 
     sample = holdout.sample(min(2_000, len(holdout)), random_state=0)
     importance = permutation_importance(
@@ -190,6 +210,7 @@ def fraud_model(
             VERSION_METADATA: version,
             "mlflow_run_id": run.info.run_id,
             "mlflow_model_uri": f"models:/{MODEL_NAME}/{version}",
+            **card,
             "mlflow_ui": f"mlflow ui --backend-store-uri {model_registry.tracking_uri}",
             **{k: round(v, 4) for k, v in evaluation.metrics.items()},
             "metrics": _markdown_table(pd.Series(evaluation.metrics).to_frame("value")),
@@ -202,6 +223,11 @@ def fraud_model(
             "reconciled": MetadataValue.json(repaired),
         },
     )
+
+
+def card_metadata(uri: str, card: str) -> dict[str, Any]:
+    """A version's model card on its asset's page, and where it lives in MLflow."""
+    return {"model_card_uri": uri, "model_card": MetadataValue.md(card)}
 
 
 def candidate_under_judgement(context: AssetCheckExecutionContext, registry: ModelRegistry) -> ModelCandidate:
@@ -228,6 +254,7 @@ def record_gate(
     registry.tag_version(
         candidate.name, candidate.version, GateResult(gate, verdict, recorded, context.run.run_id).tags()
     )
+    write_model_card(registry, FRAUD_MODEL, candidate.version)  # a failed gate shows on the card too
     if passed is None:
         return not_judged(reason or "no evidence", model_version=candidate.version, **figures)
     return judged(passed, model_version=candidate.version, **figures)
@@ -411,8 +438,8 @@ def one_row_latency(
     ),
 )
 def fraud_model_champion(context: AssetExecutionContext, model_registry: ModelRegistry) -> MaterializeResult:
-    version = candidate_version(context.instance, context.run_id, fraud_model.key)
-    actor = f"dagster run {context.run_id}"
+    version = candidate_version(context.instance, context.run.run_id, fraud_model.key)
+    actor = f"dagster run {context.run.run_id}"
     if model_registry.promotion_policy == "manual":
         record = propose(model_registry, MODEL_NAME, version, actor=actor)
         outcome = "awaiting approval" if record else "unchanged"
@@ -435,6 +462,7 @@ def fraud_model_champion(context: AssetExecutionContext, model_registry: ModelRe
                 + "\n".join(f"| {g} | {e['verdict']} | {e['figures']} |" for g, e in gates.items())
             ),
             "audit_record": MetadataValue.json(record or {"note": "nothing changed"}),
+            **(card_metadata(*write_model_card(model_registry, FRAUD_MODEL, champion)) if champion else {}),
         }
     )
 

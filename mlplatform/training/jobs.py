@@ -24,7 +24,9 @@ class ReviewConfig(Config):
 def rollback_champion(
     context: OpExecutionContext, config: RollbackConfig, model_registry: ModelRegistry
 ) -> None:
-    record = rollback(model_registry, MODEL_NAME, actor=f"dagster run {context.run_id}", reason=config.reason)
+    record = rollback(
+        model_registry, MODEL_NAME, actor=f"dagster run {context.run.run_id}", reason=config.reason
+    )
     context.log.info(f"{MODEL_NAME}: champion {record['replaced']} -> {record['version']}")
 
 

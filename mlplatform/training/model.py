@@ -7,13 +7,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from mlplatform.training.spec import FRAUD_MODEL, ModelSpec
+
 if TYPE_CHECKING:  # scikit-learn takes seconds to import: paid by the steps that train or score
     from sklearn.pipeline import Pipeline
 
-LABEL = "is_fraud"
+LABEL = FRAUD_MODEL.label.column
 CATEGORICAL = ["channel", "merchant_stats__category", "merchant_stats__risk_tier"]
-SLICES = ["segment", "region"]
-TARGET_FPR = 0.01  # alert budget: at most 1% of legitimate transactions flagged
+SLICES = FRAUD_MODEL.slices
+TARGET_FPR = FRAUD_MODEL.decision.target_fpr  # alert budget: the share of legitimate transactions flagged
 MIN_SLICE_POSITIVES = 10
 
 
@@ -29,11 +31,22 @@ def feature_columns(columns) -> list[str]:
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    learning_rate: float = 0.1
-    max_iter: int = 200
-    max_leaf_nodes: int = 31
-    l2_regularization: float = 0.0
-    seed: int = 42
+    learning_rate: float
+    max_iter: int
+    max_leaf_nodes: int
+    l2_regularization: float
+    seed: int
+
+    @classmethod
+    def of(cls, spec: ModelSpec) -> "Hyperparameters":
+        estimator = spec.estimator
+        return cls(
+            estimator.learning_rate,
+            estimator.max_iter,
+            estimator.max_leaf_nodes,
+            estimator.l2_regularization,
+            spec.seed,
+        )
 
 
 def build_pipeline(columns, params: Hyperparameters) -> "Pipeline":
@@ -101,7 +114,7 @@ class Evaluation:
         """Largest ROC AUC difference between qualifying slices of the same attribute (segments against
         segments, regions against regions); NaN when no attribute has two qualifying slices."""
         gaps = []
-        for column in SLICES:
+        for column in dict.fromkeys(name.split("=", 1)[0] for name in self.slices):
             aucs = [
                 s["roc_auc"]
                 for name, s in self.slices.items()
@@ -112,12 +125,19 @@ class Evaluation:
         return float(max(gaps)) if gaps else float("nan")
 
 
-def evaluate(labels: np.ndarray, scores: np.ndarray, slice_values: pd.DataFrame | None = None) -> Evaluation:
+def evaluate(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    slice_values: pd.DataFrame | None = None,
+    target_fpr: float = TARGET_FPR,
+) -> Evaluation:
+    """Holdout metrics, the threshold flagging the most fraud within `target_fpr` (the spec's decision
+    rule), and ROC AUC per value of each column of `slice_values` (the spec's slices)."""
     from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score, roc_curve
 
     labels = np.asarray(labels).astype(int)
     fpr, tpr, thresholds = roc_curve(labels, scores)
-    within = fpr <= TARGET_FPR
+    within = fpr <= target_fpr
     best = int(np.argmax(np.where(within, tpr, -1)))
     threshold = float(min(thresholds[best], 1.0))
     flagged = scores >= threshold
@@ -131,7 +151,7 @@ def evaluate(labels: np.ndarray, scores: np.ndarray, slice_values: pd.DataFrame 
     }
     evaluation = Evaluation(metrics, threshold, confusion_matrix(labels, flagged, labels=[0, 1]).tolist())
     if slice_values is not None:
-        for column in SLICES:
+        for column in slice_values.columns:
             for value, index in slice_values.groupby(column).indices.items():
                 positives = int(labels[index].sum())
                 auc = (

@@ -5,6 +5,7 @@ asset, the CLI, a job), a version that did not pass every gate in a completed ev
 from collections.abc import Callable
 
 from mlplatform.resources.model_registry import CHALLENGER, CHAMPION, PREVIOUS, ModelRegistry
+from mlplatform.training.candidate import LINEAGE_TAGS
 from mlplatform.training.gates import (
     APPROVAL_TAG,
     GATE_TAG_PREFIX,
@@ -14,9 +15,8 @@ from mlplatform.training.gates import (
     evidence_summary,
     promotion_blockers,
 )
-
-# the training run's tags that say what a version was built from, copied into every promotion record
-LINEAGE_TAGS = ("data.partitions", "data.rows", "feature_service", "dbt.manifest_sha256", "git.commit")
+from mlplatform.training.model_card import write_model_card
+from mlplatform.training.spec import spec_for
 
 
 class NothingToRollBackError(RuntimeError):
@@ -25,6 +25,15 @@ class NothingToRollBackError(RuntimeError):
 
 class PromotionRefusedError(RuntimeError):
     """The version lacks the evidence to serve: a gate failed, could not judge, or never ran."""
+
+
+def decided(registry: ModelRegistry, action: str, model: str, versions: tuple, **record) -> dict:
+    """Write a decision to the audit trail, then the model card of each version it concerns (their stage
+    and approval history changed)."""
+    entry = registry.audit(action, model, **record)
+    for version in dict.fromkeys(v for v in versions if v is not None):
+        write_model_card(registry, spec_for(model), str(version))
+    return entry
 
 
 def check_promotable(registry: ModelRegistry, model: str, version: str) -> dict[str, str]:
@@ -67,9 +76,11 @@ def promote(
     registry.tag_version(model, version, {LIFECYCLE_TAG: Lifecycle.CHAMPION})
     if registry.version_for(model, CHALLENGER) == version:
         registry.move_alias(model, CHALLENGER, None)
-    return registry.audit(
+    return decided(
+        registry,
         "promote",
         model,
+        (version, champion),
         version=version,
         replaced=champion,
         actor=actor,
@@ -86,9 +97,11 @@ def propose(registry: ModelRegistry, model: str, version: str, *, actor: str) ->
         return None
     registry.move_alias(model, CHALLENGER, version)
     registry.tag_version(model, version, {LIFECYCLE_TAG: Lifecycle.CHALLENGER, APPROVAL_TAG: "pending"})
-    return registry.audit(
+    return decided(
+        registry,
         "propose",
         model,
+        (version,),
         version=version,
         actor=actor,
         reason="passed every gate; awaiting approval (promotion policy: manual)",
@@ -110,7 +123,7 @@ def reject(registry: ModelRegistry, model: str, version: str, *, actor: str, rea
     if registry.version_for(model, CHALLENGER) == version:
         registry.move_alias(model, CHALLENGER, None)
     registry.tag_version(model, version, {APPROVAL_TAG: "rejected", LIFECYCLE_TAG: Lifecycle.REJECTED})
-    return registry.audit("reject", model, version=version, actor=actor, reason=reason)
+    return decided(registry, "reject", model, (version,), version=version, actor=actor, reason=reason)
 
 
 def rollback(registry: ModelRegistry, model: str, *, actor: str, reason: str) -> dict:
@@ -129,7 +142,16 @@ def rollback(registry: ModelRegistry, model: str, *, actor: str, reason: str) ->
     registry.tag_version(model, previous, {LIFECYCLE_TAG: Lifecycle.CHAMPION})
     if champion is not None:
         registry.tag_version(model, champion, {LIFECYCLE_TAG: "rolled_back"})
-    return registry.audit("rollback", model, version=previous, replaced=champion, actor=actor, reason=reason)
+    return decided(
+        registry,
+        "rollback",
+        model,
+        (previous, champion),
+        version=previous,
+        replaced=champion,
+        actor=actor,
+        reason=reason,
+    )
 
 
 def reconcile_orphans(

@@ -1,0 +1,137 @@
+"""Model specs: a model is declared in a small YAML file (models/<name>.yaml) and validated into a typed,
+frozen `ModelSpec` here. A mistake fails with the file and the dotted name of each bad field. Plain
+pydantic and YAML: no Dagster, no scikit-learn, so the code location pays nothing to read a spec."""
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml  # type: ignore[import-untyped]  # no stubs in the lock file
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mlplatform.settings import PROJECT_ROOT
+
+SPECS_DIR = PROJECT_ROOT / "models"
+SPEC_ARTIFACT = "spec.json"  # the spec a training run used, with its overrides, beside its model
+
+
+class ModelSpecError(ValueError):
+    """A spec file that cannot be read or does not validate; the message names the file and each field."""
+
+
+class Part(BaseModel):
+    """Every part of a spec: unknown fields are errors (a typo must not silently keep a default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Label(Part):
+    table: str
+    column: str
+
+
+class Estimator(Part):
+    kind: Literal["hist_gradient_boosting"]
+    learning_rate: float = Field(gt=0, le=1)
+    max_iter: int = Field(gt=0)
+    max_leaf_nodes: int = Field(ge=2)
+    l2_regularization: float = Field(ge=0)
+
+
+class Decision(Part):
+    rule: Literal["max_recall_at_fpr"]
+    target_fpr: float = Field(gt=0, lt=1)
+
+
+class Gates(Part):
+    """Floors on the holdout, the tolerated loss against the champion, fairness across slices,
+    calibration and one-row scoring time."""
+
+    min_roc_auc: float = Field(ge=0, le=1)
+    min_pr_auc: float = Field(ge=0, le=1)
+    min_recall_at_1pct_fpr: float = Field(ge=0, le=1)
+    champion_tolerance: float = Field(ge=0, le=1)
+    max_slice_auc_gap: float = Field(ge=0, le=1)
+    max_calibration_error: float = Field(ge=0, le=1)
+    max_one_row_latency_ms: float = Field(gt=0)
+
+
+class ModelSpec(Part):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str
+    intended_use: str
+    owners: list[str] = Field(min_length=1)
+    label: Label
+    feature_service: str
+    estimator: Estimator
+    seed: int
+    holdout_fraction: float = Field(gt=0, lt=0.5)
+    slices: list[str]
+    decision: Decision
+    gates: Gates
+    promotion: Literal["auto", "manual"]
+    known_limitations: list[str] = Field(default_factory=list)
+
+    def with_settings(self, settings: dict[str, str]) -> "ModelSpec":
+        """This spec with dotted fields set from text (`--set estimator.learning_rate=0.05`), each value
+        read as YAML: a wrong name or value fails like a wrong file."""
+        return self.updated({dotted: yaml.safe_load(text) for dotted, text in settings.items()}, "--set")
+
+    def updated(self, changes: dict[str, Any], origin: str = "spec") -> "ModelSpec":
+        """This spec with dotted fields replaced, validated again."""
+        data = self.model_dump()
+        for dotted, value in changes.items():
+            *parents, leaf = dotted.split(".")
+            part = data
+            for parent in parents:
+                if not isinstance(part.get(parent), dict):
+                    raise ModelSpecError(f"{origin} {dotted}: {parent!r} is not a section of the spec")
+                part = part[parent]
+            if leaf not in part:
+                raise ModelSpecError(f"{origin} {dotted}: no such field (known: {', '.join(part)})")
+            part[leaf] = value
+        return validated(data, origin)
+
+    def differences(self, other: "ModelSpec") -> dict[str, tuple[Any, Any]]:
+        """Dotted field -> (this value, the other's) for every field that differs."""
+        mine, theirs = flatten(self.model_dump()), flatten(other.model_dump())
+        return {
+            key: (mine.get(key), theirs.get(key))
+            for key in sorted(mine | theirs)
+            if mine.get(key) != theirs.get(key)
+        }
+
+
+def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def validated(data: Any, origin: str) -> ModelSpec:
+    try:
+        return ModelSpec.model_validate(data)
+    except ValidationError as error:
+        problems = [
+            f"{'.'.join(str(part) for part in e['loc']) or '(top)'}: {e['msg']}" for e in error.errors()
+        ]
+        raise ModelSpecError(f"{origin}: " + "; ".join(problems)) from None
+
+
+def load_spec(path: Path) -> ModelSpec:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ModelSpecError(f"{path}: cannot be read as YAML: {error}") from None
+    return validated(data, str(path))
+
+
+def spec_for(model: str) -> ModelSpec:
+    """The spec of a registered model, by its name."""
+    return load_spec(SPECS_DIR / f"{model}.yaml")
+
+
+FRAUD_MODEL = spec_for("fraud_model")
