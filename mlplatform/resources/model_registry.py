@@ -153,6 +153,19 @@ class ModelRegistry(ConfigurableResource):
             )
             return Path(local).read_text()
 
+    def write_run_artifact_text(self, run_id: str, path: str, text: str) -> None:
+        """Write (or replace) a text artifact of a run at the run's own artifact location. Not through
+        `MlflowClient.log_text`: MLflow caches each run's artifact repository by run id for the whole
+        process, so a state copied or restored elsewhere would be written at the original's location."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        artifact_uri = self.client().get_run(run_id).info.artifact_uri
+        repository = get_artifact_repository(artifact_uri, tracking_uri=self.uri, registry_uri=self.uri)
+        with tempfile.TemporaryDirectory(prefix="mlplatform-artifact-") as scratch:
+            local = Path(scratch) / path
+            local.write_text(text)
+            repository.log_artifact(str(local))
+
     def version_tags(self, model: str, version: str) -> dict[str, str]:
         return dict(self.client().get_model_version(model, version).tags)
 

@@ -110,7 +110,7 @@ def write_model_card(registry: ModelRegistry, spec: ModelSpec, version: str) -> 
         gates={g: (r.verdict.value, r.figures) for g, r in gate_results(tags).items()},
         decisions=decisions,
     )
-    client.log_text(candidate.run_id, card, MODEL_CARD_ARTIFACT)
+    registry.write_run_artifact_text(candidate.run_id, MODEL_CARD_ARTIFACT, card)
     return f"runs:/{candidate.run_id}/{MODEL_CARD_ARTIFACT}", card
 
 
