@@ -6,8 +6,8 @@ sees every transaction whatever the scorers do and neither slows nor changes the
 valid transaction goes through `mlplatform.velocity` (the customer's last hour in memory), the rows are
 pushed with `FeatureStore.push(..., to=PushMode.ONLINE_AND_OFFLINE)`, then the messages are acknowledged.
 A crash before the acknowledgement leaves them pending: the restarted pusher rebuilds its state from the
-stream's last hour of handled messages (`warm_up`) and pushes them again (offline files are named by
-content, so the same batch is not stored twice).
+stream's last hour of handled messages (`warm_up`) and pushes them again (the offline stores keep one row
+per customer and instant, so the same batch is not stored twice: mlplatform/pushed_history.py).
 
 One pusher per group: the state is per process, and two pushers would each see half of a customer's
 transactions. Messages that fail the API's schema are skipped here (the scorers dead-letter them).
@@ -59,24 +59,12 @@ def remembered(message: Message, transaction: "Transaction") -> Seen:
     return Seen(at, float(transaction.amount), str(transaction.transaction_id))
 
 
-def supports_offline_push(store: "FeatureStore") -> bool:
-    """Whether the store's offline store takes pushed rows (Feast's Postgres store does not, in 0.67)."""
-    from mlplatform.duckdb_offline_store import DuckDBOfflineStoreConfig
-
-    return isinstance(store.config.offline_store, DuckDBOfflineStoreConfig)
-
-
 def prepare_history(store: "FeatureStore") -> None:
-    """The velocity view's offline history readable (an empty file of its schema before the first push),
-    or an error saying why pushes cannot be stored offline (better than a pusher failing on every batch)."""
-    from mlplatform.duckdb_offline_store import create_history
+    """The velocity view's offline history readable before the first push (an empty parquet file locally,
+    the table in Postgres), or an error on an offline store that cannot take pushes."""
+    from mlplatform.pushed_history import prepare_history as prepare_view_history
 
-    if not supports_offline_push(store):
-        raise NotImplementedError(
-            f"the offline store {type(store.config.offline_store).__name__} does not take pushed rows: "
-            "velocity history needs the DuckDB offline store (see README, Velocity features)"
-        )
-    create_history(store.config, store.get_feature_view(VIEW))
+    prepare_view_history(store, VIEW)
 
 
 class VelocityPusher:
@@ -226,8 +214,8 @@ def backfill(store: "FeatureStore", transactions: "pd.DataFrame") -> int:
     """The velocity history of landed transactions, pushed to the offline store: the rows the pusher would
     have pushed had they come through the stream in event order (`velocity_frame`, the same function).
     Only offline: the online store holds what the pusher wrote last, and an older row must not replace
-    it. Run again over the same transactions, it stores the same file again (named by content). Returns
-    the number of rows."""
+    it. Run again over the same transactions, it stores the same rows again (one per customer and instant).
+    Returns the number of rows."""
     from feast.data_source import PushMode
 
     prepare_history(store)
