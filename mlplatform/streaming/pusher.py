@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from mlplatform.streaming.broker import Broker
 from mlplatform.streaming.consumer import consumer_name
 from mlplatform.streaming.messages import DeadLetter, Message, parse
+from mlplatform.streaming.metrics import VelocityMetrics
 from mlplatform.streaming.settings import StreamSettings
 from mlplatform.velocity import (
     ENTITY,
@@ -74,10 +75,12 @@ class VelocityPusher:
         store: "FeatureStore",
         health_log=None,
         name: str | None = None,
+        metrics: VelocityMetrics | None = None,
     ) -> None:
         self.settings = settings.model_copy(update={"group": settings.velocity_group})
         self.store = store
         self.health_log = health_log  # a PredictionLogWriter-like `record(dict)`; None: no health log
+        self.metrics = metrics  # None: no /metrics endpoint (tests, benchmarks)
         self.name = name or consumer_name()
         self.broker = Broker(self.settings, self.name)
         self.state = VelocityState()
@@ -104,6 +107,9 @@ class VelocityPusher:
             messages = self.broker.read_new()
         if messages:
             self.handle(messages)
+        if self.metrics is not None:  # also when idle: the lag a stalled pusher leaves grows on the graph
+            lag, _ = self.broker.lag()
+            self.metrics.lag.labels(self.settings.input_stream, self.settings.group).set(lag)
         return len(messages)
 
     def handle(self, messages: list[Message]) -> None:
@@ -138,6 +144,11 @@ class VelocityPusher:
         readable_ms = self.server_ms()
         self.broker.redis.xack(self.settings.input_stream, self.settings.group, *(m.id for m in messages))
         probes, stale = self.probe(current)
+        if self.metrics is not None:
+            counts = {"pushed": len(rows), "late": len(late), "duplicate": duplicates, "invalid": invalid}
+            for outcome, count in counts.items():
+                self.metrics.messages.labels(outcome).inc(count)
+            self.metrics.batches.inc()
         if self.health_log is not None:
             self.health_log.record(
                 {
@@ -225,17 +236,25 @@ def backfill(store: "FeatureStore", transactions: "pd.DataFrame") -> int:
     return len(frame)
 
 
-def run_pusher(resources: dict, name: str | None = None) -> VelocityPusher:
-    """Push until SIGTERM or SIGINT; the batch in hand is pushed and acknowledged before exit."""
+def run_pusher(resources: dict, name: str | None = None, metrics_port: int | None = None) -> VelocityPusher:
+    """Push until SIGTERM or SIGINT; the batch in hand is pushed and acknowledged before exit. The metrics
+    endpoint opens once the history is ready, the group joined and the state warmed up: a probe asking
+    it says the pusher is pushing, not merely started."""
     from pathlib import Path
+
+    from prometheus_client import start_http_server
 
     from mlplatform.resources.prediction_log import PredictionLogWriter
 
     settings = resources["streaming"]
     health_log = PredictionLogWriter(Path(settings.velocity_log_dir))
-    pusher = VelocityPusher(settings, resources["feature_store"].store(), health_log, name=name)
+    metrics = VelocityMetrics() if metrics_port is not None else None
+    store = resources["feature_store"].store()
+    pusher = VelocityPusher(settings, store, health_log, name=name, metrics=metrics)
     signal.signal(signal.SIGTERM, pusher.stop)
     signal.signal(signal.SIGINT, pusher.stop)
+    if metrics is not None:
+        start_http_server(metrics_port, registry=metrics.registry)
     log.warning(
         "velocity pusher %s reading %s as group %s (state warmed up with %d transactions)",
         pusher.name,

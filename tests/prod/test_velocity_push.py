@@ -2,13 +2,17 @@
 platform's Postgres offline store (`mlplatform.postgres_offline_store`), the rows read back online and
 point in time with the values pushed; a redelivered batch and a backfill run twice leave one row per
 customer and instant; the prod backfill stores what the local one (DuckDB) stores for the same
-transactions; the stream pusher runs on prod as on the local profile.
+transactions; the stream pusher runs on prod as on the local profile, and as its Deployment runs it
+(`mlplatform velocity-push --metrics-port`, a real process: probes on /metrics, SIGTERM ends it cleanly).
 
 Real services only: a throwaway Postgres database and Redis db VELOCITY_REDIS_DB (the online store and the
 input stream), flushed before and after. Postgres and Redis must be reachable: this test fails without
 them. No built state is needed: the transactions are generated here.
 """
 
+import os
+import signal
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -19,11 +23,12 @@ import redis
 
 from mlplatform.profiles import build_resources
 from mlplatform.resources.feature_store import POSTGRES_OFFLINE_STORE
+from mlplatform.settings import PROJECT_ROOT
 from mlplatform.streaming.pusher import VelocityPusher, backfill, landed_transactions
 from mlplatform.streaming.replay import send
 from mlplatform.velocity import ENTITY, FEATURES, PUSH_SOURCE, TIMESTAMP, velocity_frame
 from tests.prod.conftest import REDIS_HOST, REDIS_PORT, VELOCITY_REDIS_DB, pg_env, unreachable_services
-from tests.prod.services import TELEMETRY_OFF
+from tests.prod.services import BIN, TELEMETRY_OFF, free_port, http_ok, process, wait_until
 from tests.streaming.test_pusher import REFS, as_landed, assert_store_holds, burst_transactions, drain
 
 pytestmark = pytest.mark.e2e
@@ -172,3 +177,25 @@ def test_the_stream_pusher_runs_on_prod(clean):
     assert_store_holds(store, rows)
     pd.testing.assert_frame_equal(stored(clean), ordered(velocity_frame(as_landed(rows))))
     assert datetime.now(UTC) - stored(clean)[TIMESTAMP].max() < pd.Timedelta(hours=2)
+
+
+def test_the_deployments_command_pushes_on_prod_and_stops_on_sigterm(clean, tmp_path):
+    """deploy/k8s/velocity-pusher.yaml's command with only the prod environment: /metrics (its probes)
+    answers, the rows sent reach the history table, the counters say so, SIGTERM exits 0."""
+    port = free_port()
+    command = [str(BIN / "mlplatform"), "velocity-push", "--metrics-port", str(port), "--name", "pod-1"]
+    # the worktree's package, whatever the interpreter's editable install points at
+    path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
+    rows = burst_transactions(12)
+    log = tmp_path / "pusher.log"
+    with process(command, {**os.environ, "PYTHONPATH": path}, log) as proc:
+        metrics = f"http://127.0.0.1:{port}/metrics"
+        wait_until(lambda: proc.poll() is None and http_ok(metrics), 120, f"velocity-push (see {log})")
+        send(clean["streaming"], rows)
+        wait_until(lambda: len(stored(clean)) == len(rows), 60, f"rows in {HISTORY_TABLE} (see {log})")
+        with urllib.request.urlopen(metrics, timeout=5) as response:
+            series = response.read().decode()
+        assert f'mlplatform_velocity_messages_total{{outcome="pushed"}} {float(len(rows))}' in series
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(30) == 0, log.read_text()
+    pd.testing.assert_frame_equal(stored(clean), ordered(velocity_frame(as_landed(rows))))
