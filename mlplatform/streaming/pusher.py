@@ -253,7 +253,7 @@ def run_pusher(resources: dict, name: str | None = None, metrics_port: int | Non
     pusher = VelocityPusher(settings, store, health_log, name=name, metrics=metrics)
     signal.signal(signal.SIGTERM, pusher.stop)
     signal.signal(signal.SIGINT, pusher.stop)
-    if metrics is not None:
+    if metrics is not None and metrics_port is not None:
         start_http_server(metrics_port, registry=metrics.registry)
     log.warning(
         "velocity pusher %s reading %s as group %s (state warmed up with %d transactions)",
