@@ -184,12 +184,21 @@ def parquet_source(data_dir: str) -> Callable[[str], DataSource]:
 # The marts keep feature_ts as a naive UTC timestamp; Feast compares it with timestamptz values, which
 # Postgres would interpret in the session's time zone. This column states the zone explicitly.
 POSTGRES_TIMESTAMP = "feature_ts_utc"
+# Pushed views' history in prod: tables of this schema, written by the offline store
+# (mlplatform/postgres_offline_store.py), not by dbt; named like the view
+PUSHED_SCHEMA = "pushed_features"
+PUSHED_VIEWS = (velocity.VIEW,)
 
 
 def postgres_source(schema: str) -> Callable[[str], DataSource]:
-    """The prod profile's sources: the dbt marts themselves, tables in `schema` of the Postgres warehouse."""
+    """The prod profile's sources: the dbt marts themselves, tables in `schema` of the Postgres warehouse;
+    a pushed view's history, its table in PUSHED_SCHEMA (a plain table: Feast checks pushed columns against
+    the source's, and the offline store writes to the table it names; its timestamp is timestamptz)."""
 
     def source_for(mart: str) -> DataSource:
+        if mart in PUSHED_VIEWS:
+            table = f"{PUSHED_SCHEMA}.{mart}"
+            return PostgreSQLSource(name=mart, table=table, timestamp_field=velocity.TIMESTAMP)
         return PostgreSQLSource(
             name=mart,
             query=f"select *, feature_ts at time zone 'UTC' as {POSTGRES_TIMESTAMP} from {schema}.{mart}",

@@ -493,12 +493,15 @@ def stream_replay(day: datetime, limit: int | None, rate: float) -> None:
 
 @main.command("velocity-push")
 @click.option("--name", help="Consumer name in the velocity group (default: host-pid).")
-def velocity_push(name: str | None) -> None:
+@click.option(
+    "--metrics-port", type=int, default=9109, show_default=True, help="Prometheus /metrics; 0: off."
+)
+def velocity_push(name: str | None, metrics_port: int) -> None:
     """Push velocity features of the input stream's transactions through Feast (see README, Velocity)."""
     from mlplatform.profiles import build_resources
     from mlplatform.streaming.pusher import run_pusher
 
-    run_pusher(build_resources(), name)
+    run_pusher(build_resources(), name, metrics_port or None)
 
 
 @main.command("velocity-backfill")

@@ -39,8 +39,9 @@ from feast.infra.offline_stores.offline_store import OfflineStore, RetrievalJob,
 from feast.infra.registry.base_registry import BaseRegistry
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import FeastConfigBaseModel, RepoConfig
-from feast.types import from_feast_to_pyarrow_type
 from feast.utils import _get_requested_feature_views_to_features_dict
+
+from mlplatform.pushed_history import history_rows, history_schema
 
 STORE_TYPE = "mlplatform.duckdb_offline_store.DuckDBOfflineStore"
 EVENT_TIMESTAMP = "event_timestamp"  # Feast's name for the entity rows' time column
@@ -106,20 +107,10 @@ def history_folder(config: RepoConfig, view: FeatureView) -> Path:
     return folder
 
 
-def history_schema(view: FeatureView) -> pa.Schema:
-    """The columns of a pushed view's files: join keys, the source's timestamp (microseconds, UTC, as DuckDB
-    keeps them), then the features, typed as the view declares them."""
-    source = view.batch_source
-    assert source is not None
-    keys = [pa.field(c.name, from_feast_to_pyarrow_type(c.dtype)) for c in view.entity_columns]
-    features = [pa.field(f.name, from_feast_to_pyarrow_type(f.dtype)) for f in view.features]
-    return pa.schema([*keys, pa.field(source.timestamp_field, pa.timestamp("us", tz="UTC")), *features])
-
-
 def write_history(folder: Path, table: pa.Table) -> Path:
     """`table` as one parquet file in `folder`, named by its content: the same rows written twice (a batch
-    pushed again after a redelivery, a backfill run again) stay one file. Written aside and renamed, so a
-    reader never sees half a file."""
+    pushed again after a redelivery, a backfill run again) stay one file (mlplatform/pushed_history.py).
+    Written aside and renamed, so a reader never sees half a file."""
     folder.mkdir(parents=True, exist_ok=True)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as stream:
@@ -359,6 +350,7 @@ def pull_all(
 
 class DuckDBOfflineStore(OfflineStore):
     pull_all_from_table_or_query = staticmethod(pull_all)
+    create_history = staticmethod(create_history)  # what makes it a HistoryStore (pushed_history.py)
 
     @staticmethod
     def get_historical_features(
@@ -419,10 +411,9 @@ class DuckDBOfflineStore(OfflineStore):
         table: pa.Table,
         progress: Callable[[int], Any] | None,
     ) -> None:
-        """Pushed rows (Feast has already checked the columns against the folder's and ordered them so):
-        one more file of the view's folder, timestamps at microseconds UTC like the rest."""
-        schema = history_schema(feature_view)
-        write_history(history_folder(config, feature_view), table.select(schema.names).cast(schema))
+        """Pushed rows (Feast has already checked the columns against the folder's): one more file of the
+        view's folder, one row per key, timestamps at microseconds UTC like the rest."""
+        write_history(history_folder(config, feature_view), history_rows(feature_view, table))
         if progress:
             progress(table.num_rows)
 

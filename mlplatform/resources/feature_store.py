@@ -28,7 +28,9 @@ from mlplatform.resources.postgres import PostgresConnection
 from mlplatform.settings import FEATURE_REPO_DIR
 
 PROJECT = "mlplatform"
-DUCKDB_OFFLINE_STORE = "mlplatform.duckdb_offline_store.DuckDBOfflineStore"  # by name: no feast import here
+# the platform's offline stores, by name: no feast import here
+DUCKDB_OFFLINE_STORE = "mlplatform.duckdb_offline_store.DuckDBOfflineStore"
+POSTGRES_OFFLINE_STORE = "mlplatform.postgres_offline_store.PostgresOfflineStore"
 # Feast's own default port for `feast serve`: the CLI's default and the Kubernetes Service's target
 FEAST_SERVE_PORT = 6566
 COMMON_CONFIG = {
@@ -88,13 +90,24 @@ class FeastFeatureStore(ConfigurableResource):
         return repo.build_definitions(self.source_factory(repo))
 
     def apply(self) -> dict[str, object]:
-        """`feast apply`: register every definition (idempotent: unchanged objects stay as they are)."""
+        """`feast apply`: register every definition (idempotent: unchanged objects stay as they are), and
+        make the pushed views' offline history readable before their first push."""
+        from feast import FeatureView, PushSource
+
+        from mlplatform.pushed_history import history_store
+
         definitions = self.definitions()
         store = self.store()
         store.apply(list(definitions.values()))
         # as `feast apply` does, record the online tables in the registry (`feast plan` compares them)
         infra = store.provider.plan_infra(store.config, store.registry.proto())
         store.registry.update_infra(infra, store.project, commit=True)
+        # Feast has no offline counterpart of the online tables: a training set asking for a pushed view
+        # would fail on a missing table until the pusher or the backfill ran
+        if (offline := history_store(store)) is not None:
+            for view in definitions.values():
+                if isinstance(view, FeatureView) and isinstance(view.stream_source, PushSource):
+                    offline.create_history(store.config, view)
         return definitions
 
     def materialize(
@@ -162,7 +175,8 @@ def sources_outside(store: "FeatureStore", data_dir: Path) -> list[str]:
 
 
 class PostgresRedisFeastFeatureStore(FeastFeatureStore):
-    """Prod profile: the dbt marts in Postgres as offline store, Redis online store, SQL registry.
+    """Prod profile: the dbt marts in Postgres as offline store (pushed views in their own tables), Redis
+    online store, SQL registry.
 
     `redis_connection` is Feast's Redis connection string, `host:port[,db=N][,password=...][,ssl=true]`.
     `registry_cache_ttl_seconds`: how long a process trusts its copy of the registry (runs are short).
@@ -191,7 +205,8 @@ class PostgresRedisFeastFeatureStore(FeastFeatureStore):
                 "sqlalchemy_config_kwargs": {"echo": False, "pool_pre_ping": True},
             },
             "online_store": {"type": "redis", "connection_string": value(self.redis_connection)},
-            "offline_store": {"type": "postgres", **connection},
+            # Feast's Postgres offline store that also stores pushes (postgres_offline_store.py)
+            "offline_store": {"type": POSTGRES_OFFLINE_STORE, **connection},
         }
 
     def source_factory(self, repo: ModuleType) -> Callable[[str], "DataSource"]:

@@ -43,3 +43,31 @@ class StreamMetrics:
         )
         for outcome in OUTCOMES:
             self.messages.labels(outcome)
+
+
+class VelocityMetrics:
+    """Series of the velocity pusher (`mlplatform velocity-push --metrics-port`): what it did with the
+    messages, and its group's lag on the same series as the scorers' (told apart by the `group` label).
+    The endpoint is also what the pusher's Kubernetes probes ask (deploy/k8s/velocity-pusher.yaml)."""
+
+    OUTCOMES = ("pushed", "late", "duplicate", "invalid")
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.messages = Counter(
+            "mlplatform_velocity_messages",
+            "Input messages handled by the velocity pusher, by outcome: pushed (online and offline), late "
+            "(older than the customer's newest pushed row: offline only), duplicate (already counted), "
+            "invalid (skipped).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.batches = Counter("mlplatform_velocity_batches", "Micro-batches pushed.", registry=self.registry)
+        self.lag = Gauge(
+            LAG,
+            "Entries of the input stream not yet delivered to the consumer group.",
+            ["stream", "group"],
+            registry=self.registry,
+        )
+        for outcome in self.OUTCOMES:
+            self.messages.labels(outcome)

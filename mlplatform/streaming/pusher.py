@@ -6,8 +6,8 @@ sees every transaction whatever the scorers do and neither slows nor changes the
 valid transaction goes through `mlplatform.velocity` (the customer's last hour in memory), the rows are
 pushed with `FeatureStore.push(..., to=PushMode.ONLINE_AND_OFFLINE)`, then the messages are acknowledged.
 A crash before the acknowledgement leaves them pending: the restarted pusher rebuilds its state from the
-stream's last hour of handled messages (`warm_up`) and pushes them again (offline files are named by
-content, so the same batch is not stored twice).
+stream's last hour of handled messages (`warm_up`) and pushes them again (the offline stores keep one row
+per customer and instant, so the same batch is not stored twice: mlplatform/pushed_history.py).
 
 One pusher per group: the state is per process, and two pushers would each see half of a customer's
 transactions. Messages that fail the API's schema are skipped here (the scorers dead-letter them).
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from mlplatform.streaming.broker import Broker
 from mlplatform.streaming.consumer import consumer_name
 from mlplatform.streaming.messages import DeadLetter, Message, parse
+from mlplatform.streaming.metrics import VelocityMetrics
 from mlplatform.streaming.settings import StreamSettings
 from mlplatform.velocity import (
     ENTITY,
@@ -59,24 +60,12 @@ def remembered(message: Message, transaction: "Transaction") -> Seen:
     return Seen(at, float(transaction.amount), str(transaction.transaction_id))
 
 
-def supports_offline_push(store: "FeatureStore") -> bool:
-    """Whether the store's offline store takes pushed rows (Feast's Postgres store does not, in 0.67)."""
-    from mlplatform.duckdb_offline_store import DuckDBOfflineStoreConfig
-
-    return isinstance(store.config.offline_store, DuckDBOfflineStoreConfig)
-
-
 def prepare_history(store: "FeatureStore") -> None:
-    """The velocity view's offline history readable (an empty file of its schema before the first push),
-    or an error saying why pushes cannot be stored offline (better than a pusher failing on every batch)."""
-    from mlplatform.duckdb_offline_store import create_history
+    """The velocity view's offline history readable before the first push (an empty parquet file locally,
+    the table in Postgres), or an error on an offline store that cannot take pushes."""
+    from mlplatform.pushed_history import prepare_history as prepare_view_history
 
-    if not supports_offline_push(store):
-        raise NotImplementedError(
-            f"the offline store {type(store.config.offline_store).__name__} does not take pushed rows: "
-            "velocity history needs the DuckDB offline store (see README, Velocity features)"
-        )
-    create_history(store.config, store.get_feature_view(VIEW))
+    prepare_view_history(store, VIEW)
 
 
 class VelocityPusher:
@@ -86,10 +75,12 @@ class VelocityPusher:
         store: "FeatureStore",
         health_log=None,
         name: str | None = None,
+        metrics: VelocityMetrics | None = None,
     ) -> None:
         self.settings = settings.model_copy(update={"group": settings.velocity_group})
         self.store = store
         self.health_log = health_log  # a PredictionLogWriter-like `record(dict)`; None: no health log
+        self.metrics = metrics  # None: no /metrics endpoint (tests, benchmarks)
         self.name = name or consumer_name()
         self.broker = Broker(self.settings, self.name)
         self.state = VelocityState()
@@ -116,6 +107,9 @@ class VelocityPusher:
             messages = self.broker.read_new()
         if messages:
             self.handle(messages)
+        if self.metrics is not None:  # also when idle: the lag a stalled pusher leaves grows on the graph
+            lag, _ = self.broker.lag()
+            self.metrics.lag.labels(self.settings.input_stream, self.settings.group).set(lag)
         return len(messages)
 
     def handle(self, messages: list[Message]) -> None:
@@ -150,6 +144,11 @@ class VelocityPusher:
         readable_ms = self.server_ms()
         self.broker.redis.xack(self.settings.input_stream, self.settings.group, *(m.id for m in messages))
         probes, stale = self.probe(current)
+        if self.metrics is not None:
+            counts = {"pushed": len(rows), "late": len(late), "duplicate": duplicates, "invalid": invalid}
+            for outcome, count in counts.items():
+                self.metrics.messages.labels(outcome).inc(count)
+            self.metrics.batches.inc()
         if self.health_log is not None:
             self.health_log.record(
                 {
@@ -226,8 +225,8 @@ def backfill(store: "FeatureStore", transactions: "pd.DataFrame") -> int:
     """The velocity history of landed transactions, pushed to the offline store: the rows the pusher would
     have pushed had they come through the stream in event order (`velocity_frame`, the same function).
     Only offline: the online store holds what the pusher wrote last, and an older row must not replace
-    it. Run again over the same transactions, it stores the same file again (named by content). Returns
-    the number of rows."""
+    it. Run again over the same transactions, it stores the same rows again (one per customer and instant).
+    Returns the number of rows."""
     from feast.data_source import PushMode
 
     prepare_history(store)
@@ -237,17 +236,25 @@ def backfill(store: "FeatureStore", transactions: "pd.DataFrame") -> int:
     return len(frame)
 
 
-def run_pusher(resources: dict, name: str | None = None) -> VelocityPusher:
-    """Push until SIGTERM or SIGINT; the batch in hand is pushed and acknowledged before exit."""
+def run_pusher(resources: dict, name: str | None = None, metrics_port: int | None = None) -> VelocityPusher:
+    """Push until SIGTERM or SIGINT; the batch in hand is pushed and acknowledged before exit. The metrics
+    endpoint opens once the history is ready, the group joined and the state warmed up: a probe asking
+    it says the pusher is pushing, not merely started."""
     from pathlib import Path
+
+    from prometheus_client import start_http_server
 
     from mlplatform.resources.prediction_log import PredictionLogWriter
 
     settings = resources["streaming"]
     health_log = PredictionLogWriter(Path(settings.velocity_log_dir))
-    pusher = VelocityPusher(settings, resources["feature_store"].store(), health_log, name=name)
+    metrics = VelocityMetrics() if metrics_port is not None else None
+    store = resources["feature_store"].store()
+    pusher = VelocityPusher(settings, store, health_log, name=name, metrics=metrics)
     signal.signal(signal.SIGTERM, pusher.stop)
     signal.signal(signal.SIGINT, pusher.stop)
+    if metrics is not None and metrics_port is not None:
+        start_http_server(metrics_port, registry=metrics.registry)
     log.warning(
         "velocity pusher %s reading %s as group %s (state warmed up with %d transactions)",
         pusher.name,

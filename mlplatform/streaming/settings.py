@@ -56,7 +56,10 @@ class StreamSettings(ConfigurableResource):
         return f"{self.health_log_dir.rstrip('/')}/velocity"
 
     def client(self):
-        """A Redis client for these streams (replies decoded to str)."""
+        """A Redis client for these streams (replies decoded to str). The prod profile's URL is an
+        `EnvVar`, resolved by Dagster only inside runs: the CLI's consumer and pusher resolve it here."""
         import redis
 
-        return redis.Redis.from_url(self.redis_url, decode_responses=True)
+        from mlplatform.resources.env import resolved
+
+        return redis.Redis.from_url(resolved(self.redis_url), decode_responses=True)

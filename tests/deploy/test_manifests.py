@@ -43,12 +43,14 @@ def test_kustomize_applies_every_manifest_in_the_folder():
     assert set(kustomization()["resources"]) == files
 
 
-def test_one_image_for_api_feature_server_mlflow_and_the_code_location():
+def test_one_image_for_every_deployment_and_the_code_location():
     (image,) = kustomization()["images"]
     for kind, name in (
         ("Deployment", "prediction-api"),
         ("Deployment", "mlflow"),
         ("Deployment", "feature-server"),
+        ("Deployment", "stream-consumer"),
+        ("Deployment", "velocity-pusher"),
     ):
         assert [c["image"] for c in containers(kind, name)] == [image["name"]]
     location = code_location(helm_values())["image"]

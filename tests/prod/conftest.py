@@ -25,6 +25,8 @@ REDIS_DB = int(os.environ.get("MLPLATFORM_TEST_REDIS_DB", "13"))
 # the feature-server test's own database: it runs beside the end-to-end test (REDIS_DB) and the streaming
 # tests (db 11) without flushing what they wrote
 FEATURE_SERVER_REDIS_DB = int(os.environ.get("MLPLATFORM_TEST_FEATURE_SERVER_REDIS_DB", "12"))
+# the velocity push test's: its online store and its input stream, beside all of the above
+VELOCITY_REDIS_DB = int(os.environ.get("MLPLATFORM_TEST_VELOCITY_REDIS_DB", "14"))
 
 
 def reachable(host: str, port: int) -> bool:
