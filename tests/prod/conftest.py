@@ -1,8 +1,8 @@
 """Fixtures of the prod-profile tests: throwaway Postgres databases and a dedicated Redis db number.
 
 Every database is created by the fixture that uses it (name prefixed `mlplatform_test_`) and dropped
-afterwards; no other database is touched. The module-level skip applies only when the servers are
-unreachable: everything else must pass.
+afterwards; no other database is touched. The services must be running: a test of this folder fails,
+never skips, when Postgres or Redis does not answer (CI starts them).
 """
 
 import os
@@ -42,6 +42,12 @@ def unreachable_services() -> list[str]:
     return [
         f"{name} at {host}:{port}" for name, (host, port) in services.items() if not reachable(host, port)
     ]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def prod_services_running() -> None:
+    if missing := unreachable_services():
+        pytest.fail(f"the prod services must be running: {', '.join(missing)} unreachable")
 
 
 def admin_connection() -> psycopg.Connection:

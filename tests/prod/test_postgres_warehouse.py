@@ -8,11 +8,7 @@ import pytest
 
 from mlplatform.resources import DuckDBWarehouse, PostgresConnection, PostgresWarehouse
 from mlplatform.schemas import TRANSACTIONS
-from tests.prod.conftest import PG_HOST, PG_PASSWORD, PG_PORT, PG_USER, unreachable_services
-
-pytestmark = pytest.mark.skipif(
-    bool(unreachable_services()), reason=f"prod services unreachable: {unreachable_services()}"
-)
+from tests.prod.conftest import PG_HOST, PG_PASSWORD, PG_PORT, PG_USER
 
 
 @pytest.fixture(scope="module")

@@ -29,13 +29,9 @@ from mlplatform.demo import DemoSummary, materialize_all
 from mlplatform.profiles import build_resources
 from mlplatform.settings import PROJECT_ROOT
 from tests.prod.conftest import PG_HOST, PG_PORT, PG_USER, REDIS_DB, REDIS_HOST, REDIS_PORT, pg_env
-from tests.prod.conftest import unreachable_services as _unreachable
 from tests.prod.services import BIN, TELEMETRY_OFF, WebhookReceiver, mlflow_server, process, wait_until
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(bool(_unreachable()), reason=f"prod services unreachable: {_unreachable()}"),
-]
+pytestmark = pytest.mark.e2e
 
 # The smallest data on which the model passes every gate (metric floors, slice gaps with >= 10 frauds
 # per slice, calibration): see tests/conftest.py for the sizes the local tests use.
