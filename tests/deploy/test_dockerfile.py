@@ -106,3 +106,13 @@ def test_default_command_is_the_code_server():
 def test_dockerignore_keeps_local_state_and_the_host_manifest_out():
     ignored = set((PROJECT_ROOT / ".dockerignore").read_text().split())
     assert {".venv", "state", ".git", "dbt_project/target"} <= ignored
+
+
+def test_the_folders_the_package_reads_beside_it_are_in_the_image():
+    """The code location reads the dbt project, the Feast repo and the model specs when it loads."""
+    from mlplatform.settings import DBT_PROJECT_DIR, FEATURE_REPO_DIR
+    from mlplatform.training.spec import SPECS_DIR
+
+    copies = {args for i, args in BUILD if i == "COPY"}
+    for folder in (DBT_PROJECT_DIR, FEATURE_REPO_DIR, SPECS_DIR):
+        assert f"{folder.name} ./{folder.name}" in copies, folder.name
