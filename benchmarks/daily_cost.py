@@ -8,7 +8,9 @@ For each history length it builds a state the way `make demo` does (every landed
 batch-scored, monitoring only needs the landed day's own scores), then lands the next days one by one
 (`--landed-days`, the generator's next days with the labels reported on them) and runs what the landing
 sensor asks for each: one `landed_day` run, in process, on the state's Dagster instance. Both histories
-end on the same calendar days (the landed days are the same weekdays, so the same volume).
+end on the same calendar days (the landed days are the same weekdays, so the same volume), and land
+them in turns (short, long, short, long), so that a busier spell of a shared machine weighs on both.
+Built states are kept in `--state-root` and reused (copied) by the next run with the same sizes.
 
 Figures (JSON in benchmarks/results/daily_cost.json), per history and landed day, the seconds of each
 step of the run (STEP_START -> STEP_SUCCESS in the run's events: ingestion of the day's partitions, the
@@ -25,6 +27,7 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -39,7 +42,11 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--short", type=int, default=30, help="Days of the short history.")
     parser.add_argument("--long", type=int, default=365, help="Days of the long history.")
     parser.add_argument("--landed-days", type=int, default=2, help="Days landed after each history.")
-    parser.add_argument("--state-root", default=None, help="Keep the states here (default: removed).")
+    parser.add_argument(
+        "--state-root",
+        default=None,
+        help="Keep the states here (default: removed); built states found there are reused (copied).",
+    )
     return parser.parse_args()
 
 
@@ -149,8 +156,11 @@ def land_day(state: Path, config: GeneratorConfig, day: date, instance: DagsterI
         ) as ctx:
             return sensor(ctx)
 
-    if cursor is None:  # the first tick reads every landed file: before the day lands, not timed
-        cursor = tick(None).cursor
+    if cursor is None:  # the first ticks read every landed file (50 partitions a tick): before the day lands
+        primed = tick(None)
+        while primed.run_requests:
+            primed = tick(primed.cursor)
+        cursor = primed.cursor
     generate(replace(config, start_date=day, days=1), state / "landing")
     result = tick(cursor)
     (request,) = result.run_requests
@@ -221,20 +231,38 @@ def main() -> None:
     args = ARGS
     root = Path(args.state_root or tempfile.mkdtemp(prefix="daily-cost-"))
     report: dict = {"sizes": vars(args), "histories": {}}
-    for label, days in (("short", args.short), ("long", args.long)):
-        state = root / label
-        config = history_config(args, days, HISTORY_END)
-        (state / "dagster").mkdir(parents=True, exist_ok=True)
-        overrides = {"telemetry": {"enabled": False}}
-        with DagsterInstance.local_temp(str(state / "dagster"), overrides=overrides) as instance:
-            build = build_history(state, config, instance)
-            print(label, "built", build, flush=True)
-            landed, cursor = [], None
-            for n in range(1, args.landed_days + 1):
-                figures, cursor = land_day(state, config, HISTORY_END + timedelta(days=n), instance, cursor)
-                landed.append(figures)
+    overrides = {"telemetry": {"enabled": False}}
+    histories = {"short": args.short, "long": args.long}
+    configs = {label: history_config(args, days, HISTORY_END) for label, days in histories.items()}
+    for label, config in configs.items():
+        built, state = root / f"{label}-built", root / label
+        if not (built / "build.json").exists():
+            shutil.rmtree(built, ignore_errors=True)
+            (built / "dagster").mkdir(parents=True)
+            with DagsterInstance.local_temp(str(built / "dagster"), overrides=overrides) as instance:
+                (built / "build.json").write_text(json.dumps(build_history(built, config, instance)))
+        build = json.loads((built / "build.json").read_text())
+        print(label, "built", build, flush=True)
+        report["histories"][label] = {"days": histories[label], "build": build, "landed": []}
+        shutil.rmtree(state, ignore_errors=True)
+        shutil.copytree(built, state)  # the days land in a copy: a built state can be measured again
+    # the histories take turns, day by day: a machine busier for a while weighs on both alike
+    with ExitStack() as stack:
+        instances = {
+            label: stack.enter_context(
+                DagsterInstance.local_temp(str(root / label / "dagster"), overrides=overrides)
+            )
+            for label in configs
+        }
+        cursors: dict = dict.fromkeys(configs)
+        for n in range(1, args.landed_days + 1):
+            for label, config in configs.items():
+                day = HISTORY_END + timedelta(days=n)
+                figures, cursors[label] = land_day(
+                    root / label, config, day, instances[label], cursors[label]
+                )
+                report["histories"][label]["landed"].append(figures)
                 print(label, json.dumps(figures), flush=True)
-        report["histories"][label] = {"days": days, "build": build, "landed": landed}
     short, long = (report["histories"][h]["landed"] for h in ("short", "long"))
     report["stages"] = stage_ratios(short, long)
     RESULTS.parent.mkdir(exist_ok=True)
