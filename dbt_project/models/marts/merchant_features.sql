@@ -43,14 +43,9 @@ daily_activity as (
 
 label_history as (
 
-    -- the current labels (in force until further notice) and the versions they corrected
-    select transaction_id, is_fraud, reported_at, cast(null as {{ dbt.type_timestamp() }}) as superseded_at
-    from {{ ref('stg_labels') }}
-
-    union all
-
-    select transaction_id, is_fraud, reported_at, superseded_at
-    from {{ ref('stg_superseded_labels') }}
+    -- every version of the labels of the transactions read (stg_labels holds the current ones,
+    -- stg_superseded_labels the corrected ones: together, the same versions over all transactions)
+    {{ label_versions('transactions') }}
 
 ),
 
