@@ -15,7 +15,8 @@ Built states are kept in `--state-root` and reused (copied) by the next run with
 Figures (JSON in benchmarks/results/daily_cost.json), per history and landed day, the seconds of each
 step of the run (STEP_START -> STEP_SUCCESS in the run's events: ingestion of the day's partitions, the
 dbt build, the two online materializations, batch scoring, drift, performance, report) and, per stage,
-the long/short ratio of the best landed day: 1.0 is a cost that does not grow with history. Next to
+the long/short ratio of the best landed day: 1.0 is a cost that does not grow with history; the same for
+dbt's own time per model and for its tests (run_results.json: the dbt step without dbt's start-up). Next to
 them, the bare engine in the same run on the same state: DuckDB loading the day's transactions file, and
 computing the day's 1/7/30-day customer windows straight from the staged transactions (the work a day's
 dbt build cannot avoid).
@@ -129,6 +130,15 @@ def load_unchecked(landing, warehouse, day: str) -> None:
             warehouse.replace_raw_rows(table, rows, date.fromisoformat(day))
 
 
+def raw_rows(warehouse) -> dict[str, int]:
+    counts = warehouse.read_sql(
+        "select (select count(*) from raw.transactions) as transactions, "
+        "(select count(*) from raw.labels) as labels, "
+        "(select count(*) from marts.customer_features) as customer_features_rows"
+    )
+    return {k: int(v) for k, v in counts.iloc[0].items()}
+
+
 def step_seconds(instance: DagsterInstance, run_id: str) -> dict[str, float]:
     """Each step's own time in the run: its STEP_START to its STEP_SUCCESS (or failure)."""
     started: dict[str, float] = {}
@@ -166,7 +176,7 @@ def land_day(state: Path, config: GeneratorConfig, day: date, instance: DagsterI
     (request,) = result.run_requests
     assert request.partition_key == day.isoformat(), request
     job = defs.resolve_job_def(sensor.job_name)
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     with PeakRSS() as memory:
         run = job.execute_in_process(
             asset_selection=list(request.asset_selection),
@@ -182,10 +192,27 @@ def land_day(state: Path, config: GeneratorConfig, day: date, instance: DagsterI
         "day": day.isoformat(),
         "run_s": round(total, 2),
         "steps_s": step_seconds(instance, run.run_id),
+        "dbt_nodes_s": dbt_node_seconds(started_at),
         "peak_rss_mb": round(memory.peak_mb),
         "bare": bare_engine(state, resources["warehouse"].path, day),
     }
     return figures, result.cursor
+
+
+def dbt_node_seconds(since: float) -> dict[str, float]:
+    """dbt's own time in the run's `dbt build` (its run_results.json), without dbt's start-up and parsing:
+    each model, and all tests together. The step's wall time is this plus a fixed start-up (~7 s here)."""
+    from mlplatform.settings import DBT_PROJECT_DIR
+
+    runs = [p for p in (DBT_PROJECT_DIR / "target").glob("*/run_results.json") if p.stat().st_mtime > since]
+    results = json.loads(max(runs, key=lambda p: p.stat().st_mtime).read_text())["results"]
+    seconds = {
+        r["unique_id"].split(".")[-1]: round(r["execution_time"], 3)
+        for r in results
+        if r["unique_id"].startswith("model.")
+    }
+    tests = [r["execution_time"] for r in results if r["unique_id"].startswith("test.")]
+    return {**seconds, "all models": round(sum(seconds.values()), 3), "all tests": round(sum(tests), 3)}
 
 
 def bare_engine(state: Path, warehouse_path: str, day: date) -> dict[str, float]:
@@ -221,6 +248,11 @@ def stage_ratios(short: list[dict], long: list[dict]) -> dict[str, dict[str, flo
 
     steps = list(dict.fromkeys(s for d in short for s in d["steps_s"]))
     ratios = {step: {"short_s": best(short, step), "long_s": best(long, step)} for step in steps}
+    for node in short[0]["dbt_nodes_s"]:
+        ratios[f"dbt: {node}"] = {
+            "short_s": min(d["dbt_nodes_s"].get(node, float("nan")) for d in short),
+            "long_s": min(d["dbt_nodes_s"].get(node, float("nan")) for d in long),
+        }
     ratios["run"] = {"short_s": min(d["run_s"] for d in short), "long_s": min(d["run_s"] for d in long)}
     for figures in ratios.values():
         figures["ratio"] = round(figures["long_s"] / figures["short_s"], 2) if figures["short_s"] else None
@@ -230,7 +262,8 @@ def stage_ratios(short: list[dict], long: list[dict]) -> dict[str, dict[str, flo
 def main() -> None:
     args = ARGS
     root = Path(args.state_root or tempfile.mkdtemp(prefix="daily-cost-"))
-    report: dict = {"sizes": vars(args), "histories": {}}
+    sizes = {k: v for k, v in vars(args).items() if k not in ("days", "state_root")}  # --days: unused here
+    report: dict = {"sizes": sizes, "histories": {}}
     overrides = {"telemetry": {"enabled": False}}
     histories = {"short": args.short, "long": args.long}
     configs = {label: history_config(args, days, HISTORY_END) for label, days in histories.items()}
@@ -242,6 +275,7 @@ def main() -> None:
             with DagsterInstance.local_temp(str(built / "dagster"), overrides=overrides) as instance:
                 (built / "build.json").write_text(json.dumps(build_history(built, config, instance)))
         build = json.loads((built / "build.json").read_text())
+        build["raw_rows"] = raw_rows(build_resources(profile="local", state=built)["warehouse"])
         print(label, "built", build, flush=True)
         report["histories"][label] = {"days": histories[label], "build": build, "landed": []}
         shutil.rmtree(state, ignore_errors=True)
