@@ -36,14 +36,19 @@ def dbt_build(state: Path, *args: str) -> str:
     """`dbt build` on the state's warehouse, as the dbt asset runs it; returns the compiled customer_features
     SQL of the run (what it rebuilt)."""
     warehouse = build_resources(profile="local", state=state)["warehouse"]
-    target = state / "dbt-target"
-    shutil.rmtree(target, ignore_errors=True)
+    return run_dbt(warehouse.dbt_env(), "local", state / "dbt-target", *args)
+
+
+def run_dbt(env: dict[str, str], target: str, target_dir: Path, *args: str) -> str:
+    """`dbt build` of the project for a profile target and the warehouse `env` points at; returns the
+    compiled customer_features SQL (what the build rebuilt)."""
+    shutil.rmtree(target_dir, ignore_errors=True)
     command = [str(Path(sys.executable).parent / "dbt"), "build", "--project-dir", str(DBT_PROJECT_DIR)]
-    command += ["--profiles-dir", str(DBT_PROJECT_DIR), "--target", "local", "--target-path", str(target)]
-    env = {"PATH": "/usr/bin:/bin", "DBT_SEND_ANONYMOUS_USAGE_STATS": "False", **warehouse.dbt_env()}
+    command += ["--profiles-dir", str(DBT_PROJECT_DIR), "--target", target, "--target-path", str(target_dir)]
+    env = {"PATH": "/usr/bin:/bin", "DBT_SEND_ANONYMOUS_USAGE_STATS": "False", **env}
     done = subprocess.run([*command, *args], env=env, capture_output=True, text=True, cwd=DBT_PROJECT_DIR)
     assert done.returncode == 0, done.stdout[-3000:]
-    return (target / "compiled" / "mlplatform" / "models" / "marts" / "customer_features.sql").read_text()
+    return (target_dir / "compiled" / "mlplatform" / "models" / "marts" / "customer_features.sql").read_text()
 
 
 def ingest(state: Path, instance: DagsterInstance, only: set[str] | None = None) -> None:
