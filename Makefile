@@ -83,7 +83,7 @@ check-defs: env
 
 # one after another: they share the 2 cores, and a busy machine distorts every figure
 benchmark: env
-	for b in ingestion_dbt features training serving loop; do PYTHONPATH=$(CURDIR) $(BIN)/python benchmarks/$$b.py || exit 1; done
+	for b in ingestion_dbt features training serving loop daily_cost; do PYTHONPATH=$(CURDIR) $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(STATE) dbt_project/target dbt_project/logs

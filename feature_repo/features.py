@@ -173,10 +173,10 @@ def build_definitions(source_for: Callable[[str], DataSource]) -> dict[str, obje
 
 
 def parquet_source(data_dir: str) -> Callable[[str], DataSource]:
-    """The local profile's sources: the parquet files dbt exports, one per mart."""
+    """The local profile's sources: the parquet files dbt exports, a folder per mart (a file per month)."""
 
     def source_for(mart: str) -> DataSource:
-        return FileSource(name=mart, path=f"{data_dir}/{mart}.parquet", timestamp_field="feature_ts")
+        return FileSource(name=mart, path=f"{data_dir}/{mart}", timestamp_field="feature_ts")
 
     return source_for
 

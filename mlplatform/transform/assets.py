@@ -1,4 +1,4 @@
-"""dbt models (staging -> intermediate -> feature marts) as assets; dbt tests become asset checks."""
+"""dbt models (staging -> feature marts, incremental by day) as assets; dbt tests become asset checks."""
 
 import os
 from collections.abc import Mapping

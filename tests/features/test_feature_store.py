@@ -139,10 +139,10 @@ def test_planted_leak_fails_the_leakage_check(built, tmp_path):
     """Features that claim validity from the start of their own day include that day's later transactions."""
     state = copy_state(built[0], tmp_path / "state")
     resources = build_resources(profile="local", state=state)
-    exported = state / "feast" / "data" / "customer_features.parquet"
-    leaky = pd.read_parquet(exported)
-    leaky["feature_ts"] = leaky["feature_ts"] - timedelta(days=1)
-    leaky.to_parquet(exported)
+    for exported in (state / "feast" / "data" / "customer_features").glob("*/*.parquet"):  # a file a month
+        leaky = pd.read_parquet(exported)
+        leaky["feature_ts"] = leaky["feature_ts"] - timedelta(days=1)
+        leaky.to_parquet(exported)
 
     with DagsterInstance.ephemeral() as instance:
         result = run_assets(all_assets, resources, instance, selection=[feast_registry, training_set])
