@@ -4,8 +4,6 @@ landed day rebuilds that day only, and the tables equal a build from scratch and
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 
-import pytest
-
 from mlplatform.datagen import generate
 from mlplatform.ingestion.ingest import warehouse_rows
 from mlplatform.ingestion.validation import read_landing_file
@@ -18,12 +16,9 @@ from mlplatform.resources import (
 )
 from mlplatform.schemas import RAW_TABLES
 from tests.conftest import SMALL
-from tests.prod.conftest import PG_HOST, PG_PASSWORD, PG_PORT, PG_USER, unreachable_services
+from tests.prod.conftest import PG_HOST, PG_PASSWORD, PG_PORT, PG_USER
 from tests.transform.test_incremental import INCREMENTAL_MODELS, comparable, run_dbt
 
-pytestmark = pytest.mark.skipif(
-    bool(unreachable_services()), reason=f"prod services unreachable: {unreachable_services()}"
-)
 LAST_DAY = SMALL.start_date + timedelta(days=SMALL.days - 1)
 
 
