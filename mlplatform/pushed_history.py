@@ -20,6 +20,7 @@ from feast.types import from_feast_to_pyarrow_type
 
 if TYPE_CHECKING:
     from feast import FeatureStore
+    from feast.data_source import DataSource
 
 POSITION = "__history_row"  # a batch row's position while it is reduced to one row per key
 
@@ -32,12 +33,17 @@ class HistoryStore(Protocol):
     def create_history(config: RepoConfig, view: FeatureView) -> object: ...
 
 
+def history_source(view: FeatureView) -> "DataSource":
+    """Where a pushed view keeps its history: its batch source."""
+    if view.batch_source is None:
+        raise ValueError(f"feature view {view.name} has no batch source to keep its history in")
+    return view.batch_source
+
+
 def history_schema(view: FeatureView) -> pa.Schema:
     """The columns of a pushed view's history: join keys, the source's timestamp (microseconds, UTC, as
     DuckDB and Postgres keep them), then the features, typed as the view declares them."""
-    source = view.batch_source
-    if source is None:
-        raise ValueError(f"feature view {view.name} has no batch source to keep its history in")
+    source = history_source(view)
     keys = [pa.field(c.name, from_feast_to_pyarrow_type(c.dtype)) for c in view.entity_columns]
     features = [pa.field(f.name, from_feast_to_pyarrow_type(f.dtype)) for f in view.features]
     return pa.schema([*keys, pa.field(source.timestamp_field, pa.timestamp("us", tz="UTC")), *features])
@@ -46,9 +52,7 @@ def history_schema(view: FeatureView) -> pa.Schema:
 def history_key(view: FeatureView) -> list[str]:
     """What identifies a row of the history: the join keys and the timestamp. Two rows of a key are two
     answers to the same point-in-time question; the history keeps one."""
-    source = view.batch_source
-    assert source is not None  # history_schema says why when it is not
-    return [*(c.name for c in view.entity_columns), source.timestamp_field]
+    return [*(c.name for c in view.entity_columns), history_source(view).timestamp_field]
 
 
 def history_rows(view: FeatureView, table: pa.Table) -> pa.Table:
