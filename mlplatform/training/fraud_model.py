@@ -50,7 +50,7 @@ from mlplatform.training.model import (
     time_split,
 )
 from mlplatform.training.model_card import write_model_card
-from mlplatform.training.registry import promote, propose, reconcile_orphans
+from mlplatform.training.registry import apply_retention, promote, propose, reconcile_orphans
 from mlplatform.training.spec import FRAUD_MODEL, SPEC_ARTIFACT, ModelSpec
 
 MODEL_NAME = FRAUD_MODEL.name
@@ -448,6 +448,7 @@ def fraud_model_champion(context: AssetExecutionContext, model_registry: ModelRe
             model_registry, MODEL_NAME, version, actor=actor, reason="passed every validation gate"
         )
         outcome = "promoted" if record else "unchanged"
+    retention = apply_retention(model_registry, MODEL_NAME, FRAUD_MODEL.retention, actor=actor)
     champion = model_registry.version_for(MODEL_NAME, CHAMPION)
     gates = (record or {}).get("gates") or {}
     return MaterializeResult(
@@ -462,6 +463,7 @@ def fraud_model_champion(context: AssetExecutionContext, model_registry: ModelRe
                 + "\n".join(f"| {g} | {e['verdict']} | {e['figures']} |" for g, e in gates.items())
             ),
             "audit_record": MetadataValue.json(record or {"note": "nothing changed"}),
+            "retention": MetadataValue.json(retention),
             **(card_metadata(*write_model_card(model_registry, FRAUD_MODEL, champion)) if champion else {}),
         }
     )

@@ -31,6 +31,7 @@ class Lifecycle(StrEnum):
     PREVIOUS = "previous"
     REJECTED = "rejected"  # refused by a person
     ORPHANED = "orphaned"  # its training died before the gates judged it
+    ARCHIVED = "archived"  # no alias, older than the spec's retention keeps in play
 
 
 @dataclass(frozen=True)

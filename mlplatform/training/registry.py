@@ -16,7 +16,7 @@ from mlplatform.training.gates import (
     promotion_blockers,
 )
 from mlplatform.training.model_card import write_model_card
-from mlplatform.training.spec import spec_for
+from mlplatform.training.spec import Retention, spec_for
 
 
 class NothingToRollBackError(RuntimeError):
@@ -152,6 +152,36 @@ def rollback(registry: ModelRegistry, model: str, *, actor: str, reason: str) ->
         actor=actor,
         reason=reason,
     )
+
+
+def apply_retention(registry: ModelRegistry, model: str, retention: Retention, *, actor: str) -> dict:
+    """The spec's retention rule. A version no alias points to is archived once `archive_after` newer
+    versions are registered; archived versions beyond the newest `delete_archived_after` are deleted from
+    the registry (their training runs, model cards and audit records stay). Each step is audited."""
+    client = registry.client()
+    served = set(registry.aliases(model).values())
+    versions = sorted(
+        (int(v.version), dict(v.tags))
+        for v in client.search_model_versions(f"name = '{model}'", max_results=1_000)
+    )
+    newest = versions[-1][0] if versions else 0
+    archived, newly_archived = [], []
+    for number, tags in versions:
+        version = str(number)
+        if tags.get(LIFECYCLE_TAG) == Lifecycle.ARCHIVED:
+            archived.append(version)
+        elif version not in served and newest - number >= retention.archive_after:
+            registry.tag_version(model, version, {LIFECYCLE_TAG: Lifecycle.ARCHIVED})
+            reason = f"retention: no alias and {newest - number} newer versions"
+            decided(registry, "archive", model, (version,), version=version, actor=actor, reason=reason)
+            archived.append(version)
+            newly_archived.append(version)
+    deleted = archived[: max(len(archived) - retention.delete_archived_after, 0)]
+    for version in deleted:
+        client.delete_model_version(model, version)
+        reason = f"retention: more than {retention.delete_archived_after} archived versions"
+        registry.audit("delete", model, version=version, actor=actor, reason=reason)
+    return {"archived": newly_archived, "deleted": deleted}
 
 
 def reconcile_orphans(

@@ -55,6 +55,14 @@ class Gates(Part):
     max_one_row_latency_ms: float = Field(gt=0)
 
 
+class Retention(Part):
+    """What happens to versions no alias points to (refused, orphaned, rolled back, replaced twice over):
+    their training runs, model cards and audit records always stay."""
+
+    archive_after: int = Field(ge=1)  # tagged archived once this many newer versions are registered
+    delete_archived_after: int = Field(ge=0)  # archived versions beyond the newest this many are deleted
+
+
 class ModelSpec(Part):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     description: str
@@ -69,6 +77,7 @@ class ModelSpec(Part):
     decision: Decision
     gates: Gates
     promotion: Literal["auto", "manual"]
+    retention: Retention
     known_limitations: list[str] = Field(default_factory=list)
 
     def with_settings(self, settings: dict[str, str]) -> "ModelSpec":
