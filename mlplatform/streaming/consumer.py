@@ -71,24 +71,16 @@ def answers(valid: list[tuple[Message, Transaction]], scored: list[Prediction | 
     return results, dead
 
 
-class Consumer:
-    def __init__(
-        self,
-        settings: StreamSettings,
-        scorer: Scorer,
-        metrics: StreamMetrics | None = None,
-        name: str | None = None,
-        health_log=None,
-    ) -> None:
+class GroupMember:
+    """A member of a consumer group on the input stream (the scoring consumer, the velocity pusher): it
+    takes back its own unacknowledged messages first, then works one micro-batch per `step()` until
+    `stop()` (a signal handler), finishing the batch in hand."""
+
+    def __init__(self, settings: StreamSettings, name: str | None) -> None:
         self.settings = settings
-        self.scorer = scorer
-        self.metrics = metrics or StreamMetrics()
         self.name = name or consumer_name()
         self.broker = Broker(settings, self.name)
-        self.health_log = health_log  # a PredictionLogWriter-like `record(dict)`; None: no health log
         self.stopping = threading.Event()
-        self._lag_at = 0.0
-        self._lag = 0
         self.broker.ensure_group()
         self._backlog = self.broker.read_own_pending()
 
@@ -100,15 +92,40 @@ class Consumer:
     def stop(self, *_signal) -> None:
         self.stopping.set()
 
+    def own_backlog(self) -> list[Message]:
+        """What this member read before it restarted and never acknowledged: given out once."""
+        backlog, self._backlog = self._backlog, []
+        return backlog
+
+    def step(self) -> int:
+        """One micro-batch; returns the number of messages handled."""
+        raise NotImplementedError
+
+
+class Consumer(GroupMember):
+    def __init__(
+        self,
+        settings: StreamSettings,
+        scorer: Scorer,
+        metrics: StreamMetrics | None = None,
+        name: str | None = None,
+        health_log=None,
+    ) -> None:
+        self.scorer = scorer
+        self.metrics = metrics or StreamMetrics()
+        self.health_log = health_log  # a PredictionLogWriter-like `record(dict)`; None: no health log
+        self._lag_at = 0.0
+        self._lag = 0
+        super().__init__(settings, name)
+
     def step(self) -> int:
         """One micro-batch: own leftovers first, then messages idle elsewhere, then new ones. Returns the
         number of messages handled."""
         self.observe_lag()
         exhausted: list[DeadLetter] = []
         claimed: list[tuple[Message, int]] = []
-        if self._backlog:
-            messages, self._backlog = self._backlog, []
-        else:
+        messages = self.own_backlog()
+        if not messages:
             claimed = self.broker.reclaim()
             messages, exhausted = over_delivered(claimed, self.settings.max_deliveries)
             if not claimed:

@@ -20,12 +20,10 @@ stale: a lost or skipped online write, or an older row written over it).
 
 import logging
 import signal
-import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from mlplatform.streaming.broker import Broker
-from mlplatform.streaming.consumer import consumer_name
+from mlplatform.streaming.consumer import GroupMember
 from mlplatform.streaming.messages import DeadLetter, Message, parse
 from mlplatform.streaming.metrics import VelocityMetrics
 from mlplatform.streaming.settings import StreamSettings
@@ -68,7 +66,7 @@ def prepare_history(store: "FeatureStore") -> None:
     prepare_view_history(store, VIEW)
 
 
-class VelocityPusher:
+class VelocityPusher(GroupMember):
     def __init__(
         self,
         settings: StreamSettings,
@@ -77,34 +75,18 @@ class VelocityPusher:
         name: str | None = None,
         metrics: VelocityMetrics | None = None,
     ) -> None:
-        self.settings = settings.model_copy(update={"group": settings.velocity_group})
         self.store = store
         self.health_log = health_log  # a PredictionLogWriter-like `record(dict)`; None: no health log
         self.metrics = metrics  # None: no /metrics endpoint (tests, benchmarks)
-        self.name = name or consumer_name()
-        self.broker = Broker(self.settings, self.name)
         self.state = VelocityState()
-        self.stopping = threading.Event()
         self.refs = [f"{VIEW}:{feature}" for feature in FEATURES]
         prepare_history(store)
-        self.broker.ensure_group()
+        super().__init__(settings.model_copy(update={"group": settings.velocity_group}), name)
         self.warmed_up = self.warm_up()
-        self._backlog = self.broker.read_own_pending()
-
-    def run(self) -> None:
-        """Until `stop()`: the batch in hand is pushed and acknowledged before returning."""
-        while not self.stopping.is_set():
-            self.step()
-
-    def stop(self, *_signal) -> None:
-        self.stopping.set()
 
     def step(self) -> int:
         """One micro-batch (own leftovers first): returns the number of messages handled."""
-        if self._backlog:
-            messages, self._backlog = self._backlog, []
-        else:
-            messages = self.broker.read_new()
+        messages = self.own_backlog() or self.broker.read_new()
         if messages:
             self.handle(messages)
         if self.metrics is not None:  # also when idle: the lag a stalled pusher leaves grows on the graph
