@@ -13,19 +13,10 @@ from mlplatform.resources import FeastFeatureStore, ModelRegistry, Warehouse
 from mlplatform.resources.model_registry import CHAMPION
 from mlplatform.training.assets import labelled_rows
 from mlplatform.training.model import LABEL, Hyperparameters, evaluate, fit, predict_scores, time_split
-from mlplatform.training.spec import SPEC_ARTIFACT, ModelSpec, validated
+from mlplatform.training.spec import RUN_CONFIG_FIELDS, SPEC_ARTIFACT, ModelSpec, flatten, validated
 
 EXPERIMENTS = "{model}/experiments"  # the MLflow experiment of a model's experiments
 COMPARED = ("roc_auc", "pr_auc", "recall_at_1pct_fpr", "expected_calibration_error", "slice_auc_gap")
-# the spec fields a retraining run takes as configuration (fraud_model's FraudModelConfig)
-PROPOSABLE = {
-    "estimator.learning_rate": "learning_rate",
-    "estimator.max_iter": "max_iter",
-    "estimator.max_leaf_nodes": "max_leaf_nodes",
-    "estimator.l2_regularization": "l2_regularization",
-    "seed": "seed",
-    "holdout_fraction": "holdout_fraction",
-}
 
 
 @dataclass
@@ -122,17 +113,12 @@ def propose_run_config(spec: ModelSpec, baseline: ModelSpec) -> dict:
     promotion policy. Refused (ValueError) for a change the job does not take as configuration: a new
     feature service or slices are a new spec, committed and deployed like code."""
     differences = spec.differences(baseline)
-    not_proposable = sorted(set(differences) - set(PROPOSABLE))
+    not_proposable = sorted(set(differences) - set(RUN_CONFIG_FIELDS))
     if not_proposable:
         raise ValueError(
             f"cannot propose a change of {', '.join(not_proposable)} through retraining: the serving path "
             f"reads {baseline.name}'s spec; commit the change to models/{baseline.name}.yaml instead"
         )
-    settings = spec.model_dump()
-    config = {}
-    for dotted, option in PROPOSABLE.items():
-        value: Any = settings
-        for part in dotted.split("."):
-            value = value[part]
-        config[option] = value
+    settings = flatten(spec.model_dump())
+    config = {option: settings[dotted] for dotted, option in RUN_CONFIG_FIELDS.items()}
     return {"ops": {spec.name: {"config": config}}}

@@ -51,7 +51,7 @@ from mlplatform.training.model import (
 )
 from mlplatform.training.model_card import write_model_card
 from mlplatform.training.registry import apply_retention, promote, propose, reconcile_orphans
-from mlplatform.training.spec import FRAUD_MODEL, SPEC_ARTIFACT, ModelSpec
+from mlplatform.training.spec import FRAUD_MODEL, RUN_CONFIG_FIELDS, SPEC_ARTIFACT, ModelSpec
 
 MODEL_NAME = FRAUD_MODEL.name
 DEFAULT_BOUNDS = FRAUD_MODEL.gates  # shown in the gates' descriptions; runs use the `gate_bounds` resource
@@ -71,17 +71,8 @@ class FraudModelConfig(Config):
 
     def spec(self) -> ModelSpec:
         """The model's spec with this run's settings: what the run trains, recorded beside the model."""
-        return FRAUD_MODEL.updated(
-            {
-                "estimator.learning_rate": self.learning_rate,
-                "estimator.max_iter": self.max_iter,
-                "estimator.max_leaf_nodes": self.max_leaf_nodes,
-                "estimator.l2_regularization": self.l2_regularization,
-                "seed": self.seed,
-                "holdout_fraction": self.holdout_fraction,
-            },
-            "run config",
-        )
+        settings = {dotted: getattr(self, option) for dotted, option in RUN_CONFIG_FIELDS.items()}
+        return FRAUD_MODEL.updated(settings, "run config")
 
 
 IN_PROGRESS = {

@@ -12,6 +12,15 @@ from mlplatform.settings import PROJECT_ROOT
 
 SPECS_DIR = PROJECT_ROOT / "models"
 SPEC_ARTIFACT = "spec.json"  # the spec a training run used, with its overrides, beside its model
+# the spec fields a training run takes as configuration, and the config field of each
+RUN_CONFIG_FIELDS = {
+    "estimator.learning_rate": "learning_rate",
+    "estimator.max_iter": "max_iter",
+    "estimator.max_leaf_nodes": "max_leaf_nodes",
+    "estimator.l2_regularization": "l2_regularization",
+    "seed": "seed",
+    "holdout_fraction": "holdout_fraction",
+}
 
 
 class ModelSpecError(ValueError):
