@@ -58,15 +58,16 @@ from mlplatform.inference.scoring import TRANSACTION_FIELDS
 from mlplatform.ingestion import ingestion_assets
 from mlplatform.localserver import feast_server
 from mlplatform.profiles import build_resources
-from mlplatform.training import training_assets, training_checks
-from mlplatform.training.assets import FEATURE_SERVICE, training_set
+from mlplatform.definitions import models
+from mlplatform.training.spec import FRAUD_MODEL
 from mlplatform.transform import dbt_models
 
 RESULTS = Path(__file__).parent / "results" / "features.json"
 FEAST_PATH = "/get-online-features"
 # the graph up to the training set (not definitions.all_assets: model training is not measured here)
-ASSETS = [*ingestion_assets, dbt_models, *feature_assets, *training_assets]
-CHECKS = [*feature_checks, *training_checks]
+TRAINING_SET = models["fraud_model"].training_set
+ASSETS = [*ingestion_assets, dbt_models, *feature_assets, TRAINING_SET]
+CHECKS = [*feature_checks, *(c for c in models["fraud_model"].checks if c.asset_key == TRAINING_SET.key)]
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 STORED_VIEWS = {
     "customer_stats": ("customer_features", "customer_id"),
@@ -188,7 +189,7 @@ def point_in_time(
                 entity_df=entity_rows, features=stored_refs, full_feature_names=True
             ).to_df(),
             "asof": lambda: bare_asof(entity_rows, data_dir, views, ttls, on_demand=False),
-            "feast_service": lambda: features_as_of_events(store, events, FEATURE_SERVICE),
+            "feast_service": lambda: features_as_of_events(store, events, FRAUD_MODEL.feature_service),
             "asof_service": lambda: bare_asof(entity_rows, data_dir, views, ttls, on_demand=True),
         },
     )
@@ -241,7 +242,7 @@ def http_body(row: dict, event_ts) -> bytes:
     """One transaction as feast serve takes it, with `event_ts` as given (JSON has no datetime)."""
     entities = {**{k: [v] for k, v in row.items()}, "event_ts": [event_ts]}
     return json.dumps(
-        {"feature_service": FEATURE_SERVICE, "entities": entities, "full_feature_names": True}
+        {"feature_service": FRAUD_MODEL.feature_service, "entities": entities, "full_feature_names": True}
     ).encode()
 
 
@@ -326,12 +327,12 @@ def main() -> None:
             }
 
         with PeakRSS() as rss:
-            training_run_s, result = run(AssetSelection.assets(training_set).without_checks())
+            training_run_s, result = run(AssetSelection.assets(TRAINING_SET).without_checks())
         training_step_s = step_seconds(instance, result.run_id)
-        labels = metadata(result, training_set)["dagster/row_count"]
+        labels = metadata(result, TRAINING_SET)["dagster/row_count"]
 
         checks = {}
-        for asset in (online_customer_stats, online_merchant_stats, training_set):
+        for asset in (online_customer_stats, online_merchant_stats, TRAINING_SET):
             run_s, result = run(AssetSelection.checks_for_assets(asset), must_succeed=False)
             checks[asset.key.to_user_string()] = {
                 "wall_s": round(run_s, 2),
@@ -340,7 +341,7 @@ def main() -> None:
             }
 
         store = resources["feature_store"].store()
-        service = store.get_feature_service(FEATURE_SERVICE)
+        service = store.get_feature_service(FRAUD_MODEL.feature_service)
         views = {
             p.name_to_use(): [f.name for f in p.features]
             for p in service.feature_view_projections

@@ -52,7 +52,7 @@ from mlplatform.demo import demo_config, materialize_all
 from mlplatform.profiles import build_resources
 from mlplatform.resources import LandingZone
 from mlplatform.resources.model_registry import CHAMPION
-from mlplatform.training.fraud_model import MODEL_NAME
+from mlplatform.training.spec import FRAUD_MODEL
 from tests.prod.services import (
     local_loop,
     materialized_at,
@@ -177,7 +177,7 @@ def main() -> None:
             build_s = time.perf_counter() - started
             assert not built.runs_failed, built.format()
         registry = build_resources(profile="local", state=state)["model_registry"]
-        champion_before = registry.version_for(MODEL_NAME, CHAMPION)
+        champion_before = registry.version_for(FRAUD_MODEL.name, CHAMPION)
         days: dict[str, dict] = {}
         with local_loop(state, Path(tmp) / "logs") as (instance, port, _):
             wait_until_idle(instance)
@@ -198,11 +198,11 @@ def main() -> None:
                 }
                 if drift:
                     wait_until(
-                        lambda: registry.version_for(MODEL_NAME, CHAMPION) != champion_before,
+                        lambda: registry.version_for(FRAUD_MODEL.name, CHAMPION) != champion_before,
                         1800, "a new champion", 2,
                     )  # fmt: skip
                     promoted = time.time()
-                    champion = registry.version_for(MODEL_NAME, CHAMPION)
+                    champion = registry.version_for(FRAUD_MODEL.name, CHAMPION)
                     wait_until(lambda c=champion: served_champion(port) == c, 120, "served", 0.2)
                     figures |= {
                         "landed_to_promoted_s": round(promoted - landed, 1),

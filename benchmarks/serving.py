@@ -46,7 +46,7 @@ from mlplatform.inference.scoring import TRANSACTION_FIELDS, load_scoring_model
 from mlplatform.localserver import feast_server, free_port, http_server
 from mlplatform.profiles import build_resources
 from mlplatform.resources.model_registry import CHAMPION
-from mlplatform.training.fraud_model import MODEL_NAME
+from mlplatform.training.spec import FRAUD_MODEL
 from mlplatform.training.model import predict_scores
 
 RESULTS = Path(__file__).parent / "results" / "serving.json"
@@ -231,7 +231,7 @@ def main() -> None:
             )
         )
         assert result is None or result.success
-        model = load_scoring_model(resources["model_registry"], MODEL_NAME, CHAMPION)
+        model = load_scoring_model(resources["model_registry"], FRAUD_MODEL.name, CHAMPION)
         transactions = warehouse.read_sql(
             f"select {', '.join(TRANSACTION_FIELDS)}, currency from raw.transactions"
         )

@@ -61,9 +61,9 @@ def transactions(resources, n: int, run: str) -> list[dict]:
 def serve_a_champion(registry) -> str:
     """The champion's version: the build must have promoted one through its gates."""
     from mlplatform.resources.model_registry import CHAMPION
-    from mlplatform.training.fraud_model import MODEL_NAME
+    from mlplatform.training.spec import FRAUD_MODEL
 
-    version = registry.version_for(MODEL_NAME, CHAMPION)
+    version = registry.version_for(FRAUD_MODEL.name, CHAMPION)
     if version is None:
         raise SystemExit("the built state has no champion: its training did not pass the gates")
     return version

@@ -1,4 +1,4 @@
-"""Training at scale: from training_set to a promoted champion, against a bare scikit-learn fit.
+"""Training at scale: from the training set to a promoted champion, against a bare scikit-learn fit.
 
     python benchmarks/training.py [--days 42 --transactions-per-day 30000 --customers 50000]
 
@@ -25,8 +25,7 @@ from mlplatform.datagen import generate
 from mlplatform.definitions import all_assets, all_checks
 from mlplatform.demo import materialize_all
 from mlplatform.profiles import build_resources
-from mlplatform.training.assets import training_set
-from mlplatform.training.fraud_model import fraud_model, fraud_model_champion
+from mlplatform.definitions import models
 from mlplatform.training.model import Hyperparameters, fit, time_split
 from mlplatform.training.spec import FRAUD_MODEL
 
@@ -56,9 +55,9 @@ def main() -> None:
         timings = {}
         # one run per step; the promotion loads the candidate the previous run stored via the IO manager
         for name, asset in (
-            ("training_set", training_set),
-            ("fraud_model", fraud_model),
-            ("champion", fraud_model_champion),
+            ("training_set", models["fraud_model"].training_set),
+            ("fraud_model", models["fraud_model"].candidate),
+            ("champion", models["fraud_model"].champion),
         ):
             started = time.perf_counter()
             result = materialize(

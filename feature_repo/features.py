@@ -30,6 +30,7 @@ from mlplatform.settings import state_dir
 # Daily rows, valid from the next midnight: a row older than two days means the mart stopped updating.
 FEATURE_TTL = timedelta(days=2)
 MODEL_FEATURE_SERVICE = "fraud_model_v1"
+MERCHANT_RISK_FEATURE_SERVICE = "merchant_risk_v1"
 
 CUSTOMER_FIELDS = [
     *(Field(name=f"txn_count_{n}d", dtype=Int64) for n in (1, 7, 30)),
@@ -158,6 +159,12 @@ def build_definitions(source_for: Callable[[str], DataSource]) -> dict[str, obje
         description=f"{MODEL_FEATURE_SERVICE} plus the velocity features, for model versions that use them.",
         owner="team:ml",
     )
+    merchant_risk_v1 = FeatureService(
+        name=MERCHANT_RISK_FEATURE_SERVICE,
+        features=[merchant_stats],
+        description="Everything merchant_risk (models/merchant_risk.yaml) is trained and served with.",
+        owner="team:risk",
+    )
     return {
         "customer": customer,
         "merchant": merchant,
@@ -169,6 +176,7 @@ def build_definitions(source_for: Callable[[str], DataSource]) -> dict[str, obje
         velocity.PUSH_SOURCE: velocity_push,
         velocity.VIEW: customer_velocity,
         velocity.FEATURE_SERVICE: fraud_model_velocity,
+        MERCHANT_RISK_FEATURE_SERVICE: merchant_risk_v1,
     }
 
 
@@ -220,3 +228,4 @@ fraud_model_v1 = _definitions[MODEL_FEATURE_SERVICE]
 customer_velocity_push = _definitions[velocity.PUSH_SOURCE]
 customer_velocity = _definitions[velocity.VIEW]
 fraud_model_velocity = _definitions[velocity.FEATURE_SERVICE]
+merchant_risk_v1 = _definitions[MERCHANT_RISK_FEATURE_SERVICE]

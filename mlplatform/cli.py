@@ -153,65 +153,85 @@ def demo(days: int) -> None:
         raise SystemExit(1)
 
 
+def declared_model(_context: click.Context, _param: click.Parameter, name: str) -> str:
+    """A model declared in models/; anything else is a usage error naming the declared ones."""
+    from mlplatform.training.spec import load_specs
+
+    declared = load_specs()
+    if name not in declared:
+        raise click.BadParameter(f"{name!r} is not declared in models/ (declared: {', '.join(declared)})")
+    return name
+
+
+model_option = click.option(
+    "--model",
+    default="fraud_model",
+    show_default=True,
+    callback=declared_model,
+    help="The model, by the name of its spec in models/.",
+)
+
+
 @main.command()
 @click.option("--reason", default="manual rollback", show_default=True, help="Written to the audit trail.")
-def rollback(reason: str) -> None:
-    """Restore the previous fraud_model champion (MLflow alias) in one step."""
+@model_option
+def rollback(reason: str, model: str) -> None:
+    """Restore the previous champion of a model (MLflow alias) in one step."""
     import getpass
 
     from mlplatform.profiles import build_resources
-    from mlplatform.training.fraud_model import MODEL_NAME
     from mlplatform.training.registry import NothingToRollBackError
     from mlplatform.training.registry import rollback as rollback_champion
 
     try:
         record = rollback_champion(
-            build_resources()["model_registry"], MODEL_NAME, actor=getpass.getuser(), reason=reason
+            build_resources()["model_registry"], model, actor=getpass.getuser(), reason=reason
         )
     except NothingToRollBackError as error:
         raise click.ClickException(str(error)) from error
-    click.echo(f"{MODEL_NAME}: champion is version {record['version']} again (was {record['replaced']})")
+    click.echo(f"{model}: champion is version {record['version']} again (was {record['replaced']})")
 
 
-def _decide(decision: str, version: str, reason: str, actor: str | None) -> None:
-    """approve or reject a fraud_model version, with who and why in the audit trail."""
+def _decide(decision: str, model: str, version: str, reason: str, actor: str | None) -> None:
+    """approve or reject a model version, with who and why in the audit trail."""
     import getpass
 
     from mlplatform.profiles import build_resources
-    from mlplatform.training.fraud_model import MODEL_NAME
     from mlplatform.training.registry import PromotionRefusedError, approve, reject
 
     registry = build_resources()["model_registry"]
     decide = {"approve": approve, "reject": reject}[decision]
     try:
-        record = decide(registry, MODEL_NAME, version, actor=actor or getpass.getuser(), reason=reason)
+        record = decide(registry, model, version, actor=actor or getpass.getuser(), reason=reason)
     except PromotionRefusedError as refused:
         raise click.ClickException(str(refused)) from refused
     if decision == "reject":
-        click.echo(f"{MODEL_NAME}: version {version} rejected; it can never be promoted")
+        click.echo(f"{model}: version {version} rejected; it can never be promoted")
     elif record is None:
-        click.echo(f"{MODEL_NAME}: version {version} already is the champion; nothing changed")
+        click.echo(f"{model}: version {version} already is the champion; nothing changed")
     else:
-        click.echo(f"{MODEL_NAME}: version {version} is the champion (was {record['replaced']})")
+        click.echo(f"{model}: version {version} is the champion (was {record['replaced']})")
 
 
 @main.command()
 @click.argument("version")
 @click.option("--reason", required=True, help="Why it may serve; written to the audit trail.")
 @click.option("--actor", help="Who approves (default: the user running the command).")
-def approve(version: str, reason: str, actor: str | None) -> None:
-    """Promote VERSION of fraud_model to champion after review (manual promotion policy). Refused unless
-    the version passed every validation gate."""
-    _decide("approve", version, reason, actor)
+@model_option
+def approve(version: str, reason: str, actor: str | None, model: str) -> None:
+    """Promote VERSION of a model to champion after review (manual promotion policy). Refused unless the
+    version passed every validation gate."""
+    _decide("approve", model, version, reason, actor)
 
 
 @main.command()
 @click.argument("version")
 @click.option("--reason", required=True, help="Why it may not serve; written to the audit trail.")
 @click.option("--actor", help="Who rejects (default: the user running the command).")
-def reject(version: str, reason: str, actor: str | None) -> None:
-    """Refuse VERSION of fraud_model for good: it loses the challenger alias and is never promoted."""
-    _decide("reject", version, reason, actor)
+@model_option
+def reject(version: str, reason: str, actor: str | None, model: str) -> None:
+    """Refuse VERSION of a model for good: it loses the challenger alias and is never promoted."""
+    _decide("reject", model, version, reason, actor)
 
 
 @main.command()
@@ -282,11 +302,11 @@ def routing(mode: str | None, challenger_percent: float, threshold: float | None
     click.echo(f"routing is now: {routing_file.write(policy).model_dump_json()}")
     if policy.mode != "champion_only":
         from mlplatform.resources.model_registry import CHALLENGER
-        from mlplatform.training.fraud_model import MODEL_NAME
+        from mlplatform.training.spec import FRAUD_MODEL
 
-        if resources["model_registry"].version_for(MODEL_NAME, CHALLENGER) is None:
+        if resources["model_registry"].version_for(FRAUD_MODEL.name, CHALLENGER) is None:
             click.echo(
-                f"warning: no {MODEL_NAME} version carries the `{CHALLENGER}` alias: every request is "
+                f"warning: no {FRAUD_MODEL.name} version carries the `{CHALLENGER}` alias: every request is "
                 f"served by the champion until one does ({policy.mode} takes effect then)",
                 err=True,
             )
@@ -329,20 +349,18 @@ def restore(archive: Path, force: bool) -> None:
 
 @main.command("model-card")
 @click.argument("version")
-def model_card(version: str) -> None:
-    """Print the model card of VERSION of fraud_model (Markdown, as stored with it in MLflow)."""
+@model_option
+def model_card(version: str, model: str) -> None:
+    """Print the model card of VERSION of a model (Markdown, as stored with it in MLflow)."""
     from mlflow.exceptions import MlflowException
 
     from mlplatform.profiles import build_resources
     from mlplatform.training.model_card import read_model_card
-    from mlplatform.training.spec import FRAUD_MODEL
 
     try:
-        click.echo(read_model_card(build_resources()["model_registry"], FRAUD_MODEL.name, version), nl=False)
+        click.echo(read_model_card(build_resources()["model_registry"], model, version), nl=False)
     except (MlflowException, OSError) as error:
-        raise click.ClickException(
-            f"{FRAUD_MODEL.name} version {version} has no model card: {error}"
-        ) from error
+        raise click.ClickException(f"{model} version {version} has no model card: {error}") from error
 
 
 @main.command()
@@ -402,10 +420,11 @@ def experiment(spec_file: Path | None, settings: tuple[str, ...], propose: bool)
         return
     from mlplatform.definitions import defs
 
-    click.echo("training it as a candidate (retrain_fraud_model): training set, model, gates, promotion ...")
+    retrain = f"retrain_{spec.name}"
+    click.echo(f"training it as a candidate ({retrain}): training set, model, gates, promotion ...")
     with silenced():
         outcome = quiet_run(
-            defs.resolve_job_def("retrain_fraud_model"),
+            defs.resolve_job_def(retrain),
             dagster_instance(),
             tags={"mlplatform/experiment_run": result.run_id},
             run_config=run_config,
@@ -415,7 +434,7 @@ def experiment(spec_file: Path | None, settings: tuple[str, ...], propose: bool)
     )
     if not outcome.success:
         raise click.ClickException(f"proposed as run {outcome.run_id}: not promoted (see the gates above)")
-    decision = outcome.asset_materializations_for_node("fraud_model_champion")[0].metadata
+    decision = outcome.asset_materializations_for_node(spec.champion_asset)[0].metadata
     click.echo(
         f"proposed as run {outcome.run_id}: candidate version {decision['candidate_version'].value} "
         f"{decision['outcome'].value} (champion: version {decision['champion_version'].value})"
@@ -530,14 +549,14 @@ def export(alias: str, out_dir: Path) -> None:
     from mlplatform.export import export_model
     from mlplatform.inference.scoring import NoModelError, load_scoring_model
     from mlplatform.profiles import build_resources
-    from mlplatform.training.fraud_model import MODEL_NAME
+    from mlplatform.training.spec import FRAUD_MODEL
 
     try:
-        model = load_scoring_model(build_resources()["model_registry"], MODEL_NAME, alias)
+        model = load_scoring_model(build_resources()["model_registry"], FRAUD_MODEL.name, alias)
     except NoModelError as error:
         raise click.ClickException(str(error)) from error
     folder = export_model(model, out_dir)
-    click.echo(f"{MODEL_NAME} version {model.version} ({alias}) exported to {folder}")
+    click.echo(f"{FRAUD_MODEL.name} version {model.version} ({alias}) exported to {folder}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""The one Definitions object: every asset, check, resource, sensor and schedule of mlplatform."""
+"""The one Definitions object: every asset, check, resource, sensor and schedule of mlplatform, with each
+model declared in models/ built into its chain by the model factory."""
+
+from pathlib import Path
 
 from dagster import (
     AssetsDefinition,
@@ -25,30 +28,21 @@ from mlplatform.monitoring import (
     monitoring_assets,
     nightly_monitoring,
     nightly_monitoring_job,
-    retrain_fraud_model,
-    retrain_sensor,
     run_failure_alert,
 )
+from mlplatform.monitoring.retraining import build_retrain_sensor
 from mlplatform.profiles import build_resources, run_executor
 from mlplatform.streaming.health import streaming_assets
 from mlplatform.streaming.velocity_health import velocity_assets
-from mlplatform.training import (
-    model_assets,
-    model_checks,
-    review_fraud_model,
-    rollback_fraud_model,
-    training_assets,
-    training_checks,
-)
+from mlplatform.training import SPECS_DIR, ModelDefinitions, build_model, load_specs
+from mlplatform.training.factory import default_gate_bounds
 from mlplatform.transform import dbt_models
 
-all_assets: list[AssetsDefinition | AssetSpec] = [
+platform_assets: list[AssetsDefinition | AssetSpec] = [
     *external_sources,
     *ingestion_assets,
     dbt_models,
     *feature_assets,
-    *training_assets,
-    *model_assets,
     *inference_assets,
     *monitoring_assets,
     delivery_metrics,
@@ -56,7 +50,16 @@ all_assets: list[AssetsDefinition | AssetSpec] = [
     *velocity_assets,
     *external_outputs,
 ]
-all_checks = [*feature_checks, *training_checks, *model_checks]
+platform_checks = [*feature_checks]
+
+
+def build_models(models_dir: Path = SPECS_DIR) -> dict[str, ModelDefinitions]:
+    return {name: build_model(spec) for name, spec in load_specs(models_dir).items()}
+
+
+models = build_models()  # the declared models, by name
+all_assets = [*platform_assets, *(a for m in models.values() for a in m.assets)]
+all_checks = [*platform_checks, *(c for m in models.values() for c in m.checks)]
 
 # A landed day in one run: its files, then the marts and the online store, then its scoring and monitoring
 landing_zone_sensor = build_landing_zone_sensor(
@@ -71,8 +74,9 @@ refresh_features_and_model = define_asset_job(
     - AssetSelection.assets(
         *ingestion_assets, *inference_assets, *monitoring_assets, *streaming_assets, *velocity_assets
     ),
-    description="Everything between the raw tables and the champion: the dbt marts, the Feast registry and "
-    "online store, the training set, a candidate model with its blocking gates, the promotion, DORA metrics.",
+    description="Everything between the raw tables and the champions: the dbt marts, the Feast registry and "
+    "online store, each model's training set, a candidate with its blocking gates, its promotion, DORA "
+    "metrics.",
 )
 monitor_day = define_asset_job(
     "monitor_day",
@@ -90,23 +94,28 @@ automation = AutomationConditionSensorDefinition(
 )
 
 
-def build_definitions(resources: dict) -> Definitions:
-    """Everything, bound to `resources` (tests bind it to their own state folder)."""
+def build_definitions(resources: dict, models_dir: Path | None = None) -> Definitions:
+    """Everything, bound to `resources` (tests bind it to their own state folder), with the models declared
+    in models/ (or `models_dir`). A model's gate bounds are its spec's unless `resources` sets them."""
+    chains = list((build_models(models_dir) if models_dir else models).values())
     return Definitions(
-        assets=all_assets,
-        asset_checks=all_checks,
+        assets=[*platform_assets, *(a for m in chains for a in m.assets)],
+        asset_checks=[*platform_checks, *(c for m in chains for c in m.checks)],
         jobs=[
-            rollback_fraud_model,
-            review_fraud_model,
-            retrain_fraud_model,
+            *(j for m in chains for j in m.jobs),
             batch_scoring_job,
             nightly_monitoring_job,
             refresh_features_and_model,
             monitor_day,
         ],
         schedules=[nightly_batch_scoring, nightly_monitoring],
-        sensors=[landing_zone_sensor, retrain_sensor, run_failure_alert, automation],
-        resources=resources,
+        sensors=[
+            landing_zone_sensor,
+            *(build_retrain_sensor(m) for m in chains),
+            run_failure_alert,
+            automation,
+        ],
+        resources={**default_gate_bounds([m.spec for m in chains]), **resources},
         executor=run_executor(),
     )
 

@@ -29,7 +29,7 @@ from mlplatform.profiles import build_resources
 from mlplatform.resources import LandingZone, Warehouse
 from mlplatform.resources.model_registry import CHAMPION, ModelRegistry
 from mlplatform.settings import CODE_LOCATION, DEFINITIONS_MODULE, PROJECT_ROOT
-from mlplatform.training.fraud_model import MODEL_NAME
+from mlplatform.training.spec import FRAUD_MODEL
 
 if TYPE_CHECKING:
     from dagster._core.remote_origin import RemoteJobOrigin
@@ -247,7 +247,7 @@ def materialize_all(
         "refresh_features_and_model",
     )
     registry: ModelRegistry = resources["model_registry"]
-    champion = registry.version_for(MODEL_NAME, CHAMPION)
+    champion = registry.version_for(FRAUD_MODEL.name, CHAMPION)
     done(
         "built the marts, the online store, the training set and the model: "
         + (f"champion version {champion}" if champion else "no champion (the gates refused the model)")

@@ -40,7 +40,7 @@ class LaunchedRun:
 class LoopDriver:
     defs: Definitions
     instance: DagsterInstance
-    sensors: tuple[str, ...] = ("landing_zone_sensor", "retrain_sensor")
+    sensors: tuple[str, ...] = ("landing_zone_sensor", "retrain_fraud_model_sensor")
     runs: list[LaunchedRun] = field(default_factory=list)
     tick_seconds: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     _cursors: dict[str, str | None] = field(default_factory=dict)

@@ -14,7 +14,6 @@ from dagster_dbt import DbtCliResource
 
 from mlplatform.resources import (
     DuckDBWarehouse,
-    GateBounds,
     JsonlAlertSink,
     LandingZone,
     LocalFeastFeatureStore,
@@ -29,7 +28,8 @@ from mlplatform.resources import (
 )
 from mlplatform.settings import DBT_PROJECT_DIR, state_dir
 from mlplatform.streaming.settings import STREAM_REDIS_URL_ENV_VAR, StreamSettings
-from mlplatform.training.spec import FRAUD_MODEL
+from mlplatform.training.factory import default_gate_bounds
+from mlplatform.training.spec import load_specs
 
 PROFILE_ENV_VAR = "MLPLATFORM_PROFILE"
 EXECUTOR_ENV_VAR = "MLPLATFORM_EXECUTOR"
@@ -46,15 +46,17 @@ def active_profile() -> str:
     return profile
 
 
-def promotion_policy() -> Literal["auto", "manual"]:
-    """auto: gates suffice; manual: a reviewer approves each champion (`mlplatform approve`). The model
-    spec's `promotion` unless the deployment sets MLPLATFORM_PROMOTION_POLICY."""
-    policy = os.environ.get(PROMOTION_POLICY_ENV_VAR, FRAUD_MODEL.promotion)
+def promotion_policy() -> Literal["spec", "auto", "manual"]:
+    """auto: gates suffice; manual: a reviewer approves each champion (`mlplatform approve`). Each model
+    spec's `promotion` unless the deployment sets MLPLATFORM_PROMOTION_POLICY for every model."""
+    policy = os.environ.get(PROMOTION_POLICY_ENV_VAR, "spec")
+    if policy == "spec":
+        return "spec"
     if policy == "auto":
         return "auto"
     if policy == "manual":
         return "manual"
-    raise ValueError(f"{PROMOTION_POLICY_ENV_VAR}={policy!r}: choose auto or manual")
+    raise ValueError(f"{PROMOTION_POLICY_ENV_VAR}={policy!r}: choose spec, auto or manual")
 
 
 def warehouse_kind() -> str:
@@ -117,7 +119,7 @@ def file_resources(state: Path) -> dict[str, ConfigurableResource]:
             landing_dir=str(state / "landing"), quarantine_dir=str(state / "quarantine")
         ),
         "monitoring": MonitoringSettings(report_dir=str(state / "reports")),
-        "gate_bounds": GateBounds(**FRAUD_MODEL.gates.model_dump()),
+        **default_gate_bounds(list(load_specs().values())),
         "prediction_log": PredictionLog(directory=str(state / "predictions")),
         "serving": ServingSettings(routing_file=str(state / "serving" / "routing.json")),
     }

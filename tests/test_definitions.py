@@ -122,7 +122,7 @@ def test_retraining_is_a_job_with_the_gates_and_a_sensor_that_starts_it():
         "fraud_model",
         "fraud_model_champion",
     }
-    assert defs.resolve_sensor_def("retrain_sensor").job_name == "retrain_fraud_model"
+    assert defs.resolve_sensor_def("retrain_fraud_model_sensor").job_name == "retrain_fraud_model"
 
 
 def test_the_executor_is_in_process_unless_another_is_asked_for(monkeypatch):

@@ -15,7 +15,7 @@ from mlplatform.features.retrieval import features_as_of_events
 from mlplatform.inference.scoring import TRANSACTION_FIELDS, load_model_version
 from mlplatform.profiles import build_resources
 from mlplatform.resources.model_registry import CHAMPION
-from mlplatform.training.fraud_model import MODEL_NAME
+from mlplatform.training.spec import FRAUD_MODEL
 
 
 def fingerprint(state: Path) -> dict[str, str]:
@@ -42,12 +42,12 @@ def assert_works_on_its_own(state: Path) -> None:
     registry = resources["model_registry"]
     client = registry.client()
     # the champion, or (when a gate such as one_row_latency failed on a busy machine) the newest candidate
-    versions = client.search_model_versions(f"name = '{MODEL_NAME}'")
+    versions = client.search_model_versions(f"name = '{FRAUD_MODEL.name}'")
     assert versions
-    version = registry.version_for(MODEL_NAME, CHAMPION) or str(max(int(v.version) for v in versions))
+    version = registry.version_for(FRAUD_MODEL.name, CHAMPION) or str(max(int(v.version) for v in versions))
     experiment = client.get_experiment(registry.experiment_id())
     assert experiment.artifact_location == (state / "mlflow" / "artifacts").as_uri()
-    model = load_model_version(registry, MODEL_NAME, version)  # artifacts read from this state
+    model = load_model_version(registry, FRAUD_MODEL.name, version)  # artifacts read from this state
     # a retraining writes here: a new run's artifact lands under this state
     run = client.create_run(experiment.experiment_id)
     client.log_text(run.info.run_id, "relocated", "note.txt")

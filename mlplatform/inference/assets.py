@@ -31,7 +31,7 @@ from mlplatform.ingestion.assets import DAILY_PARTITIONS, raw_transactions
 from mlplatform.profiles import warehouse_kind
 from mlplatform.resources import FeastFeatureStore, ModelRegistry, Warehouse
 from mlplatform.resources.model_registry import CHAMPION
-from mlplatform.training.fraud_model import MODEL_NAME, fraud_model_champion
+from mlplatform.training.spec import FRAUD_MODEL
 
 SCORE_QUANTILES = (0.5, 0.9, 0.99, 0.999)
 
@@ -99,7 +99,7 @@ warnings.filterwarnings(
         feast_registry,
         AssetKey("customer_features"),
         AssetKey("merchant_features"),
-        fraud_model_champion,
+        AssetKey(FRAUD_MODEL.champion_asset),
     ],
     automation_condition=FOLLOW_NEW_TRANSACTIONS,
     check_specs=[
@@ -127,7 +127,7 @@ def batch_predictions(
     stale = stale_features(days[-1], newest)
     if stale:  # refuse: nothing is written, nothing downstream runs on it
         raise Failure(stale, metadata={m: str(d) for m, d in newest.items()})
-    model = load_scoring_model(model_registry, MODEL_NAME, CHAMPION)
+    model = load_scoring_model(model_registry, FRAUD_MODEL.name, CHAMPION)
     transactions = warehouse.read_sql(
         f"select {', '.join(TRANSACTION_FIELDS)}, _partition_date from raw.transactions "
         f"where _partition_date between '{days[0]}' and '{days[-1]}'"
@@ -172,7 +172,11 @@ prediction_log = AssetSpec(
     group_name="inference",
     kinds={"fastapi"},
     owners=["team:ml"],
-    deps=[fraud_model_champion, AssetKey("online_customer_stats"), AssetKey("online_merchant_stats")],
+    deps=[
+        AssetKey(FRAUD_MODEL.champion_asset),
+        AssetKey("online_customer_stats"),
+        AssetKey("online_merchant_stats"),
+    ],
     description=(
         "Every online prediction served (`/predict`, `/predict/batch`, Redis Streams): request, model "
         "version per arm, inputs, score, decision and latency, one JSON line each in a file per day "

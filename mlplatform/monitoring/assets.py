@@ -64,8 +64,7 @@ from mlplatform.resources import (
     Warehouse,
 )
 from mlplatform.resources.model_registry import CHAMPION
-from mlplatform.training.assets import training_set
-from mlplatform.training.fraud_model import MODEL_NAME, fraud_model_champion
+from mlplatform.training.spec import FRAUD_MODEL
 
 FEATURE_DRIFT = AssetKey("feature_drift")
 MODEL_PERFORMANCE = AssetKey("model_performance")
@@ -168,7 +167,7 @@ def store_day(warehouse: Warehouse, table: str, rows: pd.DataFrame, day: str) ->
     kinds={"feast", warehouse_kind()},
     owners=["team:ml"],
     partitions_def=DAILY_PARTITIONS,
-    deps=[batch_predictions, training_set],
+    deps=[batch_predictions, AssetKey(FRAUD_MODEL.training_set_asset)],
     automation_condition=FOLLOW_NEW_SCORES,
     check_specs=[
         AssetCheckSpec(
@@ -209,7 +208,7 @@ def feature_drift(
     alerts: AlertSink,
 ) -> MaterializeResult:
     day = context.partition_key
-    model = load_scoring_model(model_registry, MODEL_NAME, CHAMPION)
+    model = load_scoring_model(model_registry, FRAUD_MODEL.name, CHAMPION)
     store = feature_store.store()
     fields = ", ".join(TRANSACTION_FIELDS)
     current = features_as_of_events(
@@ -219,10 +218,10 @@ def feature_drift(
     )
     # the reference: all transactions (not only the labelled ones, which over-represent fraud while
     # legitimate confirmations are still on their way) of the newest week the champion trained on
+    trained_until = f"(select max(event_ts) from training.{FRAUD_MODEL.training_set_asset})"
     reference_transactions = warehouse.read_sql(
         f"select {fields} from raw.transactions where event_ts between "
-        f"(select max(event_ts) from training.training_set) - interval '{monitoring.reference_days} days' "
-        "and (select max(event_ts) from training.training_set)"
+        f"{trained_until} - interval '{monitoring.reference_days} days' and {trained_until}"
     )
     reference = features_as_of_events(
         store,
@@ -458,7 +457,7 @@ def log_lines_check(corrupt_lines: int, corrupt_files: list[str]) -> AssetCheckR
         prediction_log,
         AssetKey("online_customer_stats"),
         AssetKey("online_merchant_stats"),
-        fraud_model_champion,
+        AssetKey(FRAUD_MODEL.champion_asset),
     ],
     check_specs=[
         AssetCheckSpec(
@@ -488,7 +487,9 @@ def serving_skew(
     day = context.partition_key
     log = prediction_log.read(day)
     tables = [
-        recomputed_skew(feature_store, load_model_version(model_registry, MODEL_NAME, str(version)), requests)
+        recomputed_skew(
+            feature_store, load_model_version(model_registry, FRAUD_MODEL.name, str(version)), requests
+        )
         for version, requests in (log.groupby("model_version") if len(log) else [])
     ]
     table = (
@@ -666,7 +667,7 @@ def latest_figures(context: AssetExecutionContext, day: str) -> dict[str, float 
     group_name="monitoring",
     kinds={"mlflow"},
     owners=["team:ml"],
-    deps=[fraud_model_champion],
+    deps=[AssetKey(FRAUD_MODEL.champion_asset)],
     automation_condition=FOLLOW_UPSTREAM,
     description=(
         "DORA metrics of model delivery over the last 30 days, from the registry's audit trail and the "
@@ -679,7 +680,7 @@ def delivery_metrics(context: AssetExecutionContext, model_registry: ModelRegist
         AssetRecordsFilter(asset_key=raw_transactions.key), limit=10_000
     ).records
     landed = [datetime.fromtimestamp(record.timestamp, UTC) for record in loads]
-    figures = dora_metrics(model_registry.audit_trail(MODEL_NAME), landed, timedelta(days=30))
+    figures = dora_metrics(model_registry.audit_trail(FRAUD_MODEL.name), landed, timedelta(days=30))
     return MaterializeResult(metadata={k: round(float(v), 3) for k, v in figures.items()})
 
 

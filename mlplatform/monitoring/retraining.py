@@ -19,16 +19,16 @@ from dataclasses import dataclass, field
 from dagster import (
     AssetCheckKey,
     AssetCheckSeverity,
+    AssetKey,
     AssetRecordsFilter,
-    AssetSelection,
     DagsterInstance,
     DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
     RunsFilter,
+    SensorDefinition,
     SensorEvaluationContext,
     SkipReason,
-    define_asset_job,
     sensor,
 )
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
@@ -38,21 +38,17 @@ from mlplatform.checks import was_judged
 from mlplatform.ingestion.assets import raw_labels
 from mlplatform.monitoring.assets import FEATURE_DRIFT, MODEL_PERFORMANCE
 from mlplatform.resources import MonitoringSettings
-from mlplatform.training.assets import training_set
-from mlplatform.training.fraud_model import fraud_model, fraud_model_champion
+from mlplatform.training import ModelDefinitions
+from mlplatform.training.spec import FRAUD_MODEL
 
-retrain_fraud_model = define_asset_job(
-    "retrain_fraud_model",
-    selection=AssetSelection.assets(training_set, fraud_model, fraud_model_champion),
-    description="Training set, candidate model and its gates, promotion when every gate passes.",
-    tags={"mlplatform/workload": "training"},  # the run queue admits one training run at a time
-)
-# monitoring checks whose ERROR means the champion no longer fits the data
-DEGRADATION_CHECKS = (
-    AssetCheckKey(FEATURE_DRIFT, "prediction_psi"),
-    AssetCheckKey(FEATURE_DRIFT, "transaction_psi"),
-    AssetCheckKey(MODEL_PERFORMANCE, "roc_auc"),
-)
+# monitoring checks whose ERROR means the champion no longer fits the data, per model monitoring watches
+DEGRADATION_CHECKS = {
+    FRAUD_MODEL.name: (
+        AssetCheckKey(FEATURE_DRIFT, "prediction_psi"),
+        AssetCheckKey(FEATURE_DRIFT, "transaction_psi"),
+        AssetCheckKey(MODEL_PERFORMANCE, "roc_auc"),
+    )
+}
 ACTIVE = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
@@ -161,14 +157,16 @@ def label_events_since(instance: DagsterInstance, after: float | None) -> list[L
     return events
 
 
-def degradations_since(instance: DagsterInstance, after: float | None) -> list[Degradation]:
+def degradations_since(
+    instance: DagsterInstance, checks: tuple[AssetCheckKey, ...], after: float | None
+) -> list[Degradation]:
     """Degradation checks whose latest judged, completed evaluation after `after` failed with ERROR.
 
     Planned evaluations (a run in flight) and not-judged ones are skipped: they are no evidence, and they
     neither raise nor clear a degradation. Check records keep whole seconds: compared at that resolution.
     """
     found = []
-    for key in DEGRADATION_CHECKS:
+    for key in checks:
         history = instance.event_log_storage.get_asset_check_execution_history(key, limit=50, status=RESOLVED)
         for record in history:  # newest first
             evaluation = record.evaluation
@@ -182,55 +180,72 @@ def degradations_since(instance: DagsterInstance, after: float | None) -> list[D
     return found
 
 
-def gather_evidence(instance: DagsterInstance) -> Evidence:
-    champion = instance.get_latest_materialization_event(fraud_model_champion.key)
+def gather_evidence(
+    instance: DagsterInstance,
+    champion_key: AssetKey,
+    retrain_job: str,
+    checks: tuple[AssetCheckKey, ...] = (),
+) -> Evidence:
+    champion = instance.get_latest_materialization_event(champion_key)
     since = champion.timestamp if champion else None
-    in_progress = bool(
-        instance.get_runs(RunsFilter(job_name=retrain_fraud_model.name, statuses=ACTIVE), limit=1)
-    )
+    in_progress = bool(instance.get_runs(RunsFilter(job_name=retrain_job, statuses=ACTIVE), limit=1))
     attempts, acted_on = [], set()
-    for run_record in instance.get_run_records(
-        RunsFilter(job_name=retrain_fraud_model.name, statuses=FINISHED), limit=50
-    ):
+    for run_record in instance.get_run_records(RunsFilter(job_name=retrain_job, statuses=FINISHED), limit=50):
         if EVIDENCE_TAG in run_record.dagster_run.tags:
             acted_on.add(run_record.dagster_run.tags[EVIDENCE_TAG])
         started = run_record.start_time or run_record.create_timestamp.timestamp()
         if since is None or started > since:  # the run that promoted the champion started before it
             attempts.append(run_record.end_time or run_record.update_timestamp.timestamp())
-    for run in instance.get_runs(RunsFilter(job_name=retrain_fraud_model.name, statuses=ACTIVE)):
+    for run in instance.get_runs(RunsFilter(job_name=retrain_job, statuses=ACTIVE)):
         if EVIDENCE_TAG in run.tags:
             acted_on.add(run.tags[EVIDENCE_TAG])
     return Evidence(
         labels=label_events_since(instance, since),
-        degradations=degradations_since(instance, since),
+        degradations=degradations_since(instance, checks, since),
         attempts=attempts,
         acted_on=frozenset(acted_on),
         in_progress=in_progress,
     )
 
 
-@sensor(
-    job=retrain_fraud_model,
-    minimum_interval_seconds=60,
-    default_status=DefaultSensorStatus.RUNNING,
-    description=(
-        "Requests retraining when enough labels arrived since the champion was promoted, or a score-drift "
-        "or performance check failed with ERROR since then; once per piece of evidence, never while a "
-        "retraining is in progress, with a backoff after candidates that were not promoted."
-    ),
-)
-def retrain_sensor(context: SensorEvaluationContext, monitoring: MonitoringSettings):
-    decision = decide(gather_evidence(context.instance), monitoring.retrain_min_new_labels, time.time())
-    context.log.info(
-        f"retrain_sensor: {'requesting' if decision.evidence_key else 'skipping'}: {decision.reason}"
+def retrain_sensor_name(model: str) -> str:
+    return f"retrain_{model}_sensor"
+
+
+def build_retrain_sensor(model: ModelDefinitions) -> SensorDefinition:
+    """The model's retraining on evidence: new labels since its champion, or (for a model monitoring
+    watches) a degradation check failed with ERROR."""
+    name = retrain_sensor_name(model.spec.name)
+    checks = DEGRADATION_CHECKS.get(model.spec.name, ())
+
+    @sensor(
+        name=name,
+        job=model.retrain_job,
+        minimum_interval_seconds=60,
+        default_status=DefaultSensorStatus.RUNNING,
+        description=(
+            f"Requests retraining of {model.spec.name} when enough labels arrived since its champion was "
+            "promoted"
+            + (", or a score-drift or performance check failed with ERROR since then" if checks else "")
+            + "; once per piece of evidence, never while a retraining is in progress, with a backoff after "
+            "candidates that were not promoted."
+        ),
     )
-    if decision.evidence_key is None:
-        return SkipReason(decision.reason)
-    return RunRequest(
-        run_key=f"retrain-{decision.evidence_key}",
-        tags={
-            TRIGGER_TAG: "retrain_sensor",
-            "mlplatform/reason": decision.reason,
-            EVIDENCE_TAG: decision.evidence_key,
-        },
-    )
+    def retrain(context: SensorEvaluationContext, monitoring: MonitoringSettings):
+        evidence = gather_evidence(context.instance, model.champion.key, model.retrain_job.name, checks)
+        decision = decide(evidence, monitoring.retrain_min_new_labels, time.time())
+        context.log.info(
+            f"{name}: {'requesting' if decision.evidence_key else 'skipping'}: {decision.reason}"
+        )
+        if decision.evidence_key is None:
+            return SkipReason(decision.reason)
+        return RunRequest(
+            run_key=f"retrain-{decision.evidence_key}",
+            tags={
+                TRIGGER_TAG: name,
+                "mlplatform/reason": decision.reason,
+                EVIDENCE_TAG: decision.evidence_key,
+            },
+        )
+
+    return retrain

@@ -73,9 +73,9 @@ class ModelRegistry(ConfigurableResource):
     artifact_root: str | None = None
     audit_log: str
     experiment: str = "fraud_model"
-    # auto: a candidate that passed every gate becomes champion; manual: it waits as challenger until
-    # someone approves it (`mlplatform approve`)
-    promotion_policy: Literal["auto", "manual"] = "auto"
+    # spec: each model's own policy; auto or manual: the deployment's, for every model. auto: a candidate that
+    # passed every gate becomes champion; manual: it waits as challenger until someone approves it
+    promotion_policy: Literal["spec", "auto", "manual"] = "spec"
 
     @property
     def uri(self) -> str:

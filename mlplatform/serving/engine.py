@@ -21,7 +21,7 @@ from mlplatform.serving.features import Columns, OnlineFeatures
 from mlplatform.serving.models import ServedModels
 from mlplatform.serving.routing import Arm, Mode, RoutingFile, RoutingPolicy, choose_arm
 from mlplatform.serving.schemas import Prediction, Transaction
-from mlplatform.training.fraud_model import MODEL_NAME
+from mlplatform.training.spec import FRAUD_MODEL
 
 
 class Metrics:
@@ -105,7 +105,7 @@ class Predictor:
         writer = resources["prediction_log"].writer()
         return cls(
             store=resources["feature_store"].store(),
-            models=ServedModels(resources["model_registry"], MODEL_NAME),
+            models=ServedModels(resources["model_registry"], FRAUD_MODEL.name),
             routing=RoutingFile(Path(resources["serving"].routing_file)),
             log=writer,
             metrics=Metrics(writer),
@@ -161,7 +161,7 @@ class Predictor:
         champion, challenger = self.models.get(Arm.CHAMPION), self.models.get(Arm.CHALLENGER)
         if champion is None:
             raise PredictionError(
-                503, "no_model", [{"type": "no_model", "msg": f"no {MODEL_NAME} version is champion"}]
+                503, "no_model", [{"type": "no_model", "msg": f"no {FRAUD_MODEL.name} version is champion"}]
             )
         now = datetime.now(UTC)
         times = [t.event_ts or now for t in transactions]

@@ -1,12 +1,7 @@
-from mlplatform.training.assets import training_assets, training_checks
-from mlplatform.training.fraud_model import model_assets, model_checks
-from mlplatform.training.jobs import review_fraud_model, rollback_fraud_model
+"""Models as declared units: each spec in models/ becomes its training set, candidate, gates, champion and
+jobs (mlplatform.training.factory)."""
 
-__all__ = [
-    "model_assets",
-    "model_checks",
-    "review_fraud_model",
-    "rollback_fraud_model",
-    "training_assets",
-    "training_checks",
-]
+from mlplatform.training.factory import ModelDefinitions, build_model
+from mlplatform.training.spec import SPECS_DIR, load_specs
+
+__all__ = ["SPECS_DIR", "ModelDefinitions", "build_model", "load_specs"]

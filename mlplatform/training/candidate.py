@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from dagster import AssetKey, DagsterEventType, DagsterInstance
 
 from mlplatform.resources import ModelRegistry
+from mlplatform.training.spec import SPEC_ARTIFACT, SPECS_DIR, ModelSpec, load_spec, recorded_spec
 
 EVALUATION_ARTIFACT = "evaluation.json"
 # the training run's tags that say what a version was built from (promotion records, model cards)
@@ -66,3 +67,18 @@ def load_candidate(registry: ModelRegistry, name: str, version: str) -> ModelCan
         threshold=float(run.data.metrics["threshold"]),
         holdout_from=evaluation["holdout_from"],
     )
+
+
+def version_spec(registry: ModelRegistry, model: str, version: str) -> ModelSpec:
+    """The spec `version` was trained with, as its training run recorded it; the committed spec for a
+    version trained before runs recorded theirs."""
+    path = SPECS_DIR / f"{model}.yaml"
+    committed = load_spec(path) if path.exists() else None
+    client = registry.client()
+    run_id = str(client.get_model_version(model, version).run_id)
+    if SPEC_ARTIFACT not in {artifact.path for artifact in client.list_artifacts(run_id)}:
+        if committed is None:
+            raise FileNotFoundError(f"{model} version {version} recorded no spec and {path} does not exist")
+        return committed
+    recorded = json.loads(registry.run_artifact_text(run_id, SPEC_ARTIFACT))
+    return recorded_spec(recorded, committed, f"{SPEC_ARTIFACT} of {model} version {version}")

@@ -11,9 +11,10 @@ import pandas as pd
 
 from mlplatform.resources import FeastFeatureStore, ModelRegistry, Warehouse
 from mlplatform.resources.model_registry import CHAMPION
-from mlplatform.training.assets import labelled_rows
-from mlplatform.training.model import LABEL, Hyperparameters, evaluate, fit, predict_scores, time_split
-from mlplatform.training.spec import RUN_CONFIG_FIELDS, SPEC_ARTIFACT, ModelSpec, flatten, validated
+from mlplatform.training.candidate import version_spec
+from mlplatform.training.factory import labelled_rows
+from mlplatform.training.model import Hyperparameters, evaluate, fit, labels_of, predict_scores, time_split
+from mlplatform.training.spec import RUN_CONFIG_FIELDS, SPEC_ARTIFACT, ModelSpec, flatten
 
 EXPERIMENTS = "{model}/experiments"  # the MLflow experiment of a model's experiments
 COMPARED = ("roc_auc", "pr_auc", "recall_at_1pct_fpr", "expected_calibration_error", "slice_auc_gap")
@@ -38,16 +39,11 @@ class ExperimentResult:
 
 def champion_spec(registry: ModelRegistry, committed: ModelSpec) -> tuple[str | None, ModelSpec]:
     """The champion's version and the spec its training run recorded (the committed spec when there is
-    no champion, or for a version trained before runs recorded theirs)."""
+    no champion)."""
     version = registry.version_for(committed.name, CHAMPION)
     if version is None:
         return None, committed
-    client = registry.client()
-    run_id = str(client.get_model_version(committed.name, version).run_id)
-    if SPEC_ARTIFACT not in {artifact.path for artifact in client.list_artifacts(run_id)}:
-        return version, committed
-    recorded = registry.run_artifact_text(run_id, SPEC_ARTIFACT)
-    return version, validated(json.loads(recorded), f"{SPEC_ARTIFACT} of {committed.name} version {version}")
+    return version, version_spec(registry, committed.name, version)
 
 
 def run_experiment(
@@ -62,12 +58,13 @@ def run_experiment(
 
     champion, trained_from = champion_spec(registry, committed)
     if spec.feature_service == trained_from.feature_service:
-        rows = warehouse.read_sql("select * from training.training_set")  # what the champion trained on
+        # what the champion trained on
+        rows = warehouse.read_sql(f"select * from training.{spec.training_set_asset}")
     else:
         rows = labelled_rows(feature_store.store(), warehouse, spec)
-    train, holdout = time_split(rows, spec.holdout_fraction)
-    model = fit(train, Hyperparameters.of(spec))
-    labels, slices = holdout[LABEL].to_numpy(), holdout[spec.slices].reset_index(drop=True)
+    train, holdout = time_split(spec, rows)
+    model = fit(spec, train)
+    labels, slices = labels_of(spec, holdout), holdout[spec.slices].reset_index(drop=True)
     evaluation = evaluate(labels, predict_scores(model, holdout), slices, spec.decision.target_fpr)
 
     champion_metrics, not_compared = None, None

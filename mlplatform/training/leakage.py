@@ -63,12 +63,15 @@ def _differs(got, expected) -> bool:
     return abs(got - expected) > 1e-6 * max(1.0, abs(expected))
 
 
-def leaked_values(training: pd.DataFrame, transactions: pd.DataFrame, labels: pd.DataFrame) -> list[dict]:
-    """Every feature value of `training` that differs from its point-in-time recomputation.
+def leaked_values(
+    training: pd.DataFrame, transactions: pd.DataFrame, labels: pd.DataFrame, identity: str = "transaction_id"
+) -> list[dict]:
+    """Every feature value of `training` that differs from its point-in-time recomputation; each problem
+    names its row by the `identity` column (and event_ts).
 
     `transactions`: transaction_id, customer_id, merchant_id, event_ts, amount. `labels`: the label
     history (transaction_id, is_fraud, reported_at, superseded_at; NULL = still in force). A feature
-    missing from `training` is not checked."""
+    missing from `training` is not checked, nor an entity's family when `training` has no key for it."""
     by_customer = dict(iter(transactions.groupby("customer_id")))
     by_merchant = dict(iter(transactions.groupby("merchant_id")))
     empty = transactions.iloc[0:0]
@@ -76,7 +79,7 @@ def leaked_values(training: pd.DataFrame, transactions: pd.DataFrame, labels: pd
     for row in training.itertuples(index=False):
         recomputed = expected_features(
             row,
-            by_customer.get(row.customer_id, empty),
+            by_customer.get(getattr(row, "customer_id", None), empty),
             by_merchant.get(getattr(row, "merchant_id", None), empty),
             labels,
         )
@@ -87,7 +90,8 @@ def leaked_values(training: pd.DataFrame, transactions: pd.DataFrame, labels: pd
             if _differs(got, expected):
                 problems.append(
                     {
-                        "transaction_id": row.transaction_id,
+                        identity: getattr(row, identity),
+                        "event_ts": row.event_ts,
                         "family": family,
                         "feature": feature,
                         "got": got,

@@ -5,7 +5,7 @@ asset, the CLI, a job), a version that did not pass every gate in a completed ev
 from collections.abc import Callable
 
 from mlplatform.resources.model_registry import CHALLENGER, CHAMPION, PREVIOUS, ModelRegistry
-from mlplatform.training.candidate import LINEAGE_TAGS
+from mlplatform.training.candidate import LINEAGE_TAGS, version_spec
 from mlplatform.training.gates import (
     APPROVAL_TAG,
     GATE_TAG_PREFIX,
@@ -16,7 +16,7 @@ from mlplatform.training.gates import (
     promotion_blockers,
 )
 from mlplatform.training.model_card import write_model_card
-from mlplatform.training.spec import Retention, spec_for
+from mlplatform.training.spec import Retention
 
 
 class NothingToRollBackError(RuntimeError):
@@ -32,7 +32,7 @@ def decided(registry: ModelRegistry, action: str, model: str, versions: tuple, *
     and approval history changed)."""
     entry = registry.audit(action, model, **record)
     for version in dict.fromkeys(v for v in versions if v is not None):
-        write_model_card(registry, spec_for(model), str(version))
+        write_model_card(registry, version_spec(registry, model, str(version)), str(version))
     return entry
 
 
@@ -193,7 +193,7 @@ def reconcile_orphans(
     client = registry.client()
     repaired = []
     stuck = client.search_runs(
-        [registry.experiment_id()], filter_string="attributes.status = 'RUNNING'", max_results=100
+        [registry.experiment_id(model)], filter_string="attributes.status = 'RUNNING'", max_results=100
     )
     for run in stuck:
         if not still_running(run.data.tags.get("dagster.run_id")):

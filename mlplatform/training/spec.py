@@ -34,8 +34,27 @@ class Part(BaseModel):
 
 
 class Label(Part):
-    table: str
+    """Where a model's labelled events come from: a warehouse table with an `event_ts` (the moment of the
+    decision, when features are looked up) and the label column."""
+
+    table: str = Field(pattern=r"^[a-z_]+\.[a-z_][a-z0-9_]*$")  # schema.table, the dbt model of that name
     column: str
+    keys: list[str] = Field(min_length=1)  # with event_ts, what identifies a row (and orders ties)
+    # columns of the table the feature service also provides, as of the event: left out of the spine
+    exclude: list[str] = Field(default_factory=list)
+
+    @property
+    def asset(self) -> str:
+        """The label table's asset key (the dbt model's name)."""
+        return self.table.split(".", 1)[1]
+
+
+class Inputs(Part):
+    """What the estimator reads: every numeric feature of the feature service, plus these."""
+
+    categorical: list[str] = Field(default_factory=list)  # ordinal-encoded, unknown and missing as -1
+    numeric: list[str] = Field(default_factory=list)  # label-table columns known at decision time
+    ignored: list[str] = Field(default_factory=list)  # features of the service the estimator does not read
 
 
 class Estimator(Part):
@@ -78,7 +97,10 @@ class ModelSpec(Part):
     intended_use: str
     owners: list[str] = Field(min_length=1)
     label: Label
+    training_set: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]*$")  # default: <name>_training_set
+    inputs: Inputs = Inputs()
     feature_service: str
+    feature_marts: list[str] = Field(default_factory=list)  # the dbt marts its views read (lineage)
     estimator: Estimator
     seed: int
     holdout_fraction: float = Field(gt=0, lt=0.5)
@@ -88,6 +110,15 @@ class ModelSpec(Part):
     promotion: Literal["auto", "manual"]
     retention: Retention
     known_limitations: list[str] = Field(default_factory=list)
+
+    @property
+    def training_set_asset(self) -> str:
+        """The training set's asset key, also its table in the `training` schema."""
+        return self.training_set or f"{self.name}_training_set"
+
+    @property
+    def champion_asset(self) -> str:
+        return f"{self.name}_champion"
 
     def with_settings(self, settings: dict[str, str]) -> "ModelSpec":
         """This spec with dotted fields set from text (`--set estimator.learning_rate=0.05`), each value
@@ -150,6 +181,33 @@ def load_spec(path: Path) -> ModelSpec:
 def spec_for(model: str) -> ModelSpec:
     """The spec of a registered model, by its name."""
     return load_spec(SPECS_DIR / f"{model}.yaml")
+
+
+def recorded_spec(recorded: dict, committed: ModelSpec | None, origin: str) -> ModelSpec:
+    """The spec a training run recorded, read against the committed one: a field added to specs since
+    that run takes the committed value (an old run never fails to read)."""
+    return validated(deep_merged(committed.model_dump(), recorded) if committed else recorded, origin)
+
+
+def deep_merged(base: dict, overrides: dict) -> dict:
+    merged = dict(base)
+    for key, value in overrides.items():
+        nested = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = deep_merged(base[key], value) if nested else value
+    return merged
+
+
+def load_specs(directory: Path = SPECS_DIR) -> dict[str, ModelSpec]:
+    """Every model declared in `directory`, by name; a file must be named after its model."""
+    specs = {}
+    for path in sorted(directory.glob("*.yaml")):
+        spec = load_spec(path)
+        if spec.name != path.stem:
+            raise ModelSpecError(f"{path}: name {spec.name!r} must match the file name {path.stem!r}")
+        specs[spec.name] = spec
+    if len({s.training_set_asset for s in specs.values()}) < len(specs):
+        raise ModelSpecError(f"{directory}: two models declare the same training_set")
+    return specs
 
 
 FRAUD_MODEL = spec_for("fraud_model")

@@ -13,7 +13,7 @@ from mlplatform.features.assets import feast_registry, online_customer_stats
 from mlplatform.features.skew import latest_rows
 from mlplatform.localserver import feast_server
 from mlplatform.profiles import build_resources
-from mlplatform.training.assets import training_set
+from mlplatform.definitions import models
 from tests.conftest import copy_state, run_assets
 
 pytestmark = pytest.mark.e2e
@@ -145,7 +145,9 @@ def test_planted_leak_fails_the_leakage_check(built, tmp_path):
         leaky.to_parquet(exported)
 
     with DagsterInstance.ephemeral() as instance:
-        result = run_assets(all_assets, resources, instance, selection=[feast_registry, training_set])
+        result = run_assets(
+            all_assets, resources, instance, selection=[feast_registry, models["fraud_model"].training_set]
+        )
     evaluation = next(
         e for e in result.get_asset_check_evaluations() if e.check_name == "no_point_in_time_leakage"
     )

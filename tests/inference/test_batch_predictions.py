@@ -17,7 +17,7 @@ from mlplatform.inference.assets import batch_predictions, nightly_batch_scoring
 from mlplatform.ingestion.assets import raw_transactions
 from mlplatform.profiles import build_resources
 from mlplatform.resources.model_registry import CHAMPION
-from mlplatform.training.fraud_model import MODEL_NAME
+from mlplatform.training.spec import FRAUD_MODEL
 from tests.conftest import built_instance, copy_state, land_transactions, run_assets
 
 pytestmark = pytest.mark.e2e
@@ -30,7 +30,7 @@ def test_the_demo_scores_every_landed_transaction_with_the_champion(built_state)
     transactions = resources["warehouse"].read_sql("select transaction_id from raw.transactions")
     assert "batch_predictions" in summary.assets_materialized
     assert sorted(scored["transaction_id"]) == sorted(transactions["transaction_id"])
-    champion = resources["model_registry"].version_for(MODEL_NAME, CHAMPION)
+    champion = resources["model_registry"].version_for(FRAUD_MODEL.name, CHAMPION)
     assert set(scored["model_version"]) == {champion}
     assert scored["score"].between(0, 1).all()
     assert (scored["decision"] == (scored["score"] >= scored["threshold"])).all()

@@ -21,7 +21,7 @@ from mlplatform.automation import TRIGGER_TAG
 from mlplatform.datagen import DriftConfig, generate
 from mlplatform.resources.model_registry import CHAMPION
 from mlplatform.settings import PROJECT_ROOT
-from mlplatform.training.fraud_model import MODEL_NAME
+from mlplatform.training.spec import FRAUD_MODEL
 from tests.conftest import MEDIUM, copy_applied_state
 from tests.prod.services import (
     local_loop,
@@ -66,7 +66,7 @@ def test_under_the_daemon_a_killed_day_is_retried_and_a_drifted_day_ends_with_a_
 ):
     state, resources = copy_applied_state(built_state[0], tmp_path / "state")
     registry = resources["model_registry"]
-    champion_before = registry.version_for(MODEL_NAME, CHAMPION)
+    champion_before = registry.version_for(FRAUD_MODEL.name, CHAMPION)
     normal_day = MEDIUM.start_date + timedelta(days=MEDIUM.days)
     drifted_day = normal_day + timedelta(days=1)
 
@@ -103,9 +103,12 @@ def test_under_the_daemon_a_killed_day_is_retried_and_a_drifted_day_ends_with_a_
         )  # fmt: skip
         monitored = time.monotonic() - landed
         wait_until(
-            lambda: registry.version_for(MODEL_NAME, CHAMPION) != champion_before, 900, "a new champion", 2
+            lambda: registry.version_for(FRAUD_MODEL.name, CHAMPION) != champion_before,
+            900,
+            "a new champion",
+            2,
         )
-        champion_after = registry.version_for(MODEL_NAME, CHAMPION)
+        champion_after = registry.version_for(FRAUD_MODEL.name, CHAMPION)
         wait_until(lambda: served_champion(port) == champion_after, 60, "the API serving it", 0.5)
         champion_served = time.monotonic() - landed
         [drift_run] = day_runs(instance, str(drifted_day))  # the whole day in one run

@@ -10,7 +10,7 @@ from mlplatform.datagen import DriftConfig, generate
 from mlplatform.definitions import build_definitions
 from mlplatform.loop_driver import LoopDriver
 from mlplatform.resources.model_registry import CHAMPION
-from mlplatform.training.fraud_model import MODEL_NAME
+from mlplatform.training.spec import FRAUD_MODEL
 from tests.conftest import MEDIUM, built_instance, copy_applied_state
 
 pytestmark = pytest.mark.e2e
@@ -28,7 +28,7 @@ def test_a_normal_day_flows_through_without_retraining_and_a_drifted_day_retrain
 ):
     state, resources = copy_applied_state(built_state[0], tmp_path / "state")
     registry = resources["model_registry"]
-    champion_before = registry.version_for(MODEL_NAME, CHAMPION)
+    champion_before = registry.version_for(FRAUD_MODEL.name, CHAMPION)
     next_day = MEDIUM.start_date + timedelta(days=MEDIUM.days)
     with built_instance(state) as instance:
         driver = LoopDriver(build_definitions(resources), instance)
@@ -47,20 +47,20 @@ def test_a_normal_day_flows_through_without_retraining_and_a_drifted_day_retrain
         assert landed.label.endswith(f"[{next_day}]")
         # and nothing left for declarative automation to do after it
         assert not by_trigger(driver, "automation"), [r.label for r in by_trigger(driver, "automation")]
-        assert not by_trigger(driver, "retrain_sensor")
-        assert registry.version_for(MODEL_NAME, CHAMPION) == champion_before
+        assert not by_trigger(driver, "retrain_fraud_model_sensor")
+        assert registry.version_for(FRAUD_MODEL.name, CHAMPION) == champion_before
 
         drifted_day = next_day + timedelta(days=1)
         generate(replace(MEDIUM, start_date=drifted_day, days=1, drift=DRIFT), state / "landing")
         driver.run_until_quiet()
 
-    retrains = by_trigger(driver, "retrain_sensor")
+    retrains = by_trigger(driver, "retrain_fraud_model_sensor")
     assert len(retrains) == 1 and retrains[0].success
     reason = retrains[0].tags["mlplatform/reason"]
     assert reason.startswith("champion degraded") and "feature_drift:transaction_psi" in reason, reason
-    champion_after = registry.version_for(MODEL_NAME, CHAMPION)
+    champion_after = registry.version_for(FRAUD_MODEL.name, CHAMPION)
     assert champion_after != champion_before
-    promotion = registry.audit_trail(MODEL_NAME)[-1]
+    promotion = registry.audit_trail(FRAUD_MODEL.name)[-1]
     assert promotion["action"] == "promote" and str(promotion["version"]) == champion_after
     alerts = resources["alerts"].read()
     # amounts x3: the transaction's own inputs drift with ERROR by construction, whatever the day

@@ -28,13 +28,14 @@ from mlplatform.monitoring.retraining import (
     LabelEvent,
     backoff_seconds,
     decide,
+    build_retrain_sensor,
     retrain_reason,
-    retrain_sensor,
 )
 from mlplatform.resources import MonitoringSettings
-from mlplatform.training.fraud_model import fraud_model_champion
+from mlplatform.definitions import models
 
 POLICY = MonitoringSettings(retrain_min_new_labels=1_000)
+RETRAIN_SENSOR = build_retrain_sensor(models["fraud_model"])
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def instance():
 
 
 def tick(instance):
-    return retrain_sensor(build_sensor_context(instance=instance, resources={"monitoring": POLICY}))
+    return RETRAIN_SENSOR(build_sensor_context(instance=instance, resources={"monitoring": POLICY}))
 
 
 def labels_landed(instance, *row_counts):
@@ -57,7 +58,7 @@ def labels_landed(instance, *row_counts):
 
 
 def champion_promoted(instance):
-    instance.report_runless_asset_event(AssetMaterialization(fraud_model_champion.key))
+    instance.report_runless_asset_event(AssetMaterialization(models["fraud_model"].champion.key))
 
 
 def check_failed(instance, asset_key, name, severity, passed=False):

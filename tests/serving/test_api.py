@@ -22,7 +22,8 @@ from mlplatform.resources import GateBounds, ModelRegistry
 from mlplatform.resources.model_registry import CHALLENGER, CHAMPION
 from mlplatform.serving.app import create_app
 from mlplatform.serving.routing import Mode, RoutingFile, RoutingPolicy
-from mlplatform.training.fraud_model import MODEL_NAME, fraud_model, fraud_model_champion
+from mlplatform.definitions import models
+from mlplatform.training.spec import FRAUD_MODEL
 from tests.conftest import LENIENT_GATES, copy_state, land_transactions, run_assets
 
 pytestmark = pytest.mark.e2e
@@ -41,19 +42,21 @@ def served(built_state, tmp_path_factory):
     resources["model_registry"] = ModelRegistry(
         **{**resources["model_registry"].model_dump(), "promotion_policy": "manual"}
     )
-    resources["gate_bounds"] = GateBounds(**LENIENT_GATES)
+    resources["fraud_model_gates"] = GateBounds(**LENIENT_GATES)
     challenger_config = {"max_iter": 60, "learning_rate": 0.2, "max_leaf_nodes": 15, "seed": 3}
     with DagsterInstance.ephemeral() as instance:
         trained = materialize(
             [*all_assets, *all_checks],
-            selection=AssetSelection.assets(fraud_model, fraud_model_champion),
+            selection=AssetSelection.assets(models["fraud_model"].candidate, models["fraud_model"].champion),
             resources=resources,
             instance=instance,
             run_config={"ops": {"fraud_model": {"config": challenger_config}}},
         )
     assert trained.success
     registry = resources["model_registry"]
-    assert registry.version_for(MODEL_NAME, CHALLENGER) != registry.version_for(MODEL_NAME, CHAMPION)
+    assert registry.version_for(FRAUD_MODEL.name, CHALLENGER) != registry.version_for(
+        FRAUD_MODEL.name, CHAMPION
+    )
 
     last_day = resources["warehouse"].read_sql(
         "select transaction_id, customer_id, merchant_id, amount, currency, channel, country, event_ts "
@@ -99,7 +102,7 @@ def test_a_transaction_is_scored_by_the_champion_and_logged(served, client):
     response = client.post("/predict", json=payload(row))
     assert response.status_code == 200, response.text
     answer = response.json()
-    champion = resources["model_registry"].version_for(MODEL_NAME, CHAMPION)
+    champion = resources["model_registry"].version_for(FRAUD_MODEL.name, CHAMPION)
     assert answer["model_version"] == champion and answer["arm"] == "champion"
     assert 0 <= answer["score"] <= 1 and answer["latency_ms"] > 0
     assert answer["decision"] == ("flag" if answer["score"] >= answer["threshold"] else "approve")
@@ -185,7 +188,7 @@ def test_a_canary_sends_its_share_of_customers_to_the_challenger_and_sticks(serv
     first = client.post("/predict/batch", json=body).json()["predictions"]
     share = sum(p["arm"] == "challenger" for p in first) / len(first)
     assert share == pytest.approx(0.30, abs=0.08)
-    challenger = resources["model_registry"].version_for(MODEL_NAME, CHALLENGER)
+    challenger = resources["model_registry"].version_for(FRAUD_MODEL.name, CHALLENGER)
     assert {p["model_version"] for p in first if p["arm"] == "challenger"} == {challenger}
     again = client.post("/predict/batch", json=body).json()["predictions"]
     assert [p["arm"] for p in again] == [p["arm"] for p in first]
@@ -228,7 +231,7 @@ def test_shadow_scores_the_challenger_without_changing_the_response(served, clie
             break
         assert time.monotonic() < deadline, "the shadow predictions were not logged"
         time.sleep(0.1)
-    challenger = resources["model_registry"].version_for(MODEL_NAME, CHALLENGER)
+    challenger = resources["model_registry"].version_for(FRAUD_MODEL.name, CHALLENGER)
     assert set(entries["model_version"]) == {challenger}
     shadow_scores = dict(zip(entries["transaction_id"], entries["score"], strict=True))
     assert any(abs(shadow_scores[p["transaction_id"]] - p["score"]) > 1e-6 for p in plain)  # another model
@@ -237,17 +240,17 @@ def test_shadow_scores_the_challenger_without_changing_the_response(served, clie
 def test_moving_the_champion_alias_is_picked_up_without_a_restart(served, client):
     _, resources, last_day = served
     registry = resources["model_registry"]
-    champion, challenger = (registry.version_for(MODEL_NAME, a) for a in (CHAMPION, CHALLENGER))
+    champion, challenger = (registry.version_for(FRAUD_MODEL.name, a) for a in (CHAMPION, CHALLENGER))
     body = payload(last_day.iloc[2])
     try:
-        registry.move_alias(MODEL_NAME, CHAMPION, challenger)
+        registry.move_alias(FRAUD_MODEL.name, CHAMPION, challenger)
         deadline = time.monotonic() + 15
         while client.post("/predict", json=body).json()["model_version"] != challenger:
             assert time.monotonic() < deadline, "the API kept serving the old champion"
             time.sleep(0.2)
         assert client.get("/ready").json()["served_versions"]["champion"] == challenger
     finally:
-        registry.move_alias(MODEL_NAME, CHAMPION, champion)
+        registry.move_alias(FRAUD_MODEL.name, CHAMPION, champion)
     deadline = time.monotonic() + 15
     while client.post("/predict", json=body).json()["model_version"] != champion:
         assert time.monotonic() < deadline
@@ -309,7 +312,7 @@ def test_api_batch_and_export_give_the_same_scores_for_every_transaction_of_a_da
     assert online["score"].to_numpy() == pytest.approx(batch["score"].to_numpy(), abs=1e-12, rel=0)
     assert singles["score"].to_numpy() == pytest.approx(batch["score"].to_numpy(), abs=1e-12, rel=0)
 
-    model = load_scoring_model(resources["model_registry"], MODEL_NAME, CHAMPION)
+    model = load_scoring_model(resources["model_registry"], FRAUD_MODEL.name, CHAMPION)
     folder = export_model(model, tmp_path / "exported")
     transactions = resources["warehouse"].read_sql(
         f"select {', '.join(TRANSACTION_FIELDS)} from raw.transactions "

@@ -55,9 +55,11 @@ def stream_state(built_state, tmp_path_factory):
 def ensure_champion(registry) -> None:
     """These tests score with the champion the build promoted through its gates (never one set by hand)."""
     from mlplatform.resources.model_registry import CHAMPION
-    from mlplatform.training.fraud_model import MODEL_NAME
+    from mlplatform.training.spec import FRAUD_MODEL
 
-    assert registry.version_for(MODEL_NAME, CHAMPION) is not None, "the built state promoted no champion"
+    assert registry.version_for(FRAUD_MODEL.name, CHAMPION) is not None, (
+        "the built state promoted no champion"
+    )
 
 
 def settings_for(state: Path, **overrides) -> StreamSettings:

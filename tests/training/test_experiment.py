@@ -26,7 +26,7 @@ def registered_versions(registry) -> list[str]:
 def test_experiment_then_proposal_then_cards(built_state, tmp_path):
     state = copy_state(built_state[0], tmp_path / "state")
     resources = build_resources(profile="local", state=state)
-    resources["gate_bounds"] = GateBounds(**LENIENT_GATES)  # the flow, not the bounds, is under test
+    resources["fraud_model_gates"] = GateBounds(**LENIENT_GATES)  # the flow, not the bounds, is under test
     registry = resources["model_registry"]
     before = registered_versions(registry)
     quick = FRAUD_MODEL.with_settings({"estimator.max_iter": "30"})

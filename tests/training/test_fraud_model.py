@@ -7,12 +7,12 @@ from dagster import AssetSelection, DagsterInstance, materialize
 from mlplatform.definitions import all_assets, all_checks
 from mlplatform.profiles import build_resources
 from mlplatform.resources.model_registry import CHALLENGER, CHAMPION, PREVIOUS
-from mlplatform.training.fraud_model import MODEL_NAME, fraud_model, fraud_model_champion
-from mlplatform.training.jobs import rollback_fraud_model
+from mlplatform.definitions import models
+from mlplatform.training.spec import FRAUD_MODEL
 from tests.conftest import copy_state, run_assets
 
 pytestmark = pytest.mark.e2e
-TRAIN_AND_PROMOTE = AssetSelection.assets(fraud_model, fraud_model_champion)
+TRAIN_AND_PROMOTE = AssetSelection.assets(models["fraud_model"].candidate, models["fraud_model"].champion)
 
 
 @pytest.fixture
@@ -39,17 +39,17 @@ def failed_checks(result) -> set[str]:
 
 def run_metrics(registry, version: str) -> dict[str, float]:
     client = registry.client()
-    return client.get_run(client.get_model_version(MODEL_NAME, version).run_id).data.metrics
+    return client.get_run(client.get_model_version(FRAUD_MODEL.name, version).run_id).data.metrics
 
 
 def test_the_demo_path_trains_a_good_model_and_promotes_it(built_state):
     registry = build_resources(profile="local", state=built_state[0])["model_registry"]
-    assert registry.version_for(MODEL_NAME, CHAMPION) == "1"
+    assert registry.version_for(FRAUD_MODEL.name, CHAMPION) == "1"
     metrics = run_metrics(registry, "1")
     assert 0.85 < metrics["roc_auc"] < 0.995
-    run = registry.client().get_run(registry.client().get_model_version(MODEL_NAME, "1").run_id)
+    run = registry.client().get_run(registry.client().get_model_version(FRAUD_MODEL.name, "1").run_id)
     assert {"data.partitions", "feature_service", "dbt.manifest_sha256", "git.commit"} <= set(run.data.tags)
-    trail = registry.audit_trail(MODEL_NAME)
+    trail = registry.audit_trail(FRAUD_MODEL.name)
     assert [e["action"] for e in trail] == ["promote"]
     # the first model had no champion to compare with: said so, and the audit keeps every gate's verdict
     assert trail[0]["gates"]["not_worse_than_champion"]["verdict"] == "not_judged"
@@ -69,9 +69,9 @@ def test_a_worse_model_is_not_promoted_and_the_champion_stays(resources):
     assert "fraud_model_champion" not in {
         e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
     }
-    assert registry.version_for(MODEL_NAME, CHAMPION) == "1"
-    assert registry.version_for(MODEL_NAME, CHALLENGER) is None  # a failed candidate is never served
-    tags = registry.client().get_model_version(MODEL_NAME, "2").tags
+    assert registry.version_for(FRAUD_MODEL.name, CHAMPION) == "1"
+    assert registry.version_for(FRAUD_MODEL.name, CHALLENGER) is None  # a failed candidate is never served
+    tags = registry.client().get_model_version(FRAUD_MODEL.name, "2").tags
     assert tags["gate.not_worse_than_champion"] == "failed"
     assert tags["lifecycle"] == "candidate"
 
@@ -85,38 +85,45 @@ def test_a_planted_slice_gap_fails_the_bias_check(resources):
     with DagsterInstance.ephemeral() as instance:
         result = train(resources, instance)
     assert "slice_gaps" in failed_checks(result)
-    assert resources["model_registry"].version_for(MODEL_NAME, CHAMPION) == "1"
+    assert resources["model_registry"].version_for(FRAUD_MODEL.name, CHAMPION) == "1"
 
 
 def test_same_inputs_and_seed_give_identical_metrics_and_promotion_is_idempotent(resources):
     registry = resources["model_registry"]
     with DagsterInstance.ephemeral() as instance:
         assert train(resources, instance).success
-        promotions = len(registry.audit_trail(MODEL_NAME))
+        promotions = len(registry.audit_trail(FRAUD_MODEL.name))
         # re-running the promotion for the same candidate changes nothing and writes nothing
-        again = run_assets([*all_assets], resources, instance, selection=[fraud_model_champion])
+        again = run_assets([*all_assets], resources, instance, selection=[models["fraud_model"].champion])
         assert again.success
     first, second = run_metrics(registry, "1"), run_metrics(registry, "2")
     for metric in ("roc_auc", "pr_auc", "recall_at_1pct_fpr", "expected_calibration_error", "slice_auc_gap"):
         assert second[metric] == first[metric], metric
-    assert len(registry.audit_trail(MODEL_NAME)) == promotions
-    assert registry.version_for(MODEL_NAME, CHAMPION) == "2"
-    assert registry.version_for(MODEL_NAME, PREVIOUS) == "1"
+    assert len(registry.audit_trail(FRAUD_MODEL.name)) == promotions
+    assert registry.version_for(FRAUD_MODEL.name, CHAMPION) == "2"
+    assert registry.version_for(FRAUD_MODEL.name, PREVIOUS) == "1"
 
 
 def test_rollback_restores_the_exact_previous_version(resources):
     registry = resources["model_registry"]
     with DagsterInstance.ephemeral() as instance:
         assert train(resources, instance).success  # same data and seed: equal metrics, so it is promoted
-    assert (registry.version_for(MODEL_NAME, CHAMPION), registry.version_for(MODEL_NAME, PREVIOUS)) == (
+    assert (
+        registry.version_for(FRAUD_MODEL.name, CHAMPION),
+        registry.version_for(FRAUD_MODEL.name, PREVIOUS),
+    ) == (
         "2",
         "1",
     )
-    result = rollback_fraud_model.execute_in_process(resources={"model_registry": registry})
+    result = (
+        build_definitions(resources)
+        .resolve_job_def("rollback_fraud_model")
+        .execute_in_process(resources={"model_registry": registry})
+    )
     assert result.success
-    assert registry.version_for(MODEL_NAME, CHAMPION) == "1"
-    assert registry.version_for(MODEL_NAME, PREVIOUS) is None
-    last = registry.audit_trail(MODEL_NAME)[-1]
+    assert registry.version_for(FRAUD_MODEL.name, CHAMPION) == "1"
+    assert registry.version_for(FRAUD_MODEL.name, PREVIOUS) is None
+    last = registry.audit_trail(FRAUD_MODEL.name)[-1]
     assert (last["action"], last["version"], last["replaced"]) == ("rollback", "1", "2")
     assert isinstance(pd.Timestamp(last["at"]), pd.Timestamp)
 
@@ -134,6 +141,8 @@ def test_the_rollback_command_explains_when_there_is_nothing_to_roll_back_to(
     assert result.exit_code == 1
     assert "no previous champion to roll back to (champion: 1)" in result.output
     assert (
-        build_resources(profile="local", state=state)["model_registry"].version_for(MODEL_NAME, CHAMPION)
+        build_resources(profile="local", state=state)["model_registry"].version_for(
+            FRAUD_MODEL.name, CHAMPION
+        )
         == "1"
     )

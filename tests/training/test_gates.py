@@ -66,6 +66,6 @@ def test_a_slice_gap_is_not_measured_when_fewer_than_two_slices_qualify():
 
 
 def test_the_gate_checks_are_the_gates_promotion_requires():
-    from mlplatform.training.fraud_model import gate_checks
+    from mlplatform.definitions import models
 
-    assert [next(iter(c.check_keys)).name for c in gate_checks] == list(GATES)
+    assert [next(iter(c.check_keys)).name for c in models["fraud_model"].gate_checks] == list(GATES)

@@ -22,7 +22,8 @@ from mlplatform.inference.scoring import TRANSACTION_FIELDS
 from mlplatform.profiles import build_resources
 from mlplatform.resources import GateBounds
 from mlplatform.resources.model_registry import CHALLENGER, CHAMPION
-from mlplatform.training.fraud_model import MODEL_NAME, fraud_model, fraud_model_champion
+from mlplatform.definitions import models
+from mlplatform.training.spec import FRAUD_MODEL
 from mlplatform.training.gates import GATES
 from tests.conftest import LENIENT_GATES as LENIENT
 from tests.conftest import built_instance, copy_state
@@ -43,7 +44,9 @@ def state(built_state, tmp_path):
     return copy_state(built_state[0], tmp_path / "state")
 
 
-def train(resources, instance, selection=(fraud_model, fraud_model_champion), **config):
+def train(
+    resources, instance, selection=(models["fraud_model"].candidate, models["fraud_model"].champion), **config
+):
     return materialize(
         [*all_assets, *all_checks],
         selection=AssetSelection.assets(*selection),
@@ -59,7 +62,7 @@ def gate_verdicts(result) -> dict[str, bool]:
 
 
 def promotions(registry) -> int:
-    return sum(e["action"] == "promote" for e in registry.audit_trail(MODEL_NAME))
+    return sum(e["action"] == "promote" for e in registry.audit_trail(FRAUD_MODEL.name))
 
 
 def run_alone(resources, instance, selection):
@@ -75,29 +78,31 @@ def test_each_gate_alone_refuses_a_real_candidate_and_the_champion_stays(state):
     that gate fails, and promotion refuses naming it; with every bound met, it is promoted."""
     resources = build_resources(profile="local", state=state)
     registry = resources["model_registry"]
-    gates_only = AssetSelection.checks_for_assets(fraud_model)
+    gates_only = AssetSelection.checks_for_assets(models["fraud_model"].candidate)
     with built_instance(state) as instance:
-        resources["gate_bounds"] = GateBounds(
+        resources["fraud_model_gates"] = GateBounds(
             **{**LENIENT, **{k: v for bounds in IMPOSSIBLE.values() for k, v in bounds.items()}}
         )
         trained = train(resources, instance, **QUICK)
         assert not trained.success and not any(gate_verdicts(trained).values())  # every gate failed
-        assert registry.version_for(MODEL_NAME, CHALLENGER) is None  # a failed candidate is never served
-        assert registry.version_tags(MODEL_NAME, "2")["lifecycle"] == "candidate"
+        assert (
+            registry.version_for(FRAUD_MODEL.name, CHALLENGER) is None
+        )  # a failed candidate is never served
+        assert registry.version_tags(FRAUD_MODEL.name, "2")["lifecycle"] == "candidate"
         for gate in GATES:
-            resources["gate_bounds"] = GateBounds(**{**LENIENT, **IMPOSSIBLE[gate]})
+            resources["fraud_model_gates"] = GateBounds(**{**LENIENT, **IMPOSSIBLE[gate]})
             verdicts = gate_verdicts(run_alone(resources, instance, gates_only))
             assert verdicts[gate] is False and all(v for g, v in verdicts.items() if g != gate), verdicts
-            refused = run_alone(resources, instance, AssetSelection.assets(fraud_model_champion))
+            refused = run_alone(resources, instance, AssetSelection.assets(models["fraud_model"].champion))
             assert not refused.success
             error = refused.get_step_failure_events()[0].event_specific_data.error
             message = error.cause.message if error.cause else error.message
             assert f"cannot be promoted: {gate}: failed" in message and message.count(": failed") == 1
-            assert registry.version_for(MODEL_NAME, CHAMPION) == "1" and promotions(registry) == 1
-        resources["gate_bounds"] = GateBounds(**LENIENT)
+            assert registry.version_for(FRAUD_MODEL.name, CHAMPION) == "1" and promotions(registry) == 1
+        resources["fraud_model_gates"] = GateBounds(**LENIENT)
         assert all(gate_verdicts(run_alone(resources, instance, gates_only)).values())
-        assert run_alone(resources, instance, AssetSelection.assets(fraud_model_champion)).success
-    assert registry.version_for(MODEL_NAME, CHAMPION) == "2" and promotions(registry) == 2
+        assert run_alone(resources, instance, AssetSelection.assets(models["fraud_model"].champion)).success
+    assert registry.version_for(FRAUD_MODEL.name, CHAMPION) == "2" and promotions(registry) == 2
 
 
 def test_promoting_a_failed_candidate_on_its_own_is_refused_from_the_dagster_cli(state):
@@ -128,19 +133,19 @@ def test_promoting_a_failed_candidate_on_its_own_is_refused_from_the_dagster_cli
     )
     assert bypass.returncode != 0
     assert "fraud_model version 2 cannot be promoted: metric_floors: failed" in bypass.stdout + bypass.stderr
-    assert registry.version_for(MODEL_NAME, CHAMPION) == "1"
+    assert registry.version_for(FRAUD_MODEL.name, CHAMPION) == "1"
     assert promotions(registry) == 1
     # and the same refusal from the platform's own command
     refused = CliRunner(env={"MLPLATFORM_STATE_DIR": str(state)}).invoke(
         main, ["approve", "2", "--reason", "looks fine to me"]
     )
     assert refused.exit_code == 1 and "metric_floors: failed" in refused.output
-    assert registry.version_for(MODEL_NAME, CHAMPION) == "1"
+    assert registry.version_for(FRAUD_MODEL.name, CHAMPION) == "1"
     # the last way around: the alias moved by hand in MLflow. The champion's own check says so
     with built_instance(state) as instance:
-        checks = AssetSelection.checks_for_assets(fraud_model_champion)
+        checks = AssetSelection.checks_for_assets(models["fraud_model"].champion)
         [before] = run_alone(resources, instance, checks).get_asset_check_evaluations()
-        registry.move_alias(MODEL_NAME, CHAMPION, "2")
+        registry.move_alias(FRAUD_MODEL.name, CHAMPION, "2")
         [after] = run_alone(resources, instance, checks).get_asset_check_evaluations()
     assert before.passed and before.metadata["gate_metric_floors"].value == "passed"
     assert not after.passed and after.severity.value == "ERROR"
@@ -151,21 +156,23 @@ def test_manual_policy_waits_for_an_approval_and_audits_who_and_why(state, monke
     monkeypatch.setenv("MLPLATFORM_PROMOTION_POLICY", "manual")
     monkeypatch.setenv("MLPLATFORM_STATE_DIR", str(state))
     resources = build_resources(profile="local", state=state)
-    resources["gate_bounds"] = GateBounds(**LENIENT)  # the review workflow, not the gates, is under test
+    resources["fraud_model_gates"] = GateBounds(
+        **LENIENT
+    )  # the review workflow, not the gates, is under test
     registry = resources["model_registry"]
     assert registry.promotion_policy == "manual"
     with built_instance(state) as instance:
         assert train(resources, instance, **QUICK).success  # every (lenient) gate passes
-        assert registry.version_for(MODEL_NAME, CHAMPION) == "1"
-        assert registry.version_for(MODEL_NAME, CHALLENGER) == "2"
-        assert registry.audit_trail(MODEL_NAME)[-1]["action"] == "propose"
+        assert registry.version_for(FRAUD_MODEL.name, CHAMPION) == "1"
+        assert registry.version_for(FRAUD_MODEL.name, CHALLENGER) == "2"
+        assert registry.audit_trail(FRAUD_MODEL.name)[-1]["action"] == "propose"
 
         approved = CliRunner().invoke(
             main, ["approve", "2", "--reason", "reviewed the slices", "--actor", "ana"]
         )
         assert approved.exit_code == 0, approved.output
-        assert registry.version_for(MODEL_NAME, CHAMPION) == "2"
-        record = registry.audit_trail(MODEL_NAME)[-1]
+        assert registry.version_for(FRAUD_MODEL.name, CHAMPION) == "2"
+        record = registry.audit_trail(FRAUD_MODEL.name)[-1]
         assert (record["action"], record["approved_by"], record["reason"]) == (
             "promote",
             "ana",
@@ -177,13 +184,13 @@ def test_manual_policy_waits_for_an_approval_and_audits_who_and_why(state, monke
 
         # a second good candidate is rejected by a reviewer: it loses challenger and can never serve
         assert train(resources, instance, **QUICK).success
-        assert registry.version_for(MODEL_NAME, CHALLENGER) == "3"
+        assert registry.version_for(FRAUD_MODEL.name, CHALLENGER) == "3"
         rejected = CliRunner().invoke(main, ["reject", "3", "--reason", "unexplained segment shift"])
         assert rejected.exit_code == 0, rejected.output
-        assert registry.version_for(MODEL_NAME, CHALLENGER) is None
+        assert registry.version_for(FRAUD_MODEL.name, CHALLENGER) is None
         again = CliRunner().invoke(main, ["approve", "3", "--reason", "changed my mind"])
         assert again.exit_code == 1 and "rejected by a reviewer" in again.output
-        assert registry.version_for(MODEL_NAME, CHAMPION) == "2"
+        assert registry.version_for(FRAUD_MODEL.name, CHAMPION) == "2"
 
 
 def test_the_mlflow_model_scores_like_batch_scoring(built_state):
@@ -203,7 +210,7 @@ def test_the_mlflow_model_scores_like_batch_scoring(built_state):
     )
     features = features_as_of_events(resources["feature_store"].store(), transactions, "fraud_model_v1")
     mlflow.set_registry_uri(resources["model_registry"].uri)
-    model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@{CHAMPION}")
+    model = mlflow.pyfunc.load_model(f"models:/{FRAUD_MODEL.name}@{CHAMPION}")
     scored = model.predict(features).set_index(features["transaction_id"])
     assert len(scored) == len(stored) > 1_000
     np.testing.assert_allclose(scored.loc[stored.index, "score"], stored["score"], rtol=0, atol=1e-9)

@@ -7,9 +7,9 @@ import pytest
 import yaml
 
 from mlplatform.profiles import build_resources
-from mlplatform.training.fraud_model import DEFAULT_BOUNDS, MODEL_NAME, FraudModelConfig
-from mlplatform.training.model import LABEL, SLICES, TARGET_FPR, Hyperparameters
-from mlplatform.training.spec import FRAUD_MODEL, SPECS_DIR, ModelSpecError, load_spec
+from mlplatform.training.factory import run_config_class
+from mlplatform.training.model import Hyperparameters
+from mlplatform.training.spec import FRAUD_MODEL, SPECS_DIR, ModelSpecError, load_spec, load_specs
 
 
 def write_spec(folder: Path, change) -> Path:
@@ -61,11 +61,12 @@ def test_settings_change_one_field_and_are_validated_like_the_file():
 
 def test_the_spec_is_the_one_source_of_fraud_models_settings(tmp_path):
     """Change the file, and the model, its gates, its decision rule and its promotion policy follow."""
-    assert FRAUD_MODEL.name == MODEL_NAME and FRAUD_MODEL.label.column == LABEL
-    assert FRAUD_MODEL.slices == SLICES and FRAUD_MODEL.decision.target_fpr == TARGET_FPR
-    assert FraudModelConfig().spec() == FRAUD_MODEL
-    assert Hyperparameters.of(FraudModelConfig().spec()).learning_rate == FRAUD_MODEL.estimator.learning_rate
-    assert FRAUD_MODEL.gates == DEFAULT_BOUNDS
+    config = run_config_class(FRAUD_MODEL)()
+    assert config.spec_from(FRAUD_MODEL) == FRAUD_MODEL
+    assert (
+        Hyperparameters.of(config.spec_from(FRAUD_MODEL)).learning_rate == FRAUD_MODEL.estimator.learning_rate
+    )
     resources = build_resources(profile="local", state=tmp_path)
-    assert resources["gate_bounds"].min_roc_auc == FRAUD_MODEL.gates.min_roc_auc
-    assert resources["model_registry"].promotion_policy == FRAUD_MODEL.promotion
+    for spec in load_specs().values():
+        assert resources[f"{spec.name}_gates"].min_roc_auc == spec.gates.min_roc_auc
+    assert resources["model_registry"].promotion_policy == "spec"  # each spec's own, unless overridden

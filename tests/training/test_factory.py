@@ -1,0 +1,148 @@
+"""The model factory: fraud_model's chain is what it was before specs, and a spec dropped in a folder brings
+its whole chain (assets, blocking gates, champion, jobs, retrain sensor, gate resource) into the
+definitions, with nothing else written."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from dagster import AssetKey
+
+from mlplatform.checks import check_verdicts
+from mlplatform.definitions import build_definitions, models
+from mlplatform.demo import quiet_run
+from mlplatform.inference.scoring import load_scoring_model
+from mlplatform.profiles import build_resources
+from mlplatform.resources.model_registry import CHAMPION
+from mlplatform.streaming.pusher import backfill, landed_transactions
+from mlplatform.training.candidate import load_candidate
+from mlplatform.training.model import evaluate, labels_of
+from mlplatform.training.spec import FRAUD_MODEL, SPECS_DIR, ModelSpecError, load_specs
+from tests.conftest import built_instance, copy_applied_state
+
+GATES = ["metric_floors", "not_worse_than_champion", "slice_gaps", "calibration", "one_row_latency"]
+
+
+def chain(defs, name: str, training_set: str) -> dict:
+    """What the definitions hold for one model."""
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
+    own = {training_set, name, f"{name}_champion"}
+    return {
+        "assets": own & keys,
+        "checks": {c for c in checks if c[0] in own},
+        "jobs": {j.name for j in defs.resolve_all_job_defs() if name in j.name},
+        "sensors": {s.name for s in defs.sensors if name in s.name},
+        "retrain_selection": {
+            k.to_user_string() for k in defs.resolve_job_def(f"retrain_{name}").asset_layer.executable_asset_keys
+        },
+        "upstream": {k.to_user_string() for k in graph.get(AssetKey(training_set)).parent_keys},
+    }
+
+
+def expected_chain(name: str, training_set: str, upstream: set[str]) -> dict:
+    return {
+        "assets": {training_set, name, f"{name}_champion"},
+        "checks": {
+            (training_set, "no_point_in_time_leakage"),
+            *((name, gate) for gate in GATES),
+            (f"{name}_champion", "champion_passed_its_gates"),
+        },
+        "jobs": {f"retrain_{name}", f"rollback_{name}", f"review_{name}"},
+        "sensors": {f"retrain_{name}_sensor"},
+        "retrain_selection": {training_set, name, f"{name}_champion"},
+        "upstream": {"feast_registry", *upstream},
+    }
+
+
+def test_fraud_model_is_the_chain_it_was_before_specs():
+    """Keys, checks and jobs of the hand-written fraud_model layer, now built from its spec."""
+    defs = build_definitions(build_resources(profile="local"))
+    assert chain(defs, "fraud_model", "training_set") == expected_chain(
+        "fraud_model", "training_set", {"training_labels", "customer_features", "merchant_features"}
+    )
+    assert defs.resolve_job_def("retrain_fraud_model").tags["mlplatform/workload"] == "training"
+
+
+def test_every_declared_model_is_built(tmp_path):
+    assert set(models) == set(load_specs()) >= {"fraud_model", "merchant_risk"}
+    defs = build_definitions(build_resources(profile="local", state=tmp_path))
+    assert chain(defs, "merchant_risk", "merchant_risk_training_set") == expected_chain(
+        "merchant_risk", "merchant_risk_training_set", {"merchant_risk_labels", "merchant_features"}
+    )
+
+
+def throwaway_spec(folder: Path) -> Path:
+    """fraud_model's spec under another name, on the velocity feature service: a new model, no code."""
+    folder.mkdir()
+    shutil.copy(SPECS_DIR / "fraud_model.yaml", folder)
+    data = yaml.safe_load((SPECS_DIR / "fraud_model.yaml").read_text())
+    del data["training_set"]  # the default, <name>_training_set
+    data.update(name="fraud_velocity", feature_service="fraud_model_velocity", owners=["team:experiments"])
+    path = folder / "fraud_velocity.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_spec_in_a_folder_brings_its_whole_chain(tmp_path):
+    folder = tmp_path / "models"
+    throwaway_spec(folder)
+    resources = build_resources(profile="local", state=tmp_path)
+    defs = build_definitions(resources, models_dir=folder)
+    assert chain(defs, "fraud_velocity", "fraud_velocity_training_set") == expected_chain(
+        "fraud_velocity",
+        "fraud_velocity_training_set",
+        {"training_labels", "customer_features", "merchant_features"},
+    )
+    assert "merchant_risk" not in {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    # its gate bounds are a resource of its own, from its spec
+    assert defs.resources["fraud_velocity_gates"].min_roc_auc == 0.85
+    assert defs.resolve_asset_graph().get(AssetKey("fraud_velocity")).owners == ["team:experiments"]
+
+
+def test_a_spec_whose_name_is_not_its_file_name_is_refused(tmp_path):
+    folder = tmp_path / "models"
+    spec = throwaway_spec(folder)
+    spec.rename(folder / "other_name.yaml")
+    with pytest.raises(ModelSpecError, match="must match the file name"):
+        load_specs(folder)
+
+
+def test_two_models_on_one_training_set_are_refused(tmp_path):
+    folder = tmp_path / "models"
+    spec = throwaway_spec(folder)
+    data = yaml.safe_load(spec.read_text())
+    spec.write_text(yaml.safe_dump({**data, "training_set": "training_set"}))
+    with pytest.raises(ModelSpecError, match="same training_set"):
+        load_specs(folder)
+
+
+@pytest.mark.e2e
+def test_a_model_on_the_velocity_features_passes_its_gates_and_beats_the_champion(built_state, tmp_path):
+    """A spec alone, on the feature service with the pushed velocity features: trained on their
+    point-in-time history, through the same blocking gates and promotion, then compared with fraud_model's
+    champion on the same holdout."""
+    folder = tmp_path / "models"
+    throwaway_spec(folder)
+    state, resources = copy_applied_state(built_state[0], tmp_path / "state")
+    backfill(resources["feature_store"].store(), landed_transactions(resources["warehouse"]))
+    defs = build_definitions(resources, models_dir=folder)
+    with built_instance(state) as instance:
+        result = quiet_run(defs.resolve_job_def("retrain_fraud_velocity"), instance)
+    verdicts = check_verdicts(result)
+    assert result.success, verdicts
+    assert verdicts["not_worse_than_champion"] == "not judged"  # its first version: nothing to compare with
+    assert {verdicts[check] for check in [*GATES[:1], *GATES[2:], "no_point_in_time_leakage"]} == {"passed"}
+    registry = resources["model_registry"]
+    assert registry.version_for("fraud_velocity", CHAMPION) == "1"
+
+    velocity = load_candidate(registry, "fraud_velocity", "1")
+    holdout = resources["warehouse"].read_sql(
+        f"select * from training.fraud_velocity_training_set where event_ts >= '{velocity.holdout_from}'"
+    )
+    champion = load_scoring_model(registry, FRAUD_MODEL.name, CHAMPION)
+    without = evaluate(labels_of(FRAUD_MODEL, holdout), champion.score(holdout)["score"].to_numpy()).metrics
+    assert velocity.metrics["recall_at_1pct_fpr"] > without["recall_at_1pct_fpr"]
+    assert velocity.metrics["roc_auc"] > without["roc_auc"]
