@@ -50,6 +50,7 @@ from harness import (
 )
 
 from mlplatform.datagen import generate
+from mlplatform.definitions import models
 from mlplatform.demo import ingestion_runs
 from mlplatform.features import feature_assets, feature_checks
 from mlplatform.features.assets import feast_registry, online_customer_stats, online_merchant_stats
@@ -58,7 +59,6 @@ from mlplatform.inference.scoring import TRANSACTION_FIELDS
 from mlplatform.ingestion import ingestion_assets
 from mlplatform.localserver import feast_server
 from mlplatform.profiles import build_resources
-from mlplatform.definitions import models
 from mlplatform.training.spec import FRAUD_MODEL
 from mlplatform.transform import dbt_models
 

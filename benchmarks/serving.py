@@ -46,8 +46,8 @@ from mlplatform.inference.scoring import TRANSACTION_FIELDS, load_scoring_model
 from mlplatform.localserver import feast_server, free_port, http_server
 from mlplatform.profiles import build_resources
 from mlplatform.resources.model_registry import CHAMPION
-from mlplatform.training.spec import FRAUD_MODEL
 from mlplatform.training.model import predict_scores
+from mlplatform.training.spec import FRAUD_MODEL
 
 RESULTS = Path(__file__).parent / "results" / "serving.json"
 CONCURRENCY = {1: 1_000, 8: 250}  # clients -> requests per client

@@ -22,11 +22,10 @@ from dagster import AssetSelection, DagsterInstance, materialize
 from harness import data_arguments, generator_config
 
 from mlplatform.datagen import generate
-from mlplatform.definitions import all_assets, all_checks
+from mlplatform.definitions import all_assets, all_checks, models
 from mlplatform.demo import materialize_all
 from mlplatform.profiles import build_resources
-from mlplatform.definitions import models
-from mlplatform.training.model import Hyperparameters, fit, time_split
+from mlplatform.training.model import fit, time_split
 from mlplatform.training.spec import FRAUD_MODEL
 
 RESULTS = Path(__file__).parent / "results" / "training.json"
@@ -70,9 +69,9 @@ def main() -> None:
             assert result.success
             timings[name] = time.perf_counter() - started
         rows = resources["warehouse"].read_sql("select * from training.training_set")
-        train, _ = time_split(rows, 0.2)
+        train, _ = time_split(FRAUD_MODEL, rows)
         started = time.perf_counter()
-        fit(train, Hyperparameters.of(FRAUD_MODEL))
+        fit(FRAUD_MODEL, train)
         bare_s = time.perf_counter() - started
         registry = resources["model_registry"]
         champion = registry.version_for("fraud_model", "champion")

@@ -187,17 +187,16 @@ def model_stage(resources) -> dict:
     import numpy as np
 
     from mlplatform.features.retrieval import features_as_of_events
-    from mlplatform.training.assets import PROVIDED_BY_FEATURES
-    from mlplatform.training.model import LABEL, Hyperparameters, evaluate, fit, predict_scores, time_split
+    from mlplatform.training.model import evaluate, fit, labels_of, predict_scores, time_split
     from mlplatform.training.spec import FRAUD_MODEL
 
     store, warehouse = resources["feature_store"].store(), resources["warehouse"]
     transactions = landed_transactions(warehouse)
     backfill_s, pushed = timed(lambda: backfill(store, transactions))
     labels = warehouse.read_sql("select * from marts.training_labels")
-    spine = labels.drop(columns=[c for c in PROVIDED_BY_FEATURES if c in labels])
+    spine = labels.drop(columns=[c for c in FRAUD_MODEL.label.exclude if c in labels])
     retrieval_s, rows = timed(lambda: features_as_of_events(store, spine, FEATURE_SERVICE))
-    train, holdout = time_split(rows, 0.2)
+    train, holdout = time_split(FRAUD_MODEL, rows)
     velocity_columns = [f"{VIEW}__{feature}" for feature in FEATURES]
     report: dict = {
         "transactions": len(transactions),
@@ -207,17 +206,17 @@ def model_stage(resources) -> dict:
         "retrieval_s": round(retrieval_s, 1),
         "train_rows": len(train),
         "holdout_rows": len(holdout),
-        "holdout_frauds": int(holdout[LABEL].sum()),
+        "holdout_frauds": int(labels_of(FRAUD_MODEL, holdout).sum()),
         "velocity_nulls": int(rows[velocity_columns].isna().any(axis=1).sum()),
     }
     for name, columns in (("without_velocity", []), ("with_velocity", velocity_columns)):
         drop = [c for c in velocity_columns if c not in columns]
-        model = fit(train.drop(columns=drop), Hyperparameters.of(FRAUD_MODEL))
+        model = fit(FRAUD_MODEL, train.drop(columns=drop))
         scores = predict_scores(model, holdout.drop(columns=drop))
-        metrics = evaluate(holdout[LABEL].to_numpy(), scores).metrics
+        metrics = evaluate(labels_of(FRAUD_MODEL, holdout), scores).metrics
         report[name] = {k: round(metrics[k], 4) for k in ("roc_auc", "pr_auc", "recall_at_1pct_fpr")}
     company = rows[f"{VIEW}__txn_count_1h"] > 1
-    fraud = rows[LABEL].astype(bool)
+    fraud = rows[FRAUD_MODEL.label.column].astype(bool)
     report["share_with_another_transaction_in_the_hour"] = {
         "frauds": round(float(company[fraud].mean()), 4),
         "legitimate": round(float(company[~fraud].mean()), 4),

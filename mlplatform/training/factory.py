@@ -16,7 +16,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import pandas as pd
 from dagster import (
@@ -305,7 +305,7 @@ def build_candidate(spec: ModelSpec, training_set: AssetsDefinition) -> AssetsDe
     )
     def candidate(
         context: AssetExecutionContext,
-        config: run_config,  # type: ignore[valid-type]  # built from the spec
+        config: run_config,  # type: ignore[valid-type]  # a class built from the spec
         warehouse: Warehouse,
         model_registry: ModelRegistry,
     ) -> MaterializeResult:
@@ -314,6 +314,7 @@ def build_candidate(spec: ModelSpec, training_set: AssetsDefinition) -> AssetsDe
 
         from mlplatform.training.pyfunc import FraudScorer, signature_for
 
+        settings = cast(TrainingRunConfig, config)
         repaired = reconcile_orphans(
             model_registry,
             spec.name,
@@ -323,10 +324,10 @@ def build_candidate(spec: ModelSpec, training_set: AssetsDefinition) -> AssetsDe
         for repair in repaired:
             context.log.warning(f"reconciled after an interrupted training: {repair}")
         rows = warehouse.read_sql(f"select * from {table}")
-        trained = config.spec_from(spec)
+        trained = settings.spec_from(spec)
         train, holdout = time_split(trained, rows)
         started = time.perf_counter()
-        model = fit(trained, train, config.threads)
+        model = fit(trained, train, settings.threads)
         train_seconds = time.perf_counter() - started
         scores = predict_scores(model, holdout)
         slices = holdout[trained.slices].reset_index(drop=True)
@@ -339,7 +340,9 @@ def build_candidate(spec: ModelSpec, training_set: AssetsDefinition) -> AssetsDe
             experiment_id=model_registry.experiment_id(spec.name),
             run_name=f"dagster-{context.run.run_id[:8]}",
         ) as run:
-            mlflow.log_params({**config.model_dump(), "train_rows": len(train), "holdout_rows": len(holdout)})
+            mlflow.log_params(
+                {**settings.model_dump(), "train_rows": len(train), "holdout_rows": len(holdout)}
+            )
             mlflow.log_metrics(
                 {**evaluation.metrics, "train_seconds": train_seconds, "threshold": evaluation.threshold}
             )

@@ -8,12 +8,11 @@ import pandas as pd
 import pytest
 from dagster import AssetSelection, DagsterInstance
 
-from mlplatform.definitions import all_assets
+from mlplatform.definitions import all_assets, models
 from mlplatform.features.assets import feast_registry, online_customer_stats
 from mlplatform.features.skew import latest_rows
 from mlplatform.localserver import feast_server
 from mlplatform.profiles import build_resources
-from mlplatform.definitions import models
 from tests.conftest import copy_state, run_assets
 
 pytestmark = pytest.mark.e2e

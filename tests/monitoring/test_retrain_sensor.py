@@ -20,6 +20,7 @@ from dagster._core.events import DagsterEvent, DagsterEventType
 from dagster._core.events.log import EventLogEntry
 
 from mlplatform.checks import not_judged
+from mlplatform.definitions import models
 from mlplatform.ingestion.assets import raw_labels
 from mlplatform.monitoring.assets import FEATURE_DRIFT, MODEL_PERFORMANCE
 from mlplatform.monitoring.retraining import (
@@ -27,12 +28,11 @@ from mlplatform.monitoring.retraining import (
     Evidence,
     LabelEvent,
     backoff_seconds,
-    decide,
     build_retrain_sensor,
+    decide,
     retrain_reason,
 )
 from mlplatform.resources import MonitoringSettings
-from mlplatform.definitions import models
 
 POLICY = MonitoringSettings(retrain_min_new_labels=1_000)
 RETRAIN_SENSOR = build_retrain_sensor(models["fraud_model"])

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from dagster import AssetSelection, materialize
 
-from mlplatform.definitions import all_assets, all_checks
+from mlplatform.definitions import all_assets, all_checks, models
 from mlplatform.inference.assets import batch_predictions
 from mlplatform.ingestion.assets import raw_transactions
 from mlplatform.localserver import api_in_thread
@@ -22,7 +22,6 @@ from mlplatform.resources import GateBounds, ModelRegistry
 from mlplatform.resources.model_registry import CHALLENGER, CHAMPION
 from mlplatform.serving.app import create_app
 from mlplatform.serving.routing import Mode, RoutingFile, RoutingPolicy
-from mlplatform.definitions import models
 from mlplatform.training.spec import FRAUD_MODEL
 from tests.conftest import LENIENT_GATES, copy_state, land_transactions, run_assets
 

@@ -4,10 +4,9 @@ import pandas as pd
 import pytest
 from dagster import AssetSelection, DagsterInstance, materialize
 
-from mlplatform.definitions import all_assets, all_checks
+from mlplatform.definitions import all_assets, all_checks, build_definitions, models
 from mlplatform.profiles import build_resources
 from mlplatform.resources.model_registry import CHALLENGER, CHAMPION, PREVIOUS
-from mlplatform.definitions import models
 from mlplatform.training.spec import FRAUD_MODEL
 from tests.conftest import copy_state, run_assets
 

@@ -16,15 +16,14 @@ from click.testing import CliRunner
 from dagster import AssetSelection, materialize
 
 from mlplatform.cli import main
-from mlplatform.definitions import all_assets, all_checks
+from mlplatform.definitions import all_assets, all_checks, models
 from mlplatform.features.retrieval import features_as_of_events
 from mlplatform.inference.scoring import TRANSACTION_FIELDS
 from mlplatform.profiles import build_resources
 from mlplatform.resources import GateBounds
 from mlplatform.resources.model_registry import CHALLENGER, CHAMPION
-from mlplatform.definitions import models
-from mlplatform.training.spec import FRAUD_MODEL
 from mlplatform.training.gates import GATES
+from mlplatform.training.spec import FRAUD_MODEL
 from tests.conftest import LENIENT_GATES as LENIENT
 from tests.conftest import built_instance, copy_state
 

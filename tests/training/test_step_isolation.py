@@ -16,10 +16,11 @@ import pytest
 import yaml
 from dagster import DagsterEventType, DagsterRunStatus, RunsFilter
 
+from mlplatform.definitions import models
 from mlplatform.profiles import build_resources
 from mlplatform.resources.model_registry import CHAMPION
-from mlplatform.training.fraud_model import MODEL_NAME, fraud_model, fraud_model_champion
 from mlplatform.training.registry import PromotionRefusedError, promote
+from mlplatform.training.spec import FRAUD_MODEL
 from tests.conftest import built_instance, copy_state
 from tests.training.test_promotion import train
 
@@ -72,7 +73,7 @@ def test_training_with_every_step_in_its_own_process_and_no_shared_disk(built_st
     assert os.getpid() not in pids.values() and len(set(pids.values())) == len(pids)  # one process each
     registry = build_resources(profile="local", state=state)["model_registry"]
     # the same data and seed as the champion: every gate passes, and it is promoted by version id only
-    assert registry.version_for(MODEL_NAME, CHAMPION) == "2"
+    assert registry.version_for(FRAUD_MODEL.name, CHAMPION) == "2"
 
 
 def test_a_killed_training_is_reconciled_by_the_next_one(built_state, tmp_path):
@@ -86,31 +87,33 @@ def test_a_killed_training_is_reconciled_by_the_next_one(built_state, tmp_path):
         argv, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 600
-    while not client.search_model_versions(f"name = '{MODEL_NAME}' and version_number = 2"):
+    while not client.search_model_versions(f"name = '{FRAUD_MODEL.name}' and version_number = 2"):
         assert training.poll() is None and time.monotonic() < deadline, "training ended before registering"
         time.sleep(0.05)
     os.killpg(training.pid, signal.SIGKILL)  # kill -9, mid-way: registered, gates never ran
     training.wait()
 
-    tags = registry.version_tags(MODEL_NAME, "2")
+    tags = registry.version_tags(FRAUD_MODEL.name, "2")
     assert not any(k.startswith("gate.") for k in tags)
     with pytest.raises(PromotionRefusedError, match="no evaluation recorded"):
-        promote(registry, MODEL_NAME, "2", actor="test", reason="bypass")
+        promote(registry, FRAUD_MODEL.name, "2", actor="test", reason="bypass")
 
     with built_instance(state) as instance:
         dead = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED]))
-        trained_by = client.get_run(client.get_model_version(MODEL_NAME, "2").run_id).data.tags
+        trained_by = client.get_run(client.get_model_version(FRAUD_MODEL.name, "2").run_id).data.tags
         assert [r.run_id for r in dead] == [trained_by["dagster.run_id"]]  # nothing told Dagster it died
         instance.report_run_failed(dead[0])  # what run monitoring does for a dead run worker
         clean = train(
-            build_resources(profile="local", state=state), instance, [fraud_model, fraud_model_champion]
+            build_resources(profile="local", state=state),
+            instance,
+            [models["fraud_model"].candidate, models["fraud_model"].champion],
         )
     assert clean.success
-    assert registry.version_tags(MODEL_NAME, "2")["lifecycle"] == "orphaned"
+    assert registry.version_tags(FRAUD_MODEL.name, "2")["lifecycle"] == "orphaned"
     stuck = client.search_runs([registry.experiment_id()], filter_string="attributes.status = 'RUNNING'")
     assert stuck == []
-    assert registry.version_for(MODEL_NAME, CHAMPION) == "3"
+    assert registry.version_for(FRAUD_MODEL.name, CHAMPION) == "3"
     with pytest.raises(PromotionRefusedError, match="orphaned"):
-        promote(registry, MODEL_NAME, "2", actor="test", reason="bypass")
-    actions = [e["action"] for e in registry.audit_trail(MODEL_NAME)]
+        promote(registry, FRAUD_MODEL.name, "2", actor="test", reason="bypass")
+    actions = [e["action"] for e in registry.audit_trail(FRAUD_MODEL.name)]
     assert actions[-2:] == ["orphan", "promote"]
