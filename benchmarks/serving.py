@@ -38,10 +38,9 @@ from dagster import AssetSelection, DagsterInstance, materialize
 from harness import data_arguments, generator_config, http_latency, latency_stats, timed
 
 from mlplatform.datagen import generate
-from mlplatform.definitions import all_assets, all_checks
+from mlplatform.definitions import all_assets, all_checks, models
 from mlplatform.demo import materialize_all, partition_range
 from mlplatform.features.retrieval import features_as_of_events
-from mlplatform.inference.assets import batch_predictions
 from mlplatform.inference.scoring import TRANSACTION_FIELDS, load_scoring_model
 from mlplatform.localserver import feast_server, free_port, http_server
 from mlplatform.profiles import build_resources
@@ -49,6 +48,7 @@ from mlplatform.resources.model_registry import CHAMPION
 from mlplatform.training.model import predict_scores
 from mlplatform.training.spec import FRAUD_MODEL
 
+BATCH_PREDICTIONS = models["fraud_model"].batch
 RESULTS = Path(__file__).parent / "results" / "serving.json"
 CONCURRENCY = {1: 1_000, 8: 250}  # clients -> requests per client
 TRIVIAL_APP = """
@@ -222,7 +222,7 @@ def main() -> None:
             else timed(
                 lambda: materialize(
                     [*all_assets, *all_checks],
-                    selection=AssetSelection.assets(batch_predictions),
+                    selection=AssetSelection.assets(BATCH_PREDICTIONS),
                     resources=resources,
                     instance=instance,
                     tags=partition_range(days[0], days[-1]),

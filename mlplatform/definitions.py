@@ -14,14 +14,9 @@ from dagster import (
 )
 
 from mlplatform.features import feature_assets, feature_checks, online_feature_assets
-from mlplatform.inference import (
-    batch_predictions,
-    batch_scoring_job,
-    external_outputs,
-    inference_assets,
-    nightly_batch_scoring,
-)
+from mlplatform.inference import build_batch_scoring, external_outputs
 from mlplatform.ingestion import build_landing_zone_sensor, external_sources, ingestion_assets
+from mlplatform.model_factory import ModelDefinitions, build_models
 from mlplatform.monitoring import (
     daily_monitoring_assets,
     delivery_metrics,
@@ -30,12 +25,10 @@ from mlplatform.monitoring import (
     nightly_monitoring_job,
     run_failure_alert,
 )
-from mlplatform.monitoring.retraining import build_retrain_sensor
 from mlplatform.profiles import build_resources, run_executor
+from mlplatform.resources.gates import default_gate_bounds
 from mlplatform.streaming.health import streaming_assets
 from mlplatform.streaming.velocity_health import velocity_assets
-from mlplatform.training import SPECS_DIR, ModelDefinitions, build_model, load_specs
-from mlplatform.training.factory import default_gate_bounds
 from mlplatform.transform import dbt_models
 
 platform_assets: list[AssetsDefinition | AssetSpec] = [
@@ -43,7 +36,6 @@ platform_assets: list[AssetsDefinition | AssetSpec] = [
     *ingestion_assets,
     dbt_models,
     *feature_assets,
-    *inference_assets,
     *monitoring_assets,
     delivery_metrics,
     *streaming_assets,
@@ -52,28 +44,32 @@ platform_assets: list[AssetsDefinition | AssetSpec] = [
 ]
 platform_checks = [*feature_checks]
 
-
-def build_models(models_dir: Path = SPECS_DIR) -> dict[str, ModelDefinitions]:
-    return {name: build_model(spec) for name, spec in load_specs(models_dir).items()}
-
-
-models = build_models()  # the declared models, by name
+models = build_models()  # the models declared in models/, by name
 all_assets = [*platform_assets, *(a for m in models.values() for a in m.assets)]
 all_checks = [*platform_checks, *(c for m in models.values() for c in m.checks)]
 
-# A landed day in one run: its files, then the marts and the online store, then its scoring and monitoring
-landing_zone_sensor = build_landing_zone_sensor(
-    refresh=[*dbt_models.keys, *(a.key for a in online_feature_assets)],
-    day_chain=[batch_predictions.key, *(a.key for a in daily_monitoring_assets)],
-)
+
+def batch_assets(chains: list[ModelDefinitions]) -> list[AssetsDefinition]:
+    return [m.batch for m in chains if m.batch is not None]
+
+
+def build_landing_sensor(chains: list[ModelDefinitions]):
+    """A landed day in one run: its files, then the marts and the online store, then each model's scoring
+    of the day and its monitoring."""
+    return build_landing_zone_sensor(
+        refresh=[*dbt_models.keys, *(a.key for a in online_feature_assets)],
+        day_chain=[*(a.key for a in batch_assets(chains)), *(a.key for a in daily_monitoring_assets)],
+    )
+
+
+landing_zone_sensor = build_landing_sensor(list(models.values()))
 
 # Named jobs for the stages between landing and scoring (`make demo` runs them; the UI can run them again)
 refresh_features_and_model = define_asset_job(
     "refresh_features_and_model",
     selection=AssetSelection.all()
-    - AssetSelection.assets(
-        *ingestion_assets, *inference_assets, *monitoring_assets, *streaming_assets, *velocity_assets
-    ),
+    - AssetSelection.groups("inference")
+    - AssetSelection.assets(*ingestion_assets, *monitoring_assets, *streaming_assets, *velocity_assets),
     description="Everything between the raw tables and the champions: the dbt marts, the Feast registry and "
     "online store, each model's training set, a candidate with its blocking gates, its promotion, DORA "
     "metrics.",
@@ -98,24 +94,25 @@ def build_definitions(resources: dict, models_dir: Path | None = None) -> Defini
     """Everything, bound to `resources` (tests bind it to their own state folder), with the models declared
     in models/ (or `models_dir`). A model's gate bounds are its spec's unless `resources` sets them."""
     chains = list((build_models(models_dir) if models_dir else models).values())
+    batch_scoring, nightly_batch_scoring = build_batch_scoring(batch_assets(chains))
     return Definitions(
         assets=[*platform_assets, *(a for m in chains for a in m.assets)],
         asset_checks=[*platform_checks, *(c for m in chains for c in m.checks)],
         jobs=[
             *(j for m in chains for j in m.jobs),
-            batch_scoring_job,
+            batch_scoring,
             nightly_monitoring_job,
             refresh_features_and_model,
             monitor_day,
         ],
         schedules=[nightly_batch_scoring, nightly_monitoring],
         sensors=[
-            landing_zone_sensor,
-            *(build_retrain_sensor(m) for m in chains),
+            landing_zone_sensor if models_dir is None else build_landing_sensor(chains),
+            *(m.retrain_sensor for m in chains),
             run_failure_alert,
             automation,
         ],
-        resources={**default_gate_bounds([m.spec for m in chains]), **resources},
+        resources={**default_gate_bounds(m.spec for m in chains), **resources},
         executor=run_executor(),
     )
 

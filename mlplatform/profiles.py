@@ -26,9 +26,9 @@ from mlplatform.resources import (
     ServingSettings,
     WebhookAlertSink,
 )
+from mlplatform.resources.gates import default_gate_bounds
 from mlplatform.settings import DBT_PROJECT_DIR, state_dir
 from mlplatform.streaming.settings import STREAM_REDIS_URL_ENV_VAR, StreamSettings
-from mlplatform.training.factory import default_gate_bounds
 from mlplatform.training.spec import load_specs
 
 PROFILE_ENV_VAR = "MLPLATFORM_PROFILE"

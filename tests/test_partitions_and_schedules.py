@@ -7,13 +7,13 @@ import sys
 import pytest
 from dagster import DefaultScheduleStatus
 
-from mlplatform.inference.assets import nightly_batch_scoring
+from mlplatform.definitions import defs
 from mlplatform.monitoring.assets import nightly_monitoring
 from mlplatform.settings import PARTITIONS_START_ENV_VAR, partitions_start_date
 
 
 def test_the_nightly_schedules_are_on_by_default():
-    assert nightly_batch_scoring.default_status == DefaultScheduleStatus.RUNNING
+    assert defs.resolve_schedule_def("nightly_batch_scoring").default_status == DefaultScheduleStatus.RUNNING
     assert nightly_monitoring.default_status == DefaultScheduleStatus.RUNNING
 
 

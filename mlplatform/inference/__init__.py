@@ -1,15 +1,3 @@
-from mlplatform.inference.assets import (
-    batch_predictions,
-    batch_scoring_job,
-    external_outputs,
-    inference_assets,
-    nightly_batch_scoring,
-)
+from mlplatform.inference.assets import build_batch_predictions, build_batch_scoring, external_outputs
 
-__all__ = [
-    "batch_predictions",
-    "batch_scoring_job",
-    "external_outputs",
-    "inference_assets",
-    "nightly_batch_scoring",
-]
+__all__ = ["build_batch_predictions", "build_batch_scoring", "external_outputs"]

@@ -33,7 +33,7 @@ from mlplatform.automation import FOLLOW_UPSTREAM, follow_updates_of
 from mlplatform.checks import judged, not_judged, was_judged
 from mlplatform.features.retrieval import features_as_of_events
 from mlplatform.features.skew import MISMATCH_DTYPES, mismatch_rates
-from mlplatform.inference.assets import batch_predictions, prediction_log
+from mlplatform.inference.assets import prediction_log
 from mlplatform.inference.scoring import (
     TRANSACTION_FIELDS,
     ScoringModel,
@@ -72,6 +72,8 @@ SERVING_HEALTH = AssetKey("serving_health")
 SERVING_SKEW = AssetKey("serving_skew")
 MONITORING_REPORT = AssetKey("monitoring_report")
 TRAINING_LABELS = AssetKey("training_labels")
+# monitoring watches the transaction model's decisions: its batch scores, its serving, its labels
+BATCH_PREDICTIONS = AssetKey(FRAUD_MODEL.batch_asset)
 # inputs the transaction itself carries: no rolling window, so no warm-up drift on short histories
 TRANSACTION_INPUTS = (
     "amount",
@@ -89,7 +91,7 @@ warnings.filterwarnings(
 LABEL_DELAY = timedelta(days=7)  # most chargebacks of a day have arrived a week later
 
 # a day is monitored once it is scored (its performance is judged again once its labels are in)
-FOLLOW_NEW_SCORES = follow_updates_of(batch_predictions, label="follow_new_scores")
+FOLLOW_NEW_SCORES = follow_updates_of(BATCH_PREDICTIONS, label="follow_new_scores")
 FOLLOW_MONITORING = follow_updates_of(
     FEATURE_DRIFT, MODEL_PERFORMANCE, SERVING_HEALTH, SERVING_SKEW, label="follow_monitoring"
 )
@@ -167,7 +169,7 @@ def store_day(warehouse: Warehouse, table: str, rows: pd.DataFrame, day: str) ->
     kinds={"feast", warehouse_kind()},
     owners=["team:ml"],
     partitions_def=DAILY_PARTITIONS,
-    deps=[batch_predictions, AssetKey(FRAUD_MODEL.training_set_asset)],
+    deps=[BATCH_PREDICTIONS, AssetKey(FRAUD_MODEL.training_set_asset)],
     automation_condition=FOLLOW_NEW_SCORES,
     check_specs=[
         AssetCheckSpec(
@@ -300,7 +302,7 @@ def feature_drift(
     kinds={"scikitlearn", warehouse_kind()},
     owners=["team:ml"],
     partitions_def=DAILY_PARTITIONS,
-    deps=[batch_predictions, TRAINING_LABELS],
+    deps=[BATCH_PREDICTIONS, TRAINING_LABELS],
     automation_condition=FOLLOW_NEW_SCORES,
     check_specs=[
         AssetCheckSpec(
@@ -322,7 +324,8 @@ def model_performance(
 ) -> MaterializeResult:
     day = context.partition_key
     scored = warehouse.read_sql(
-        "select p.score, p.decision, p.model_version, l.is_fraud from inference.batch_predictions as p "
+        "select p.score, p.decision, p.model_version, l.is_fraud "
+        f"from inference.{FRAUD_MODEL.batch_asset} as p "
         "left join marts.training_labels as l using (transaction_id) "
         f"where p._partition_date = '{day}'"
     )

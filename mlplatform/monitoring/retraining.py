@@ -38,7 +38,7 @@ from mlplatform.checks import was_judged
 from mlplatform.ingestion.assets import raw_labels
 from mlplatform.monitoring.assets import FEATURE_DRIFT, MODEL_PERFORMANCE
 from mlplatform.resources import MonitoringSettings
-from mlplatform.training import ModelDefinitions
+from mlplatform.training.factory import TrainingChain
 from mlplatform.training.spec import FRAUD_MODEL
 
 # monitoring checks whose ERROR means the champion no longer fits the data, per model monitoring watches
@@ -212,7 +212,7 @@ def retrain_sensor_name(model: str) -> str:
     return f"retrain_{model}_sensor"
 
 
-def build_retrain_sensor(model: ModelDefinitions) -> SensorDefinition:
+def build_retrain_sensor(model: TrainingChain) -> SensorDefinition:
     """The model's retraining on evidence: new labels since its champion, or (for a model monitoring
     watches) a degradation check failed with ERROR."""
     name = retrain_sensor_name(model.spec.name)

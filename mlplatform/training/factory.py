@@ -1,15 +1,5 @@
-"""The model factory: every declared model (models/<name>.yaml) becomes the same chain of assets, checks and
-jobs. Nothing here knows a model by name; the spec says what differs.
-
-For a spec named M (fraud_model keeps the training set key it had before specs, `training_set`):
-- `<training_set>`: its labelled events joined point-in-time with its feature service by Feast, with a
-  blocking point-in-time leakage check;
-- `M`: a candidate trained, tracked and registered in MLflow, with five blocking gates (metric floors, not
-  worse than the champion, slice gaps, calibration, one-row latency), their bounds the `M_gates` resource;
-- `M_champion`: promotion under the spec's policy, retention, and a check that the serving version passed
-  its gates;
-- jobs `retrain_M` (the three assets), `rollback_M` and `review_M`.
-"""
+"""The training half of the model factory (mlplatform/model_factory.py): a spec's training set, candidate,
+blocking gates, champion and registry jobs. Nothing here knows a model by name; the spec says what differs."""
 
 import hashlib
 import subprocess
@@ -48,6 +38,7 @@ from mlplatform.checks import judged, not_judged
 from mlplatform.features.retrieval import features_as_of_events
 from mlplatform.k8s import TRAINING
 from mlplatform.resources import FeastFeatureStore, GateBounds, ModelRegistry, Warehouse
+from mlplatform.resources.gates import gates_resource_key
 from mlplatform.resources.model_registry import CHAMPION
 from mlplatform.resources.warehouse import sql_literals
 from mlplatform.settings import DBT_PROJECT_DIR, PROJECT_ROOT
@@ -99,16 +90,6 @@ IN_PROGRESS = {
     DagsterRunStatus.STARTING,
     DagsterRunStatus.STARTED,
 }
-
-
-def gates_resource_key(spec: ModelSpec) -> str:
-    """Each model's gate bounds are their own resource, `<model>_gates`."""
-    return f"{spec.name}_gates"
-
-
-def default_gate_bounds(specs: list[ModelSpec]) -> dict[str, GateBounds]:
-    """The gate bounds each spec declares, as the resources its gates read (a deployment may override)."""
-    return {gates_resource_key(spec): GateBounds(**spec.gates.model_dump()) for spec in specs}
 
 
 def labelled_rows(
@@ -188,8 +169,8 @@ def run_config_class(spec: ModelSpec) -> type[TrainingRunConfig]:
 
 
 @dataclass(frozen=True)
-class ModelDefinitions:
-    """Everything the factory built for one spec."""
+class TrainingChain:
+    """From a spec's labelled events to its champion."""
 
     spec: ModelSpec
     training_set: AssetsDefinition
@@ -211,7 +192,7 @@ def build_training_set(spec: ModelSpec) -> tuple[AssetsDefinition, AssetChecksDe
         group_name="training",
         kinds={"feast", "pandas"},
         owners=spec.owners,
-        deps=[AssetKey("feast_registry"), AssetKey(spec.label.asset), *map(AssetKey, spec.feature_marts)],
+        deps=[AssetKey("feast_registry"), spec.label.asset, *map(AssetKey, spec.feature_marts)],
         op_tags=TRAINING,
         description=(
             f"{spec.name}'s labelled events ({spec.label.table}) joined point-in-time with the "
@@ -404,7 +385,7 @@ def build_candidate(spec: ModelSpec, training_set: AssetsDefinition) -> AssetsDe
 
 def build_gates(spec: ModelSpec, candidate: AssetsDefinition) -> list[AssetChecksDefinition]:
     """The blocking checks a candidate must pass; each writes its verdict on the version in MLflow."""
-    bounds_key, table = gates_resource_key(spec), f"training.{spec.training_set_asset}"
+    bounds_key, table = gates_resource_key(spec.name), f"training.{spec.training_set_asset}"
     defaults = spec.gates
 
     def under_judgement(context: AssetCheckExecutionContext, registry: ModelRegistry) -> ModelCandidate:
@@ -742,8 +723,7 @@ def build_registry_jobs(spec: ModelSpec, champion: AssetsDefinition) -> list[Job
     return [rollback_job, review_job]
 
 
-def build_model(spec: ModelSpec) -> ModelDefinitions:
-    """The whole chain of one declared model."""
+def build_training_chain(spec: ModelSpec) -> TrainingChain:
     training_set, leakage = build_training_set(spec)
     candidate = build_candidate(spec, training_set)
     gate_checks = build_gates(spec, candidate)
@@ -754,7 +734,7 @@ def build_model(spec: ModelSpec) -> ModelDefinitions:
         description="Training set, candidate model and its gates, promotion when every gate passes.",
         tags=TRAINING_WORKLOAD,
     )
-    return ModelDefinitions(
+    return TrainingChain(
         spec=spec,
         training_set=training_set,
         candidate=candidate,

@@ -1,11 +1,13 @@
 """Model specs: a model is declared in a small YAML file (models/<name>.yaml) and validated into a typed,
 frozen `ModelSpec` here. A mistake fails with the file and the dotted name of each bad field. Plain
-pydantic and YAML: no Dagster, no scikit-learn, so the code location pays nothing to read a spec."""
+pydantic and YAML (and Dagster's asset keys): no scikit-learn, so the code location pays nothing to read a
+spec."""
 
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml  # type: ignore[import-untyped]  # no stubs in the lock file
+from dagster import AssetKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlplatform.settings import PROJECT_ROOT
@@ -27,6 +29,12 @@ class ModelSpecError(ValueError):
     """A spec file that cannot be read or does not validate; the message names the file and each field."""
 
 
+def table_asset(table: str) -> AssetKey:
+    """The asset that writes `schema.table`: a landed table `raw.x` is `raw_x`, a dbt model its own name."""
+    schema, name = table.split(".", 1)
+    return AssetKey(f"raw_{name}" if schema == "raw" else name)
+
+
 class Part(BaseModel):
     """Every part of a spec: unknown fields are errors (a typo must not silently keep a default)."""
 
@@ -44,9 +52,17 @@ class Label(Part):
     exclude: list[str] = Field(default_factory=list)
 
     @property
-    def asset(self) -> str:
-        """The label table's asset key (the dbt model's name)."""
-        return self.table.split(".", 1)[1]
+    def asset(self) -> AssetKey:
+        return table_asset(self.table)
+
+
+class Batch(Part):
+    """What the champion scores in batch each day: a table with a row per decision to take."""
+
+    spine: str = Field(pattern=r"^[a-z_]+\.[a-z_][a-z0-9_]*$")  # schema.table, with event_ts
+    day_column: str  # the spine's day, the daily partition a row belongs to
+    columns: list[str] = Field(min_length=1)  # what a prediction row keeps of the spine (keys, inputs)
+    asset: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]*$")  # default: <name>_predictions
 
 
 class Inputs(Part):
@@ -101,6 +117,7 @@ class ModelSpec(Part):
     inputs: Inputs = Inputs()
     feature_service: str
     feature_marts: list[str] = Field(default_factory=list)  # the dbt marts its views read (lineage)
+    batch: Batch | None = None  # None: not scored in batch
     estimator: Estimator
     seed: int
     holdout_fraction: float = Field(gt=0, lt=0.5)
@@ -119,6 +136,13 @@ class ModelSpec(Part):
     @property
     def champion_asset(self) -> str:
         return f"{self.name}_champion"
+
+    @property
+    def batch_asset(self) -> str:
+        """The batch predictions' asset key, also its table in the `inference` schema."""
+        if self.batch is None:
+            raise ModelSpecError(f"{self.name} declares no batch scoring")
+        return self.batch.asset or f"{self.name}_predictions"
 
     def with_settings(self, settings: dict[str, str]) -> "ModelSpec":
         """This spec with dotted fields set from text (`--set estimator.learning_rate=0.05`), each value
@@ -207,6 +231,9 @@ def load_specs(directory: Path = SPECS_DIR) -> dict[str, ModelSpec]:
         specs[spec.name] = spec
     if len({s.training_set_asset for s in specs.values()}) < len(specs):
         raise ModelSpecError(f"{directory}: two models declare the same training_set")
+    batched = [s.batch_asset for s in specs.values() if s.batch]
+    if len(set(batched)) < len(batched):
+        raise ModelSpecError(f"{directory}: two models declare the same batch asset")
     return specs
 
 

@@ -12,13 +12,15 @@ from dagster import (
 )
 
 from mlplatform.datagen import write_bad_file
-from mlplatform.definitions import all_assets, all_checks
-from mlplatform.inference.assets import batch_predictions, nightly_batch_scoring, score_distribution
+from mlplatform.definitions import all_assets, all_checks, defs, models
+from mlplatform.inference.assets import score_distribution
 from mlplatform.ingestion.assets import raw_transactions
 from mlplatform.profiles import build_resources
 from mlplatform.resources.model_registry import CHAMPION
 from mlplatform.training.spec import FRAUD_MODEL
 from tests.conftest import built_instance, copy_state, land_transactions, run_assets
+
+BATCH_PREDICTIONS = models["fraud_model"].batch
 
 pytestmark = pytest.mark.e2e
 
@@ -55,7 +57,7 @@ def test_rescoring_a_day_replaces_it(built_state, tmp_path):
             resources,
             instance,
             partition_key=day,
-            selection=AssetSelection.assets(batch_predictions),
+            selection=AssetSelection.assets(BATCH_PREDICTIONS),
         )
     assert result.success
     after = warehouse.read_sql(
@@ -72,7 +74,7 @@ def test_rescoring_a_day_replaces_it(built_state, tmp_path):
 
 def test_the_nightly_schedule_scores_the_day_that_just_ended():
     context = build_schedule_context(scheduled_execution_time=datetime(2026, 11, 23, 2, 0, tzinfo=UTC))
-    request = nightly_batch_scoring(context)
+    request = defs.resolve_schedule_def("nightly_batch_scoring").evaluate_tick(context).run_requests[0]
     assert request.partition_key == "2026-11-22" and request.run_key == "2026-11-22"
 
 
@@ -92,13 +94,13 @@ def test_a_newly_loaded_day_is_scored_and_a_day_that_failed_its_checks_is_not(bu
     last = resources["warehouse"].read_sql("select max(_partition_date) as d from raw.transactions")["d"][0]
     good, bad = (last.date() + timedelta(days=n) for n in (1, 2))
     defs = Definitions(assets=all_assets, asset_checks=all_checks, resources=resources)
-    scoring = AssetSelection.assets(batch_predictions)
+    scoring = AssetSelection.assets(BATCH_PREDICTIONS)
 
     def newly_requested(instance, cursor):
         evaluated = evaluate_automation_conditions(
             defs=defs, instance=instance, asset_selection=scoring, cursor=cursor
         )
-        return evaluated.get_requested_partitions(batch_predictions.key), evaluated.cursor
+        return evaluated.get_requested_partitions(BATCH_PREDICTIONS.key), evaluated.cursor
 
     with built_instance(state) as instance:
         requested, cursor = newly_requested(instance, None)

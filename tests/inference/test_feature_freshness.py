@@ -6,10 +6,12 @@ import duckdb
 import pandas as pd
 import pytest
 
-from mlplatform.definitions import all_assets
-from mlplatform.inference.assets import batch_predictions, stale_features
+from mlplatform.definitions import all_assets, models
+from mlplatform.inference.assets import stale_features
 from mlplatform.profiles import build_resources
 from tests.conftest import built_instance, copy_state, run_assets
+
+BATCH_PREDICTIONS = models["fraud_model"].batch
 
 
 def test_stale_marts_are_named_and_fresh_ones_pass():
@@ -36,7 +38,7 @@ def test_scoring_refuses_a_day_whose_features_are_stale(built_state, tmp_path):
         con.execute(f"delete from marts.customer_features where feature_date >= date '{last}' - 1")
     with built_instance(state) as instance:
         result = run_assets(
-            all_assets, resources, instance, partition_key=str(last), selection=[batch_predictions]
+            all_assets, resources, instance, partition_key=str(last), selection=[BATCH_PREDICTIONS]
         )
     assert not result.success
     [failure] = result.get_step_failure_events()

@@ -14,7 +14,6 @@ import pytest
 from dagster import AssetSelection, materialize
 
 from mlplatform.definitions import all_assets, all_checks, models
-from mlplatform.inference.assets import batch_predictions
 from mlplatform.ingestion.assets import raw_transactions
 from mlplatform.localserver import api_in_thread
 from mlplatform.profiles import build_resources
@@ -25,6 +24,7 @@ from mlplatform.serving.routing import Mode, RoutingFile, RoutingPolicy
 from mlplatform.training.spec import FRAUD_MODEL
 from tests.conftest import LENIENT_GATES, copy_state, land_transactions, run_assets
 
+BATCH_PREDICTIONS = models["fraud_model"].batch
 pytestmark = pytest.mark.e2e
 
 
@@ -289,7 +289,7 @@ def test_api_batch_and_export_give_the_same_scores_for_every_transaction_of_a_da
     new = land_transactions(resources["warehouse"], Path(resources["landing_zone"].landing_dir), day, 150)
 
     with DagsterInstance.ephemeral() as instance:
-        for asset in (raw_transactions, batch_predictions):
+        for asset in (raw_transactions, BATCH_PREDICTIONS):
             result = run_assets(
                 all_assets,
                 resources,

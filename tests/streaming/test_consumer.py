@@ -11,8 +11,7 @@ import pandas as pd
 import pytest
 from dagster import AssetSelection, DagsterInstance
 
-from mlplatform.definitions import all_assets
-from mlplatform.inference.assets import batch_predictions
+from mlplatform.definitions import all_assets, models
 from mlplatform.ingestion.assets import raw_transactions
 from mlplatform.resources.prediction_log import PredictionLogWriter
 from mlplatform.streaming.consumer import Consumer
@@ -21,6 +20,8 @@ from mlplatform.streaming.metrics import LAG
 from mlplatform.streaming.replay import landed_transactions, send
 from tests.conftest import land_transactions, run_assets
 from tests.streaming.conftest import Counted, dead_letters, drain, results, settings_for
+
+BATCH_PREDICTIONS = models["fraud_model"].batch
 
 pytestmark = pytest.mark.e2e
 
@@ -49,7 +50,7 @@ def test_a_replayed_day_is_scored_like_batch_predictions(stream_state, scorer, r
     day = (newest + timedelta(days=1)).date()
     land_transactions(warehouse, Path(resources["landing_zone"].landing_dir), day, 60)
     with DagsterInstance.ephemeral() as instance:
-        for asset in (raw_transactions, batch_predictions):
+        for asset in (raw_transactions, BATCH_PREDICTIONS):
             run = run_assets(all_assets, resources, instance, f"{day:%Y-%m-%d}", AssetSelection.assets(asset))
             assert run.success
     batch = warehouse.read_sql(

@@ -80,7 +80,7 @@ def throwaway_spec(folder: Path) -> Path:
     folder.mkdir()
     shutil.copy(SPECS_DIR / "fraud_model.yaml", folder)
     data = yaml.safe_load((SPECS_DIR / "fraud_model.yaml").read_text())
-    del data["training_set"]  # the default, <name>_training_set
+    del data["training_set"], data["batch"]["asset"]  # the defaults, <name>_training_set, <name>_predictions
     data.update(name="fraud_velocity", feature_service="fraud_model_velocity", owners=["team:experiments"])
     path = folder / "fraud_velocity.yaml"
     path.write_text(yaml.safe_dump(data))

@@ -1,17 +1,9 @@
--- merchant_risk's spine: one row per merchant and day it transacted. The decision is taken at the next
--- midnight (event_ts), when that day's merchant features become valid, and the label says whether a fraud
--- on any of the merchant's transactions was reported in the 7 days from then. Only days whose 7-day window
--- has closed in the label data are kept: a younger day's label is not known yet.
+-- merchant_risk's labelled decisions: the merchant-days of merchant_days, labelled with whether a fraud on
+-- any of the merchant's transactions was reported in the 7 days from the decision (event_ts, the next
+-- midnight). Only days whose 7-day window has closed in the label data are kept: a younger day's label is
+-- not known yet.
 
-with merchant_days as (
-
-    select merchant_id, {{ start_of_next_day('event_date') }} as event_ts, count(*) as txn_count
-    from {{ ref('stg_transactions') }}
-    group by merchant_id, event_date
-
-),
-
-fraud_reports as (
+with fraud_reports as (
 
     select txn.merchant_id, labels.reported_at
     from {{ ref('stg_labels') }} as labels
@@ -31,7 +23,7 @@ windows as (
 
     select days.merchant_id, days.event_ts, days.txn_count,
         cast({{ dbt.dateadd('day', 7, 'days.event_ts') }} as {{ dbt.type_timestamp() }}) as window_end
-    from merchant_days as days
+    from {{ ref('merchant_days') }} as days
     cross join labels_until
     where cast({{ dbt.dateadd('day', 7, 'days.event_ts') }} as {{ dbt.type_timestamp() }})
         <= labels_until.reported_until

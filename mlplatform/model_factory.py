@@ -1,0 +1,79 @@
+"""The model factory: every model declared in models/<name>.yaml becomes the same chain of assets, checks,
+jobs and sensors. Nothing in the Dagster layer knows a model by name; the spec says what differs.
+
+For a spec named M (fraud_model keeps the keys it had before specs: `training_set`, `batch_predictions`):
+- `M_training_set`: its labelled events joined point-in-time with its feature service by Feast, with a
+  blocking point-in-time leakage check;
+- `M`: a candidate trained, tracked and registered in MLflow, with five blocking gates (metric floors, not
+  worse than the champion, slice gaps, calibration, one-row latency), their bounds the `M_gates` resource;
+- `M_champion`: promotion under the spec's policy, retention, and a check that the serving version passed
+  its gates;
+- `M_predictions` (when the spec declares `batch`): each landed day scored by the champion;
+- jobs `retrain_M`, `rollback_M`, `review_M`, and the sensor `retrain_M_sensor`.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from dagster import AssetChecksDefinition, AssetsDefinition, JobDefinition, SensorDefinition
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+
+from mlplatform.inference.assets import build_batch_predictions
+from mlplatform.monitoring.retraining import build_retrain_sensor
+from mlplatform.training.factory import TrainingChain, build_training_chain
+from mlplatform.training.spec import SPECS_DIR, ModelSpec, load_specs
+
+
+@dataclass(frozen=True)
+class ModelDefinitions:
+    """Everything the factory built for one spec."""
+
+    training: TrainingChain
+    batch: AssetsDefinition | None
+    retrain_sensor: SensorDefinition
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.training.spec
+
+    @property
+    def training_set(self) -> AssetsDefinition:
+        return self.training.training_set
+
+    @property
+    def candidate(self) -> AssetsDefinition:
+        return self.training.candidate
+
+    @property
+    def champion(self) -> AssetsDefinition:
+        return self.training.champion
+
+    @property
+    def gate_checks(self) -> list[AssetChecksDefinition]:
+        return self.training.gate_checks
+
+    @property
+    def checks(self) -> list[AssetChecksDefinition]:
+        return self.training.checks
+
+    @property
+    def jobs(self) -> list[JobDefinition | UnresolvedAssetJobDefinition]:
+        return self.training.jobs
+
+    @property
+    def assets(self) -> list[AssetsDefinition]:
+        return [*self.training.assets, *([self.batch] if self.batch else [])]
+
+
+def build_model(spec: ModelSpec) -> ModelDefinitions:
+    training = build_training_chain(spec)
+    return ModelDefinitions(
+        training=training,
+        batch=build_batch_predictions(spec) if spec.batch else None,
+        retrain_sensor=build_retrain_sensor(training),
+    )
+
+
+def build_models(models_dir: Path = SPECS_DIR) -> dict[str, ModelDefinitions]:
+    """Every model declared in `models_dir`, by name."""
+    return {name: build_model(spec) for name, spec in load_specs(models_dir).items()}
