@@ -12,6 +12,7 @@ from dagster import (
     Definitions,
     define_asset_job,
 )
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from mlplatform.features import feature_assets, feature_checks, online_feature_assets
 from mlplatform.inference import build_batch_scoring, external_outputs
@@ -53,32 +54,46 @@ def batch_assets(chains: list[ModelDefinitions]) -> list[AssetsDefinition]:
     return [m.batch for m in chains if m.batch is not None]
 
 
+def daily_model_assets(chains: list[ModelDefinitions]) -> list[AssetsDefinition]:
+    return [a for m in chains for a in m.daily]
+
+
 def build_landing_sensor(chains: list[ModelDefinitions]):
     """A landed day in one run: its files, then the marts and the online store, then each model's scoring
     of the day and its monitoring."""
     return build_landing_zone_sensor(
         refresh=[*dbt_models.keys, *(a.key for a in online_feature_assets)],
-        day_chain=[*(a.key for a in batch_assets(chains)), *(a.key for a in daily_monitoring_assets)],
+        day_chain=[*(a.key for a in daily_model_assets(chains)), *(a.key for a in daily_monitoring_assets)],
     )
 
 
 landing_zone_sensor = build_landing_sensor(list(models.values()))
 
-# Named jobs for the stages between landing and scoring (`make demo` runs them; the UI can run them again)
-refresh_features_and_model = define_asset_job(
-    "refresh_features_and_model",
-    selection=AssetSelection.all()
-    - AssetSelection.groups("inference")
-    - AssetSelection.assets(*ingestion_assets, *monitoring_assets, *streaming_assets, *velocity_assets),
-    description="Everything between the raw tables and the champions: the dbt marts, the Feast registry and "
-    "online store, each model's training set, a candidate with its blocking gates, its promotion, DORA "
-    "metrics.",
-)
-monitor_day = define_asset_job(
-    "monitor_day",
-    selection=AssetSelection.assets(*monitoring_assets),
-    description="A day's monitoring: drift, delayed-label performance, serving health and skew, the report.",
-)
+
+def build_stage_jobs(chains: list[ModelDefinitions]) -> list[UnresolvedAssetJobDefinition]:
+    """Named jobs for the stages between landing and scoring (`make demo` runs them; the UI can run them
+    again): everything unpartitioned between the raw tables and the champions, and a day's monitoring."""
+    daily = daily_model_assets(chains)
+    refresh = define_asset_job(
+        "refresh_features_and_model",
+        selection=AssetSelection.all()
+        - AssetSelection.assets(
+            *ingestion_assets, *daily, *monitoring_assets, *streaming_assets, *velocity_assets
+        ),
+        description="Everything between the raw tables and the champions: the dbt marts, the Feast registry "
+        "and online store, each model's training set, a candidate with its blocking gates, its promotion, "
+        "DORA metrics.",
+    )
+    monitor_day = define_asset_job(
+        "monitor_day",
+        selection=AssetSelection.assets(
+            *monitoring_assets, *(a for a in daily if a.group_names_by_key[a.key] == "monitoring")
+        ),
+        description="A day's monitoring: drift, delayed-label performance, serving health and skew, each "
+        "model's quality SLO, the report.",
+    )
+    return [refresh, monitor_day]
+
 
 # declarative automation evaluated by the daemon, on from the start so the loop runs by itself
 automation = AutomationConditionSensorDefinition(
@@ -102,10 +117,9 @@ def build_definitions(resources: dict, models_dir: Path | None = None) -> Defini
             *(j for m in chains for j in m.jobs),
             batch_scoring,
             nightly_monitoring_job,
-            refresh_features_and_model,
-            monitor_day,
+            *build_stage_jobs(chains),
         ],
-        schedules=[nightly_batch_scoring, nightly_monitoring],
+        schedules=[nightly_batch_scoring, nightly_monitoring, *(s for m in chains for s in m.schedules)],
         sensors=[
             landing_zone_sensor if models_dir is None else build_landing_sensor(chains),
             *(m.retrain_sensor for m in chains),

@@ -9,17 +9,26 @@ For a spec named M (fraud_model keeps the keys it had before specs: `training_se
 - `M_champion`: promotion under the spec's policy, retention, and a check that the serving version passed
   its gates;
 - `M_predictions` (when the spec declares `batch`): each landed day scored by the champion;
+- `M_slo` (when it declares `slo`): the quality SLO on each labelled day, its burn, and the rollback of a
+  champion on probation that breaks it; judged nightly once the day's labels are in;
 - jobs `retrain_M`, `rollback_M`, `review_M`, and the sensor `retrain_M_sensor`.
 """
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from dagster import AssetChecksDefinition, AssetsDefinition, JobDefinition, SensorDefinition
+from dagster import (
+    AssetChecksDefinition,
+    AssetsDefinition,
+    JobDefinition,
+    ScheduleDefinition,
+    SensorDefinition,
+)
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from mlplatform.inference.assets import build_batch_predictions
 from mlplatform.monitoring.retraining import build_retrain_sensor
+from mlplatform.monitoring.slo import build_slo
 from mlplatform.training.factory import TrainingChain, build_training_chain
 from mlplatform.training.spec import SPECS_DIR, ModelSpec, load_specs
 
@@ -30,6 +39,7 @@ class ModelDefinitions:
 
     training: TrainingChain
     batch: AssetsDefinition | None
+    slo: tuple[AssetsDefinition, ScheduleDefinition] | None  # the quality SLO and its nightly schedule
     retrain_sensor: SensorDefinition
 
     @property
@@ -61,8 +71,17 @@ class ModelDefinitions:
         return self.training.jobs
 
     @property
+    def daily(self) -> list[AssetsDefinition]:
+        """What a landed day sets off for this model: its batch decisions, then their SLO."""
+        return [*([self.batch] if self.batch else []), *([self.slo[0]] if self.slo else [])]
+
+    @property
+    def schedules(self) -> list[ScheduleDefinition]:
+        return [self.slo[1]] if self.slo else []
+
+    @property
     def assets(self) -> list[AssetsDefinition]:
-        return [*self.training.assets, *([self.batch] if self.batch else [])]
+        return [*self.training.assets, *self.daily]
 
 
 def build_model(spec: ModelSpec) -> ModelDefinitions:
@@ -70,6 +89,7 @@ def build_model(spec: ModelSpec) -> ModelDefinitions:
     return ModelDefinitions(
         training=training,
         batch=build_batch_predictions(spec) if spec.batch else None,
+        slo=build_slo(spec) if spec.slo else None,
         retrain_sensor=build_retrain_sensor(training),
     )
 

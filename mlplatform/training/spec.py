@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import yaml  # type: ignore[import-untyped]  # no stubs in the lock file
 from dagster import AssetKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlplatform.settings import PROJECT_ROOT
 
@@ -65,6 +65,17 @@ class Batch(Part):
     asset: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]*$")  # default: <name>_predictions
 
 
+class Slo(Part):
+    """What the champion promises once it serves, judged on each labelled day of its batch decisions."""
+
+    min_roc_auc: float = Field(ge=0, le=1)
+    min_labelled_positives: int = Field(10, ge=1)  # fewer labelled positives: the day is not judged
+    label_delay_days: int = Field(ge=0)  # a day's labels are (mostly) in this long after it
+    probation_days: int = Field(ge=0)  # a new champion breaking its SLO this soon is rolled back
+    window_days: int = Field(28, ge=1)  # the burn is measured over this many days
+    budget: float = Field(0.1, gt=0, le=1)  # share of judged days that may break it (burn 1.0: spent)
+
+
 class Inputs(Part):
     """What the estimator reads: every numeric feature of the feature service, plus these."""
 
@@ -118,6 +129,7 @@ class ModelSpec(Part):
     feature_service: str
     feature_marts: list[str] = Field(default_factory=list)  # the dbt marts its views read (lineage)
     batch: Batch | None = None  # None: not scored in batch
+    slo: Slo | None = None  # needs batch: judged on its batch decisions
     estimator: Estimator
     seed: int
     holdout_fraction: float = Field(gt=0, lt=0.5)
@@ -127,6 +139,12 @@ class ModelSpec(Part):
     promotion: Literal["auto", "manual"]
     retention: Retention
     known_limitations: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def slo_needs_batch(self) -> "ModelSpec":
+        if self.slo is not None and self.batch is None:
+            raise ValueError("slo is judged on batch decisions: declare batch too")
+        return self
 
     @property
     def training_set_asset(self) -> str:
