@@ -15,6 +15,8 @@ CODE_LOCATION = "mlplatform"
 PARTITIONS_START_ENV_VAR = "MLPLATFORM_PARTITIONS_START"
 # with nothing landed and nothing configured: a month back, the generator's default history
 DEFAULT_HISTORY_DAYS = 30
+LANDING_SCAN_ENV_VAR = "MLPLATFORM_LANDING_SCAN_SECONDS"
+DEFAULT_LANDING_SCAN_SECONDS = 30
 
 
 def state_dir() -> Path:
@@ -52,3 +54,15 @@ def first_landed_day(folder: Path) -> str | None:
         except ValueError:
             continue
     return min(days).isoformat() if days else None
+
+
+def landing_scan_seconds() -> int:
+    """How often the landing-zone sensor looks at the landing zone: `MLPLATFORM_LANDING_SCAN_SECONDS`, else
+    30. A burst of days lands in a few waves one tick apart (see `mlplatform/ingestion/sensors.py`), so a
+    shorter interval lands it sooner. Read when the code location loads."""
+    configured = os.environ.get(LANDING_SCAN_ENV_VAR, "").strip()
+    if not configured:
+        return DEFAULT_LANDING_SCAN_SECONDS
+    if not configured.isdigit() or int(configured) < 1:
+        raise ValueError(f"{LANDING_SCAN_ENV_VAR}={configured!r} is not a whole number of seconds >= 1")
+    return int(configured)

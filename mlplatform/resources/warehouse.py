@@ -158,7 +158,8 @@ class PostgresWarehouse(Warehouse):
     Loads are COPYs inside one transaction with the delete they replace, so readers see the old
     partition or the new one, never neither or both. Reads come back with the pandas dtypes DuckDB gives
     (`postgres_frame`), so the assets behave the same on both warehouses. Feast reads the marts here too:
-    nothing is exported.
+    nothing is exported. Runs side by side may create the same schema and table at once: `create_missing`
+    serializes that.
     """
 
     postgres: PostgresConnection
@@ -178,8 +179,7 @@ class PostgresWarehouse(Warehouse):
 
     def replace_raw_rows(self, table: RawTable, rows: pd.DataFrame, partition_date: date | None) -> int:
         with self.connect() as con:
-            con.execute(f"create schema if not exists {RAW_SCHEMA}")
-            con.execute(self.raw_table_ddl(table))
+            create_missing(con, RAW_SCHEMA, table.name, self.raw_table_ddl(table))
             if partition_date is None:
                 con.execute(f"delete from {RAW_SCHEMA}.{table.name}")
             else:
@@ -193,8 +193,9 @@ class PostgresWarehouse(Warehouse):
         self, schema: str, table: str, rows: pd.DataFrame, partition_column: str, partitions: list[date]
     ) -> int:
         with self.connect() as con:
-            con.execute(f"create schema if not exists {schema}")
-            con.execute(create_table_sql(f"{schema}.{table}", rows, if_not_exists=True))
+            create_missing(
+                con, schema, table, create_table_sql(f"{schema}.{table}", rows, if_not_exists=True)
+            )
             con.execute(
                 f"delete from {schema}.{table} where {partition_column} = any(%s)", [list(partitions)]
             )
@@ -208,6 +209,7 @@ class PostgresWarehouse(Warehouse):
 
     def write_table(self, schema: str, table: str, rows: pd.DataFrame) -> None:
         with self.connect() as con:
+            lock_schema(con, schema)  # a replacement: always under the lock, so two never interleave
             con.execute(f"create schema if not exists {schema}")
             con.execute(f"drop table if exists {schema}.{table}")
             con.execute(create_table_sql(f"{schema}.{table}", rows))
@@ -226,6 +228,28 @@ class PostgresWarehouse(Warehouse):
             **{var: str(p[field]) for field, var in ENV_VARS.items()},
             "MLPLATFORM_PG_SSLMODE": p["sslmode"],
         }
+
+
+def lock_schema(con: psycopg.Connection, schema: str) -> None:
+    """Hold the schema's advisory lock until the transaction ends (commit or rollback)."""
+    con.execute("select pg_advisory_xact_lock(hashtext(%s))", [f"mlplatform.schema.{schema}"])
+
+
+def create_missing(con: psycopg.Connection, schema: str, table: str, table_ddl: str) -> None:
+    """Create `schema` and `table` (`table_ddl`: a `create table if not exists`) inside the caller's
+    transaction when the table does not exist yet.
+
+    Postgres' `create schema/table if not exists` is not safe side by side: two transactions creating the
+    same object at once both pass the existence test, and the second fails on the catalog's unique index
+    (`duplicate key value violates unique constraint "pg_namespace_nspname_index"`; seen with 8 loads into
+    a fresh database, tests/prod/test_concurrent_landing.py). So a transaction that does not see the table
+    takes the schema's advisory lock first: the next one waits until the first committed, then finds the
+    objects and creates nothing. Once the table exists no lock is taken, and loads stay side by side.
+    """
+    if con.execute("select to_regclass(%s)", [f"{schema}.{table}"]).fetchone() == (None,):
+        lock_schema(con, schema)
+    con.execute(f"create schema if not exists {schema}")
+    con.execute(table_ddl)
 
 
 COPY_CHUNK_ROWS = 50_000
