@@ -226,14 +226,14 @@ def loaded_on_other_days(
         return {}
     if con is not None:
         con.register("incoming_keys", pd.DataFrame({"k": keys}))
-        found = con.execute(
+        collisions = con.execute(
             f"select t.{table.key} as k, cast(min(t._partition_date) as varchar) as d "
             f"from raw.{table.name} as t semi join incoming_keys as i on t.{table.key} = i.k "
             "where t._partition_date <> ? group by 1",
             [date.fromisoformat(day)],
         ).fetchall()
         con.unregister("incoming_keys")
-        return {str(k): str(d) for k, d in found}
+        return {str(k): str(d) for k, d in collisions}
     found: dict[str, str] = {}
     for values in _in_lists(keys):
         rows = warehouse.read_sql(
@@ -251,12 +251,12 @@ def existing_keys(warehouse: Warehouse, table: RawTable, keys: list[str], con=No
         return frozenset()
     if con is not None:
         con.register("incoming_keys", pd.DataFrame({"k": keys}))
-        found = con.execute(
+        loaded = con.execute(
             f"select distinct t.{table.key} as k from raw.{table.name} as t "
             f"semi join incoming_keys as i on t.{table.key} = i.k"
         ).fetchall()
         con.unregister("incoming_keys")
-        return frozenset(str(k) for (k,) in found)
+        return frozenset(str(k) for (k,) in loaded)
     found: set[str] = set()
     for values in _in_lists(keys):
         rows = warehouse.read_sql(
