@@ -97,7 +97,7 @@ def build_raw_asset(table: RawTable, upstream: tuple[RawTable, ...] = ()) -> Ass
         known = _known_entities(warehouse) if "known_entities" in checks_for(table) else {}
         fingerprint = landed_fingerprint(landing_zone.files(table.name, day))
         try:
-            report = ingest_partition(table, day, landing_zone, warehouse, SuiteRunner(), **known)
+            report = ingest_partition(table, day, landing_zone, warehouse, SuiteRunner.shared(), **known)
         except NothingLandedError as error:
             raise Failure(str(error)) from error
         for name, target in report.quarantined.items():
@@ -110,13 +110,39 @@ def build_raw_asset(table: RawTable, upstream: tuple[RawTable, ...] = ()) -> Ass
     return raw_asset
 
 
+# {(warehouse, table, rows, newest _loaded_at): ids}: the snapshots' ids, read once while they are unchanged
+# (every load of a snapshot stamps a new `_loaded_at`); a process keeps the latest version per table only
+_KNOWN_IDS: dict[tuple[str, str], tuple[tuple, frozenset[str]]] = {}
+
+
 def _known_entities(warehouse: Warehouse) -> dict[str, frozenset[str]]:
+    """The customer and merchant ids of the latest snapshots, for `known_entities`."""
+    snapshots = ((CUSTOMERS, "customer_id"), (MERCHANTS, "merchant_id"))
+    version_sql = " union all ".join(
+        f"select '{t.name}' as t, count(*) as n, cast(max(_loaded_at) as varchar) as at from raw.{t.name}"
+        for t, _ in snapshots
+    )
+    try:
+        versions = warehouse.read_sql(version_sql)
+    except Exception:  # a snapshot table (or the warehouse) is missing: say which
+        for table, _ in snapshots:
+            if not warehouse.table_exists("raw", table.name):
+                raise Failure(
+                    f"{raw_key(table).to_user_string()} must be materialized before transactions"
+                ) from None
+        raise
+    by_table = {
+        t: (int(n), str(at)) for t, n, at in zip(versions["t"], versions["n"], versions["at"], strict=True)
+    }
     known = {}
-    for table, column in ((CUSTOMERS, "customer_id"), (MERCHANTS, "merchant_id")):
-        if not warehouse.table_exists("raw", table.name):
-            raise Failure(f"{raw_key(table).to_user_string()} must be materialized before transactions")
-        ids = warehouse.read_sql(f"select {column} from raw.{table.name}")[column]
-        known[f"known_{table.name}"] = frozenset(ids)
+    for table, column in snapshots:
+        slot = (repr(warehouse), table.name)
+        version = by_table[table.name]
+        cached = _KNOWN_IDS.get(slot)
+        if cached is None or cached[0] != version:
+            ids = frozenset(warehouse.read_sql(f"select {column} from raw.{table.name}")[column])
+            _KNOWN_IDS[slot] = cached = (version, ids)
+        known[f"known_{table.name}"] = cached[1]
     return known
 
 

@@ -7,10 +7,13 @@ Each file is judged for its own faults: a key it shares with a neighbour is blam
 transaction never loaded is quarantined (re-land it once its transaction is loaded).
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 
 from mlplatform.ingestion.validation import (
@@ -20,10 +23,12 @@ from mlplatform.ingestion.validation import (
     FileValidation,
     PartitionContext,
     SuiteRunner,
+    UnreadableFileError,
     blame_collisions,
     checks_for,
-    validate_content,
-    validate_schema,
+    read_landing_file,
+    unreadable,
+    validate_frame,
 )
 from mlplatform.resources.landing import LandingZone
 from mlplatform.resources.warehouse import DuckDBWarehouse, Warehouse, sql_literals
@@ -90,32 +95,45 @@ def ingest_partition(
             f"no file has landed for {table.name} on {day} "
             f"(looked in {landing.partition_dir(table.name, day)}); the warehouse is unchanged"
         )
-    validations = [validate_schema(path, table, runner) for path in files]
-    keys = {v.path: file_keys(v, table.key) for v in validations if v.schema_sound}
+    frames: dict[Path, pd.DataFrame | None] = {}
+    failed_reads: dict[Path, FileValidation] = {}
+    for path in files:
+        try:
+            frames[path] = read_landing_file(path, table, for_validation=True)
+        except UnreadableFileError as error:
+            failed_reads[path] = unreadable(path, error)
+    keys = {path: frame_keys(frame, table.key) for path, frame in frames.items()}
     every_key = sorted(set().union(*keys.values())) if keys else []
-    elsewhere = (
-        loaded_on_other_days(warehouse, table, day, every_key) if table.name in UNIQUE_ACROSS_DAYS else {}
-    )
-    known_transactions = None
-    if table.name in REFERENCES:
-        referenced = REFERENCES[table.name][1]
-        known_transactions = existing_keys(warehouse, RAW_TABLES[referenced], every_key)
+    with lookup_connection(warehouse) as con:
+        elsewhere = (
+            loaded_on_other_days(warehouse, table, day, every_key, con)
+            if table.name in UNIQUE_ACROSS_DAYS
+            else {}
+        )
+        known_transactions = None
+        if table.name in REFERENCES:
+            referenced = REFERENCES[table.name][1]
+            known_transactions = existing_keys(warehouse, RAW_TABLES[referenced], every_key, con)
+        already_loaded = loaded_files(warehouse, table, day, con)
     validations = [
-        validate_content(
-            v,
+        failed_reads[path]
+        if path in failed_reads
+        else validate_frame(
+            path,
+            frames[path],
             table,
             PartitionContext(
                 day=date.fromisoformat(day) if table.partition_timestamp else None,
                 known_customers=known_customers,
                 known_merchants=known_merchants,
                 known_transactions=known_transactions,
-                loaded_on_other_days={k: elsewhere[k] for k in keys.get(v.path, ()) if k in elsewhere},
+                loaded_on_other_days={k: elsewhere[k] for k in keys[path] if k in elsewhere},
             ),
             runner,
         )
-        for v in validations
+        for path in files
     ]
-    validations = blame_collisions(validations, table.key, loaded_files(warehouse, table, day))
+    validations = blame_collisions(validations, table.key, already_loaded)
 
     report = IngestionReport(table, day, validations, rows_loaded=0, quarantined={})
     if report.passed:
@@ -153,8 +171,11 @@ def warehouse_rows(
             rows[column] = rows[column].astype(bool)
         elif kind == "string":
             rows[column] = rows[column].astype(str)
-        elif kind == "timestamp":
-            rows[column] = pd.to_datetime(rows[column]).astype("datetime64[us]")
+        elif kind == "timestamp":  # (to_datetime only for text: on a datetime column it walks the values)
+            values = rows[column]
+            rows[column] = (
+                values if pd.api.types.is_datetime64_dtype(values.dtype) else pd.to_datetime(values)
+            ).astype("datetime64[us]")
         elif kind == "date":
             rows[column] = pd.to_datetime(rows[column]).dt.date
     rows["_partition_date"] = date.fromisoformat(day)
@@ -162,10 +183,31 @@ def warehouse_rows(
     return rows
 
 
-def file_keys(validation: FileValidation, key: str) -> set[str]:
-    if validation.frame is None or key not in validation.frame:
+def frame_keys(frame: pd.DataFrame | None, key: str) -> set[str]:
+    if frame is None or key not in frame:
         return set()
-    return set(validation.frame[key].dropna().astype(str))
+    return set(frame[key].dropna().astype(str))
+
+
+@contextmanager
+def lookup_connection(warehouse: Warehouse) -> Iterator[duckdb.DuckDBPyConnection | None]:
+    """One read-only DuckDB connection for a partition's lookups (opening the file costs more than a
+    small query); None on other warehouses, or before the warehouse file exists."""
+    if not isinstance(warehouse, DuckDBWarehouse) or not Path(warehouse.path).exists():
+        yield None
+        return
+    with warehouse.connect(read_only=True) as con:
+        yield con
+
+
+def _raw_table_exists(warehouse: Warehouse, table: RawTable, con) -> bool:
+    if con is None:
+        return warehouse.table_exists("raw", table.name)
+    [(found,)] = con.execute(
+        "select count(*) from information_schema.tables where table_schema = 'raw' and table_name = ?",
+        [table.name],
+    ).fetchall()
+    return bool(found)
 
 
 def _in_lists(keys: list[str]):
@@ -174,22 +216,24 @@ def _in_lists(keys: list[str]):
         yield sql_literals(chunk)
 
 
-def loaded_on_other_days(warehouse: Warehouse, table: RawTable, day: str, keys: list[str]) -> dict[str, str]:
+def loaded_on_other_days(
+    warehouse: Warehouse, table: RawTable, day: str, keys: list[str], con=None
+) -> dict[str, str]:
     """{key: day} for the keys already loaded in another partition of `table`: a semi-join of the file's
     keys with the key column (DuckDB: the keys as a registered frame; else chunks of IN lists). Only the
-    collisions come back."""
-    if not keys or not warehouse.table_exists("raw", table.name):
+    collisions come back. `con`: the partition's `lookup_connection`."""
+    if not keys or not _raw_table_exists(warehouse, table, con):
         return {}
-    if isinstance(warehouse, DuckDBWarehouse):
-        with warehouse.connect(read_only=True) as con:
-            con.register("incoming_keys", pd.DataFrame({"k": keys}))
-            rows = con.execute(
-                f"select t.{table.key} as k, cast(min(t._partition_date) as varchar) as d "
-                f"from raw.{table.name} as t semi join incoming_keys as i on t.{table.key} = i.k "
-                "where t._partition_date <> ? group by 1",
-                [date.fromisoformat(day)],
-            ).df()
-        return dict(zip(rows["k"].astype(str), rows["d"].astype(str), strict=True))
+    if con is not None:
+        con.register("incoming_keys", pd.DataFrame({"k": keys}))
+        collisions = con.execute(
+            f"select t.{table.key} as k, cast(min(t._partition_date) as varchar) as d "
+            f"from raw.{table.name} as t semi join incoming_keys as i on t.{table.key} = i.k "
+            "where t._partition_date <> ? group by 1",
+            [date.fromisoformat(day)],
+        ).fetchall()
+        con.unregister("incoming_keys")
+        return {str(k): str(d) for k, d in collisions}
     found: dict[str, str] = {}
     for values in _in_lists(keys):
         rows = warehouse.read_sql(
@@ -201,18 +245,18 @@ def loaded_on_other_days(warehouse: Warehouse, table: RawTable, day: str, keys: 
     return found
 
 
-def existing_keys(warehouse: Warehouse, table: RawTable, keys: list[str]) -> frozenset[str]:
+def existing_keys(warehouse: Warehouse, table: RawTable, keys: list[str], con=None) -> frozenset[str]:
     """Which of `keys` are loaded in `table` (any partition)."""
-    if not keys or not warehouse.table_exists("raw", table.name):
+    if not keys or not _raw_table_exists(warehouse, table, con):
         return frozenset()
-    if isinstance(warehouse, DuckDBWarehouse):
-        with warehouse.connect(read_only=True) as con:
-            con.register("incoming_keys", pd.DataFrame({"k": keys}))
-            rows = con.execute(
-                f"select distinct t.{table.key} as k from raw.{table.name} as t "
-                f"semi join incoming_keys as i on t.{table.key} = i.k"
-            ).df()
-        return frozenset(rows["k"].astype(str))
+    if con is not None:
+        con.register("incoming_keys", pd.DataFrame({"k": keys}))
+        loaded = con.execute(
+            f"select distinct t.{table.key} as k from raw.{table.name} as t "
+            f"semi join incoming_keys as i on t.{table.key} = i.k"
+        ).fetchall()
+        con.unregister("incoming_keys")
+        return frozenset(str(k) for (k,) in loaded)
     found: set[str] = set()
     for values in _in_lists(keys):
         rows = warehouse.read_sql(
@@ -222,10 +266,13 @@ def existing_keys(warehouse: Warehouse, table: RawTable, keys: list[str]) -> fro
     return frozenset(found)
 
 
-def loaded_files(warehouse: Warehouse, table: RawTable, day: str) -> set[str]:
+def loaded_files(warehouse: Warehouse, table: RawTable, day: str, con=None) -> set[str]:
     """The landing files the warehouse holds for this partition (or snapshot)."""
-    if not warehouse.table_exists("raw", table.name):
+    if not _raw_table_exists(warehouse, table, con):
         return set()
     where = f" where _partition_date = date '{date.fromisoformat(day)}'" if table.partitioned else ""
-    rows = warehouse.read_sql(f"select distinct _source_file as f from raw.{table.name}{where}")
+    sql = f"select distinct _source_file as f from raw.{table.name}{where}"
+    if con is not None:
+        return {str(f) for (f,) in con.execute(sql).fetchall()}
+    rows = warehouse.read_sql(sql)
     return set(rows["f"].astype(str))

@@ -163,3 +163,34 @@ def test_a_label_corrected_on_a_later_day_is_accepted(loaded, state, instance):
         result = run_assets(all_assets, loaded, instance, partition_key=str(day), selection=[raw_labels])
         assert result.success
     assert rows(warehouse, "labels")["is_fraud"].tolist() == [False, True]
+
+
+def test_a_reloaded_snapshot_is_what_known_entities_checks_against(loaded, state, instance):
+    """The snapshots' ids are kept between runs in a process, until a snapshot is loaded again."""
+    customers_root = state / "landing" / "customers"
+    first = sorted(customers_root.glob("date=*"))[-1]
+    customers = pd.read_parquet(next(first.glob("*.parquet")))
+    newcomer = (
+        landed(state, "transactions", DAY2)
+        .head(1)
+        .assign(transaction_id="T-NEW-CUSTOMER", customer_id="C-NEW")
+    )
+    land(state, "transactions", DAY2, newcomer, "newcomer.parquet")
+    result = run_assets(all_assets, loaded, instance, partition_key=str(DAY2), selection=[raw_transactions])
+    assert not result.success and set(failed_judged(result)) == {"known_entities"}
+
+    new_customer = customers.head(1).assign(customer_id="C-NEW")
+    later = date.fromisoformat(first.name.removeprefix("date=")) + timedelta(days=30)
+    land(
+        state,
+        "customers",
+        later,
+        pd.concat([customers, new_customer], ignore_index=True),
+        "customers.parquet",
+    )
+    assert run_assets(all_assets, loaded, instance, selection=[raw_customers]).success
+    land(state, "transactions", DAY2, newcomer, "newcomer.parquet")
+    assert run_assets(
+        all_assets, loaded, instance, partition_key=str(DAY2), selection=[raw_transactions]
+    ).success
+    assert "T-NEW-CUSTOMER" in set(rows(loaded["warehouse"], "transactions")["transaction_id"])

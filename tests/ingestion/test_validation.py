@@ -197,3 +197,17 @@ def test_unknown_entities_are_reported_by_their_ids(tmp_path, runner):
     assert (failure.check, failure.column, failure.unexpected_count) == ("known_entities", "customer_id", 2)
     assert failure.sample == ["C404", "C405"]
     assert "C404" in validation.reason()
+
+
+def test_the_frame_read_for_validation_holds_the_same_values(tmp_path):
+    """Read for GX: pandas' string dtype and nanosecond timestamps, the same values as the plain read."""
+    path = write(tmp_path, transactions(customer_id=["C1", None, "C2"]))
+    plain = read_landing_file(path, TRANSACTIONS)
+    for_gx = read_landing_file(path, TRANSACTIONS, for_validation=True)
+    assert for_gx["customer_id"].dtype == pd.StringDtype("python")
+    assert for_gx["event_ts"].dtype == "datetime64[ns]"
+    pd.testing.assert_frame_equal(
+        for_gx.astype(object).where(for_gx.notna(), None),
+        plain.astype(object).where(plain.notna(), None),
+        check_dtype=False,
+    )
