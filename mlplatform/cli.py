@@ -235,6 +235,48 @@ def reject(version: str, reason: str, actor: str | None, model: str) -> None:
 
 
 @main.command()
+@click.argument("model", callback=declared_model)
+@click.option("--reason", required=True, help="Why it retires; written to the audit trail.")
+@click.option("--actor", help="Who retires it (default: the user running the command).")
+@click.option(
+    "--idle-hours",
+    default=24.0,
+    show_default=True,
+    help="Its route counts as in use when it answered a prediction this recently (the prediction log).",
+)
+@click.option("--force", is_flag=True, help="Retire it even though its route is in use.")
+def retire(model: str, reason: str, actor: str | None, idle_hours: float, force: bool) -> None:
+    """Retire MODEL: nothing serves it any more (its aliases are removed), scheduled scoring and retraining
+    skip it, the model and every version are tagged retired; runs, versions, model cards and the audit trail
+    stay. Refused while its route is in use, unless --force."""
+    import getpass
+
+    from mlplatform.profiles import build_resources
+    from mlplatform.training.registry import RetirementRefusedError
+    from mlplatform.training.registry import retire as retire_model
+
+    resources = build_resources()
+    served = resources["prediction_log"].recent(model, idle_hours)
+    in_use = f"{served:,} predictions in the last {idle_hours:g} h" if served else None
+    try:
+        record = retire_model(
+            resources["model_registry"],
+            model,
+            in_use=in_use,
+            actor=actor or getpass.getuser(),
+            reason=reason,
+            force=force,
+        )
+    except RetirementRefusedError as refused:
+        raise click.ClickException(str(refused)) from refused
+    if not record:
+        click.echo(f"{model} was already retired; nothing changed")
+        return
+    removed = ", ".join(f"{a} (version {v})" for a, v in record["aliases_removed"].items()) or "none"
+    click.echo(f"{model} retired; aliases removed: {removed}; its history and audit trail stay")
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: all).")
 @click.option("--port", default=8000, show_default=True, help="TCP port of the prediction API.")
 @click.option("--workers", default=1, show_default=True, help="Processes; each loads the models itself.")

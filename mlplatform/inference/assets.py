@@ -29,6 +29,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from dagster._utils.warnings import BetaWarning
 
 from mlplatform.automation import follow_updates_of, previous_day_run
+from mlplatform.checks import not_judged
 from mlplatform.features.assets import feast_registry
 from mlplatform.features.retrieval import features_as_of_events
 from mlplatform.inference.scoring import load_scoring_model
@@ -36,6 +37,7 @@ from mlplatform.ingestion.assets import DAILY_PARTITIONS
 from mlplatform.profiles import warehouse_kind
 from mlplatform.resources import FeastFeatureStore, ModelRegistry, Warehouse
 from mlplatform.resources.model_registry import CHAMPION
+from mlplatform.training.registry import is_retired
 from mlplatform.training.spec import FRAUD_MODEL, ModelSpec, table_asset
 
 SCORE_QUANTILES = (0.5, 0.9, 0.99, 0.999)
@@ -135,6 +137,12 @@ def build_batch_predictions(spec: ModelSpec) -> AssetsDefinition:
         model_registry: ModelRegistry,
     ) -> MaterializeResult:
         days = [date.fromisoformat(key) for key in context.partition_keys]
+        if is_retired(model_registry, spec.name):  # scheduled scoring goes on for the others
+            reason = f"{spec.name} is retired: nothing scored, its earlier predictions stay"
+            return MaterializeResult(
+                metadata={"retired": True, "note": reason},
+                check_results=[not_judged(reason, check_name=FEATURES_COVER_DAYS)],
+            )
         rows = warehouse.read_sql(
             f"select {columns}, {batch.day_column} as _partition_date from {batch.spine} "
             f"where {batch.day_column} between '{days[0]}' and '{days[-1]}'"

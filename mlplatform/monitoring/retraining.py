@@ -37,8 +37,9 @@ from mlplatform.automation import TRIGGER_TAG
 from mlplatform.checks import was_judged
 from mlplatform.ingestion.assets import raw_labels
 from mlplatform.monitoring.assets import FEATURE_DRIFT, MODEL_PERFORMANCE
-from mlplatform.resources import MonitoringSettings
+from mlplatform.resources import ModelRegistry, MonitoringSettings
 from mlplatform.training.factory import TrainingChain
+from mlplatform.training.registry import is_retired
 from mlplatform.training.spec import FRAUD_MODEL
 
 # monitoring checks whose ERROR means the champion no longer fits the data, per model monitoring watches
@@ -231,7 +232,9 @@ def build_retrain_sensor(model: TrainingChain) -> SensorDefinition:
             "candidates that were not promoted."
         ),
     )
-    def retrain(context: SensorEvaluationContext, monitoring: MonitoringSettings):
+    def retrain(
+        context: SensorEvaluationContext, monitoring: MonitoringSettings, model_registry: ModelRegistry
+    ):
         evidence = gather_evidence(context.instance, model.champion.key, model.retrain_job.name, checks)
         decision = decide(evidence, monitoring.retrain_min_new_labels, time.time())
         context.log.info(
@@ -239,6 +242,8 @@ def build_retrain_sensor(model: TrainingChain) -> SensorDefinition:
         )
         if decision.evidence_key is None:
             return SkipReason(decision.reason)
+        if is_retired(model_registry, model.spec.name):  # asked only when there is something to do
+            return SkipReason(f"{model.spec.name} is retired: nothing retrains it")
         return RunRequest(
             run_key=f"retrain-{decision.evidence_key}",
             tags={

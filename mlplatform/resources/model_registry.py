@@ -174,6 +174,20 @@ class ModelRegistry(ConfigurableResource):
         for key, value in tags.items():
             client.set_model_version_tag(model, version, key, value)
 
+    def model_tags(self, model: str) -> dict[str, str]:
+        """The registered model's own tags (its lifecycle as a whole); none for a model never trained."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return dict(self.client().get_registered_model(model).tags)
+        except MlflowException:
+            return {}
+
+    def tag_model(self, model: str, tags: dict[str, str]) -> None:
+        client = self.client()
+        for key, value in tags.items():
+            client.set_registered_model_tag(model, key, value)
+
     def aliases(self, model: str) -> dict[str, str]:
         """alias -> version for every alias of the model."""
         return {alias: str(v) for alias, v in self.client().get_registered_model(model).aliases.items()}

@@ -9,7 +9,7 @@ import math
 import os
 import socket
 import threading
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -263,6 +263,18 @@ class PredictionLog(ConfigurableResource):
 
         Corrupt lines are skipped (see `read_counted` for how many)."""
         return self.read_counted(day).frame
+
+    def recent(self, model: str, hours: float, now: datetime | None = None) -> int:
+        """Predictions of `model` logged in the last `hours` (its route's recent traffic)."""
+        now = now or datetime.now(UTC)
+        days = {f"{now - timedelta(days=back):%Y-%m-%d}" for back in range(int(hours // 24) + 2)}
+        frames = [frame for day in sorted(days) if not (frame := self.read(day)).empty]
+        if not frames:
+            return 0
+        log = pd.concat(frames, ignore_index=True)
+        since = now - timedelta(hours=hours)
+        logged = pd.to_datetime(log["logged_at"], utc=True, format="ISO8601")
+        return int(((log["model_name"] == model) & (logged >= since)).sum())
 
     def read_counted(self, day: str = "*") -> PredictionLogRead:
         """Like `read`, also counting the lines that could not be parsed; they never fail the read."""

@@ -32,6 +32,7 @@ class Lifecycle(StrEnum):
     REJECTED = "rejected"  # refused by a person
     ORPHANED = "orphaned"  # its training died before the gates judged it
     ARCHIVED = "archived"  # no alias, older than the spec's retention keeps in play
+    RETIRED = "retired"  # the whole model was retired: nothing of it serves or is scored any more
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ def write_model_card(registry: ModelRegistry, spec: ModelSpec, version: str) -> 
     decisions = [
         d
         for d in registry.audit_trail(spec.name)
-        if str(d.get("version")) == version or str(d.get("replaced")) == version
+        if str(d.get("version")) == version or str(d.get("replaced")) == version or d["action"] == "retire"
     ]
     card = render_card(
         spec,

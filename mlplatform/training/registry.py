@@ -23,6 +23,10 @@ class NothingToRollBackError(RuntimeError):
     """There is no previous champion to return to."""
 
 
+class RetirementRefusedError(RuntimeError):
+    """Retiring the model would leave a route in use without a model."""
+
+
 class PromotionRefusedError(RuntimeError):
     """The version lacks the evidence to serve: a gate failed, could not judge, or never ran."""
 
@@ -224,3 +228,40 @@ def reconcile_orphans(
         )
         repaired.append(f"version {version} tagged orphaned")
     return repaired
+
+
+def is_retired(registry: ModelRegistry, model: str) -> bool:
+    return registry.model_tags(model).get(LIFECYCLE_TAG) == Lifecycle.RETIRED
+
+
+def retire(
+    registry: ModelRegistry, model: str, *, in_use: str | None, actor: str, reason: str, force: bool = False
+) -> dict:
+    """Stop a model for good: every alias leaves it (nothing serves it, scheduled scoring and retraining
+    skip it), the model and each version are tagged retired; runs, versions, cards and audit stay.
+    Refused while its route is `in_use` (why, e.g. "412 predictions in the last 24 h"), unless forced."""
+    if is_retired(registry, model):
+        return {}
+    if in_use and not force:
+        raise RetirementRefusedError(
+            f"{model} is the only model behind its route, which is in use ({in_use}): retiring it would "
+            "leave its callers without answers; move them first, or retire with --force"
+        )
+    aliases = registry.aliases(model)
+    for alias in aliases:
+        registry.move_alias(model, alias, None)
+    versions = [str(v.version) for v in registry.client().search_model_versions(f"name = '{model}'")]
+    for version in versions:
+        registry.tag_version(model, version, {LIFECYCLE_TAG: Lifecycle.RETIRED})
+    registry.tag_model(model, {LIFECYCLE_TAG: Lifecycle.RETIRED})
+    return decided(
+        registry,
+        "retire",
+        model,
+        tuple(versions),
+        actor=actor,
+        reason=reason,
+        aliases_removed=aliases,
+        route_in_use=in_use,
+        forced=bool(in_use and force),
+    )

@@ -1,5 +1,6 @@
 """The retrain sensor on constructed instance histories: labels, degradation, and the in-progress guard."""
 
+import tempfile
 import time
 
 import pytest
@@ -28,14 +29,13 @@ from mlplatform.monitoring.retraining import (
     Evidence,
     LabelEvent,
     backoff_seconds,
-    build_retrain_sensor,
     decide,
     retrain_reason,
 )
-from mlplatform.resources import MonitoringSettings
+from mlplatform.resources import ModelRegistry, MonitoringSettings
 
 POLICY = MonitoringSettings(retrain_min_new_labels=1_000)
-RETRAIN_SENSOR = build_retrain_sensor(models["fraud_model"])
+RETRAIN_SENSOR = models["fraud_model"].retrain_sensor
 
 
 @pytest.fixture
@@ -44,8 +44,16 @@ def instance():
         yield ephemeral
 
 
+# asked only before a request, whether the model is retired: a registry where it never was
+REGISTRY = ModelRegistry(
+    tracking_uri=f"sqlite:///{tempfile.mkdtemp()}/mlflow.db", audit_log=f"{tempfile.mkdtemp()}/audit.jsonl"
+)
+
+
 def tick(instance):
-    return RETRAIN_SENSOR(build_sensor_context(instance=instance, resources={"monitoring": POLICY}))
+    return RETRAIN_SENSOR(
+        build_sensor_context(instance=instance, resources={"monitoring": POLICY, "model_registry": REGISTRY})
+    )
 
 
 def labels_landed(instance, *row_counts):

@@ -33,7 +33,9 @@ def chain(defs, name: str, training_set: str) -> dict:
     return {
         "assets": own & keys,
         "checks": {c for c in checks if c[0] in own},
-        "jobs": {j.name for j in defs.resolve_all_job_defs() if name in j.name},
+        "jobs": {
+            j.name for j in defs.resolve_all_job_defs() if name in j.name and not j.name.startswith("__")
+        },
         "sensors": {s.name for s in defs.sensors if name in s.name},
         "retrain_selection": {
             k.to_user_string()
