@@ -2,7 +2,8 @@
 
     mlplatform serve            # http://127.0.0.1:8000/docs (Swagger UI served by the app, offline)
 
-Two surfaces. Prediction (`/predict`, `/predict/batch`) and probes (`/health`, `/ready`, `/metrics`) are
+Two surfaces. Prediction (`/predict`, `/predict/batch` for the transaction model; `/models/<name>/predict`
+for every other declared model, by entity key) and probes (`/health`, `/ready`, `/metrics`) are
 open to whoever reaches the service. Admin (`GET`/`PUT /routing`) needs `Authorization: Bearer <token>`
 with the token in `MLPLATFORM_ADMIN_TOKEN` (a Kubernetes Secret); without that variable the admin
 surface is off (403). Error bodies name the field and never carry hosts, URIs or exception text.
@@ -32,9 +33,19 @@ from pydantic import BaseModel
 from mlplatform.profiles import build_resources
 from mlplatform.serving.admin_client import ADMIN_TOKEN_VARIABLE
 from mlplatform.serving.engine import Predictor
+from mlplatform.serving.entity_models import EntityModels, entity_specs, route_for
 from mlplatform.serving.errors import PredictionError, validation_errors
 from mlplatform.serving.routing import Arm, RoutingPolicy
-from mlplatform.serving.schemas import BatchPrediction, BatchRequest, Prediction, Routing, Transaction
+from mlplatform.serving.schemas import (
+    MAX_BATCH,
+    BatchPrediction,
+    BatchRequest,
+    Prediction,
+    Routing,
+    Transaction,
+    entity_schemas,
+)
+from mlplatform.training.spec import FRAUD_MODEL, ModelSpec, load_specs
 
 READINESS_PROBE = "customer_stats:home_country"
 DOCS_ASSETS = "/docs-assets"
@@ -111,11 +122,16 @@ def admin_check(expected: str | None, credentials: HTTPAuthorizationCredentials 
 
 
 def create_app(
-    resources: dict | None = None, reload_seconds: float | None = None, admin_token: str | None = None
+    resources: dict | None = None,
+    reload_seconds: float | None = None,
+    admin_token: str | None = None,
+    specs: dict[str, ModelSpec] | None = None,
 ) -> FastAPI:
     """The app for the active profile (or the given resources); `uvicorn --factory` calls it bare.
-    The admin token defaults to `$MLPLATFORM_ADMIN_TOKEN`."""
+    The admin token defaults to `$MLPLATFORM_ADMIN_TOKEN`; the models served by entity key are those
+    declared in `models/` (or `specs`) other than the transaction model."""
     resources = resources or build_resources()
+    keyed = entity_specs(load_specs() if specs is None else specs)
     settings = resources["serving"]
     every = settings.reload_seconds if reload_seconds is None else reload_seconds
     token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_VARIABLE)
@@ -126,7 +142,11 @@ def create_app(
         predictor = Predictor.from_resources(resources)
         predictor.refresh()
         predictor.models.follow(every, stop, predictor.served)
+        entities = EntityModels(predictor, keyed)
+        entities.refresh()
+        entities.follow(every, stop)
         app.state.predictor = predictor
+        app.state.entities = entities
         gc.collect()
         gc.freeze()  # start-up objects (models, Feast registry) leave the collector's generations
         # Background threads (the prediction log's writer, the alias follower: ~5 ms of registry calls
@@ -139,7 +159,10 @@ def create_app(
     app = FastAPI(
         title="mlplatform prediction API",
         version="1.1",
-        description="Fraud scores for card transactions: the champion model, or the challenger by routing.",
+        description=(
+            "Fraud scores for card transactions: the champion model, or the challenger by routing; and under "
+            "`/models/<name>/predict` every other declared model's champion, by entity key."
+        ),
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
@@ -149,6 +172,9 @@ def create_app(
 
     def predictor() -> Predictor:
         return app.state.predictor
+
+    def entities() -> EntityModels:
+        return app.state.entities
 
     def admin(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
         admin_check(token, credentials)
@@ -162,7 +188,7 @@ def create_app(
     async def refused(request: Request, error: PredictionError) -> JSONResponse:
         if error.__cause__ is not None:
             log.warning("%s: %r", error.reason, error.__cause__)
-        if error.reason in ("admin_disabled", "unauthorized"):
+        if error.reason in ("admin_disabled", "unauthorized", "unknown_model"):  # the engine counts the rest
             predictor().metrics.rejected.labels(error.reason).inc()
         return error_response(error.status, validation_errors(error.errors))
 
@@ -192,6 +218,37 @@ def create_app(
         # fields and bytes `BatchPrediction` would give (documented by response_model above)
         scored = predictor().score(batch.transactions, "predict_batch", tasks.add_task)
         return Response(scored.batch_json(), media_type="application/json")
+
+    for spec in keyed:
+        add_entity_route(app, spec, entities)
+    served_names = [spec.name for spec in keyed]
+
+    @app.post(
+        "/models/{model}/predict",
+        status_code=404,
+        response_model=ErrorBody,
+        summary="Any other model name: 404 naming the models served by entity key",
+        response_description="No model of that name is served by entity key.",
+    )
+    async def unknown_model(model: str) -> Response:
+        """Registered after the routes of the served models, so it answers only for other names."""
+        where = (
+            f"{FRAUD_MODEL.name} is served by /predict and /predict/batch"
+            if model == FRAUD_MODEL.name
+            else f"served here: {', '.join(map(route_for, served_names)) or 'none'}"
+        )
+        raise PredictionError(
+            404,
+            "unknown_model",
+            [
+                {
+                    "type": "unknown_model",
+                    "loc": ["path", "model"],
+                    "msg": f"no model {model!r} is served by entity key; {where}",
+                    "input": model,
+                }
+            ],
+        )
 
     @app.get("/health", summary="Liveness: the process answers")
     async def health() -> dict:
@@ -248,6 +305,32 @@ def create_app(
 
     mount_docs(app)
     return app
+
+
+def add_entity_route(app: FastAPI, spec: ModelSpec, entities: Callable[[], EntityModels]) -> None:
+    """`POST /models/<name>/predict` for one entity-keyed model: its own request and response schemas."""
+    request_model, response_model = entity_schemas(spec.name, spec.label.keys)
+    name, keys = spec.name, spec.label.keys
+
+    def predict(body: request_model) -> Response:  # type: ignore[valid-type]
+        rows = body.rows
+        columns = {key: [getattr(row, key) for row in rows] for key in keys}
+        return Response(entities().predict(name, columns), media_type="application/json")
+
+    app.add_api_route(
+        route_for(name),
+        predict,
+        methods=["POST"],
+        response_model=response_model,
+        summary=f"Score up to {MAX_BATCH} {name} entities by {', '.join(keys)}",
+        description=(
+            f"{spec.description}\n\nFeatures from the online store (the champion's feature service), scored "
+            f"by the version behind `{name}`'s `champion` alias. An entity without features in the online "
+            "store is scored from missing features and answered with `known_entity: false`."
+        ),
+        responses=errors_documented(400, 422, 503),
+        name=f"predict_{name}",
+    )
 
 
 def routing_state(predictor: Predictor) -> Routing:

@@ -31,8 +31,8 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.predictions = Counter(
             "mlplatform_predictions",
-            "Predictions returned or shadowed, by arm, model version and decision.",
-            ["arm", "model_version", "decision", "shadow"],
+            "Predictions returned or shadowed, by arm, model version, decision and model.",
+            ["arm", "model_version", "decision", "shadow", "model"],
             registry=self.registry,
         )
         self.latency = Histogram(
@@ -50,8 +50,8 @@ class Metrics:
         )
         self.served_version = Gauge(
             "mlplatform_served_model_version",
-            "Registry version served per arm.",
-            ["arm"],
+            "Registry version served per arm and model.",
+            ["arm", "model"],
             registry=self.registry,
         )
         Gauge(
@@ -69,12 +69,14 @@ class Metrics:
             child = self._latency[endpoint] = self.latency.labels(endpoint)
         child.observe(seconds)  # type: ignore[attr-defined]
 
-    def count(self, arm: str, version: str, decision: str, shadow: bool, n: int) -> None:
-        key = (arm, version, decision, shadow)
+    def count(
+        self, arm: str, version: str, decision: str, shadow: bool, n: int, model: str = FRAUD_MODEL.name
+    ) -> None:
+        key = (arm, version, decision, shadow, model)
         child = self._predicted.get(key)
         if child is None:
             child = self._predicted[key] = self.predictions.labels(
-                arm, version, decision, "true" if shadow else "false"
+                arm, version, decision, "true" if shadow else "false", model
             )
         child.inc(n)  # type: ignore[attr-defined]
 
@@ -121,7 +123,7 @@ class Predictor:
         """After the served versions changed: their gauges, and their feature services' readers built
         before the first request needs them."""
         for arm, version in versions.items():
-            self.metrics.served_version.labels(arm).set(float(version or 0))
+            self.metrics.served_version.labels(arm, self.models.model_name).set(float(version or 0))
         for model in filter(None, (self.models.get(arm) for arm in Arm)):
             self.features(model.feature_service)
 
@@ -223,14 +225,15 @@ class Predictor:
 
     def _count(self, scored: "Scored", shadow: bool) -> None:
         """The predictions counter, one increment per (arm, version, decision) of the request."""
-        versions = {arm: model.version for arm, model in scored.models.items()}
+        models = scored.models
         if len(scored.scores) == 1:
             arm = scored.arms[0]
-            self.metrics.count(arm.value, versions[arm], scored.decisions[0], shadow, 1)
+            model = models[arm]
+            self.metrics.count(arm.value, model.version, scored.decisions[0], shadow, 1, model.name)
             return
         groups = collections.Counter(zip(scored.arms, scored.decisions, strict=True))
         for (arm, decision), n in groups.items():
-            self.metrics.count(arm.value, versions[arm], decision, shadow, n)
+            self.metrics.count(arm.value, models[arm].version, decision, shadow, n, models[arm].name)
 
     def _record(self, scored: "Scored", transactions, times, inputs, shadow: bool) -> None:
         """Hand the request's log records to the writer (a batch's encoded here: see `record_lines`)."""

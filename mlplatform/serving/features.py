@@ -297,14 +297,7 @@ class OnlineFeatures:
         }
         keys = [[getattr(t, stored.join_key) for t in transactions] for stored in self.stored]
         unique = [list(dict.fromkeys(k)) for k in keys]
-        try:
-            read = self.reader.read(unique)
-        except Exception as error:  # the reason goes to the server log, never to the client
-            raise PredictionError(
-                503,
-                "online_store",
-                [{"type": "online_store_unavailable", "msg": "the online feature store did not answer"}],
-            ) from error
+        read = self._read(unique)
         unknown: list[dict] = []
         for stored, row_keys, distinct, found in zip(self.stored, keys, unique, read, strict=True):
             by_key = dict(zip(distinct, found, strict=True))
@@ -325,6 +318,44 @@ class OnlineFeatures:
             for name in requested.features:
                 columns[f"{requested.prefix}__{name}"] = list(computed[name])
         return columns
+
+    def _read(self, unique: list[list[str]]) -> list[list[list | None]]:
+        try:
+            return self.reader.read(unique)
+        except Exception as error:  # the reason goes to the server log, never to the client
+            raise PredictionError(
+                503,
+                "online_store",
+                [{"type": "online_store_unavailable", "msg": "the online feature store did not answer"}],
+            ) from error
+
+    @property
+    def stored_names(self) -> list[str]:
+        """The full names of the service's stored features (what `lookup_keys` answers)."""
+        return [f"{stored.prefix}__{name}" for stored in self.stored for name in stored.features]
+
+    def lookup_keys(self, keys: dict[str, list[str]]) -> tuple[Columns, list[bool]]:
+        """The stored features of entities given by their keys (join key -> one value per row), as columns
+        of full feature names, and whether each row's entities all have a row in the online store. An
+        unknown entity is not an error here: its features are None (missing, as the trees take them).
+        The service's on-demand views are not computed (they need request-time inputs); raises
+        `PredictionError` 503 when the online store cannot be read."""
+        stored_keys = [keys[stored.join_key] for stored in self.stored]
+        unique = [list(dict.fromkeys(k)) for k in stored_keys]
+        read = self._read(unique)
+        count = len(next(iter(keys.values()), []))
+        known = [True] * count
+        columns: Columns = {}
+        for stored, row_keys, distinct, found in zip(self.stored, stored_keys, unique, read, strict=True):
+            by_key = dict(zip(distinct, found, strict=True))
+            found_rows = [by_key[key] for key in row_keys]
+            empty: list = [None] * len(stored.features)
+            if None in found_rows:
+                known = [k and row is not None for k, row in zip(known, found_rows, strict=True)]
+            rows = [empty if row is None else row for row in found_rows]
+            for j, name in enumerate(stored.features):
+                columns[f"{stored.prefix}__{name}"] = [row[j] for row in rows]
+        return columns, known
 
 
 def unknown_entity(join_key: str, key: str, index: int, count: int) -> dict:

@@ -8,12 +8,14 @@ from mlplatform.serving.routing import Arm
 
 
 class ServedModels:
-    """The versions behind `champion` and `challenger`. `refresh` re-reads the aliases and loads a version
-    that moved before swapping it in, so requests never wait for a load or see half a change."""
+    """The versions behind `champion` and `challenger` (or only the `arms` given). `refresh` re-reads the
+    aliases and loads a version that moved before swapping it in, so requests never wait for a load or see
+    half a change."""
 
-    def __init__(self, registry: ModelRegistry, model_name: str) -> None:
+    def __init__(self, registry: ModelRegistry, model_name: str, arms: tuple[Arm, ...] = tuple(Arm)) -> None:
         self.registry = registry
         self.model_name = model_name
+        self.arms = arms
         self.last_error: str | None = None
         self._models: dict[Arm, ScoringModel] = {}
         self._loaded: dict[str, ScoringModel] = {}  # version -> model, so an alias swap reloads nothing
@@ -22,12 +24,12 @@ class ServedModels:
         return self._models.get(arm)
 
     def versions(self) -> dict[str, str | None]:
-        return {arm.value: getattr(self._models.get(arm), "version", None) for arm in Arm}
+        return {arm.value: getattr(self._models.get(arm), "version", None) for arm in self.arms}
 
     def refresh(self) -> bool:
         """Follow the aliases; True if what is served changed. A registry outage keeps the current models."""
         try:
-            wanted = {arm: self.registry.version_for(self.model_name, arm.value) for arm in Arm}
+            wanted = {arm: self.registry.version_for(self.model_name, arm.value) for arm in self.arms}
             models = {
                 arm: self._loaded.get(version) or load_model_version(self.registry, self.model_name, version)
                 for arm, version in wanted.items()

@@ -3,9 +3,9 @@
 import re
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from mlplatform.schemas import CHANNELS, COUNTRIES, CURRENCIES, MAX_AMOUNT
 from mlplatform.serving.routing import Arm, Mode
@@ -115,3 +115,43 @@ class Routing(BaseModel):
     served_versions: dict[str, str | None]
     routing_file: str
     routing_error: str | None
+
+
+def camel_case(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def entity_schemas(name: str, keys: list[str]) -> tuple[type[BaseModel], type[BaseModel]]:
+    """The request and response of `POST /models/<name>/predict` for a model whose rows are identified by
+    `keys` (its spec's `label.keys`): named after the model, so each route documents its own body."""
+    stem = camel_case(name)
+    key_fields: dict[str, Any] = {key: (Id, Field(description=f"The {key} to score.")) for key in keys}
+    row = create_model(f"{stem}Entity", __config__=ConfigDict(extra="forbid"), **key_fields)
+    request = create_model(
+        f"{stem}Request",
+        __config__=ConfigDict(extra="forbid"),
+        rows=(list[row], Field(min_length=1, max_length=MAX_BATCH, description="Entities to score.")),
+    )
+    answer_fields: dict[str, Any] = {
+        **{key: (str, ...) for key in keys},
+        "score": (float, Field(description=f"{name}'s estimated probability of the positive label.")),
+        "decision": (Literal["flag", "pass"], Field(description="`flag` when score >= threshold.")),
+        "threshold": (float, Field(description="The served version's own decision threshold.")),
+        "model_name": (str, ...),
+        "model_version": (str, ...),
+        "known_entity": (
+            bool,
+            Field(
+                description="False when the online store has no features for the entity: it was scored "
+                "from missing features (as the trees take them), so treat the score with care."
+            ),
+        ),
+    }
+    prediction = create_model(f"{stem}Prediction", **answer_fields)
+    response = create_model(
+        f"{stem}Predictions",
+        request_id=(str, ...),
+        predictions=(list[prediction], ...),
+        latency_ms=(float, ...),
+    )
+    return request, response
