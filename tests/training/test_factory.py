@@ -150,3 +150,22 @@ def test_a_model_on_the_velocity_features_passes_its_gates_and_beats_the_champio
     without = evaluate(labels_of(FRAUD_MODEL, holdout), champion.score(holdout)["score"].to_numpy()).metrics
     assert velocity.metrics["recall_at_1pct_fpr"] > without["recall_at_1pct_fpr"]
     assert velocity.metrics["roc_auc"] > without["roc_auc"]
+
+
+@pytest.mark.e2e
+def test_the_second_model_is_trained_gated_promoted_and_scored_from_its_spec(built_state):
+    """merchant_risk, from its spec alone, through the same path as fraud_model in the built state."""
+    resources = build_resources(profile="local", state=built_state[0])
+    registry, warehouse = resources["model_registry"], resources["warehouse"]
+    assert registry.version_for("merchant_risk", CHAMPION) == "1"
+    tags = registry.version_tags("merchant_risk", "1")
+    assert {tags[f"gate.{gate}"] for gate in GATES if gate != "not_worse_than_champion"} == {"passed"}
+    assert registry.audit_trail("merchant_risk")[-1]["action"] == "promote"
+    scored = warehouse.read_sql(
+        "select count(distinct _partition_date) as days, count(*) as n, min(model_version) as v, "
+        "max(model_version) as w from inference.merchant_risk_predictions"
+    ).iloc[0]
+    spine = warehouse.read_sql(
+        "select count(distinct event_date) as days, count(*) as n from marts.merchant_days"
+    ).iloc[0]
+    assert (scored["days"], scored["n"], scored["v"], scored["w"]) == (spine["days"], spine["n"], "1", "1")
