@@ -138,7 +138,14 @@ def build_slo(spec: ModelSpec) -> tuple[AssetsDefinition, ScheduleDefinition]:
             warehouse,
             name,
             pd.DataFrame(
-                [{"labelled": verdict.labelled, "positives": verdict.positives, "roc_auc": verdict.roc_auc}]
+                [
+                    {
+                        "labelled": verdict.labelled,
+                        "positives": verdict.positives,
+                        # NaN, not None, when not judged: the column is typed by the first day stored
+                        "roc_auc": float("nan") if verdict.roc_auc is None else verdict.roc_auc,
+                    }
+                ]
             ),
             day,
         )

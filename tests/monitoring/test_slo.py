@@ -55,8 +55,10 @@ def test_a_champion_on_probation_that_breaks_its_slo_is_rolled_back_once(built_s
         "select cast(event_ts as date) - 1 as day, sum(cast(has_fraud_report_7d as int)) as positives "
         "from marts.merchant_risk_labels group by 1 order by positives desc, day desc"
     )
-    labelled_day = str(days["day"].iloc[0])
-    unlabelled_day = warehouse.read_sql("select max(event_date) as d from marts.merchant_days")["d"].iloc[0]
+    labelled_day = f"{days['day'].iloc[0]:%Y-%m-%d}"
+    unlabelled_day = (
+        f"{warehouse.read_sql('select max(event_date) as d from marts.merchant_days')['d'].iloc[0]:%Y-%m-%d}"
+    )
     defs = build_definitions(resources)
     with built_instance(state) as instance:
         # a new champion, promoted now (on probation), takes the labelled day's decisions again
@@ -79,7 +81,7 @@ def test_a_champion_on_probation_that_breaks_its_slo_is_rolled_back_once(built_s
         strict = MODEL.spec.updated({"slo.min_roc_auc": 0.999})  # a promise no model keeps
 
         # a day without labels is not judged, whatever the SLO: no rollback
-        _, unjudged = run_slo(strict, resources, instance, str(unlabelled_day))
+        _, unjudged = run_slo(strict, resources, instance, unlabelled_day)
         assert unjudged.metadata["judged"].value is False
         assert registry.version_for("merchant_risk", CHAMPION) == "2"
 

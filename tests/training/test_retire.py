@@ -50,7 +50,7 @@ def test_retire_stops_serving_scoring_and_retraining_and_keeps_the_history(
     assert registry.audit_trail("merchant_risk")[-1] == record
 
     # scheduled scoring skips it, visibly, and keeps what it scored before
-    day = str(warehouse.read_sql("select max(event_date) as d from marts.merchant_days")["d"][0])
+    day = f"{warehouse.read_sql('select max(event_date) as d from marts.merchant_days')['d'][0]:%Y-%m-%d}"
     with built_instance(state) as instance:
         scored = materialize(
             [*all_assets, *all_checks],
