@@ -23,6 +23,7 @@ from mlplatform.serving.app import create_app
 from mlplatform.serving.routing import Mode, RoutingFile, RoutingPolicy
 from mlplatform.training.spec import FRAUD_MODEL
 from tests.conftest import LENIENT_GATES, copy_state, land_transactions, run_assets
+from tests.serving.fuzz import fuzz_openapi
 
 BATCH_PREDICTIONS = models["fraud_model"].batch
 pytestmark = pytest.mark.e2e
@@ -336,33 +337,6 @@ def test_api_batch_and_export_give_the_same_scores_for_every_transaction_of_a_da
 def test_a_bounded_schemathesis_run_finds_no_server_error_and_no_undocumented_status(served):
     """Every operation of the OpenAPI document, valid and invalid generated requests (25 each), against
     the API serving a real champion: no 5xx, and every status it answers is documented."""
-    import schemathesis
-    from hypothesis import HealthCheck, given, settings
-    from hypothesis.errors import Unsatisfiable
-    from schemathesis.checks import not_a_server_error
-    from schemathesis.specs.openapi.checks import status_code_conformance
-
-    schema = schemathesis.openapi.from_url(f"{served[0]}/openapi.json")
-    failures: list[tuple[str, str]] = []
-    calls = 0
-    for result in schema.get_all_operations():
-        operation = result.ok()
-        for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
-
-            @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-            @given(case=operation.as_strategy(generation_mode=mode))
-            def run(case) -> None:
-                nonlocal calls
-                response = case.call(timeout=30)
-                calls += 1
-                try:
-                    case.validate_response(response, checks=[not_a_server_error, status_code_conformance])
-                except BaseException as failure:  # schemathesis raises a FailureGroup
-                    failures.append((case.operation.label, f"{response.status_code}: {failure!r}"[:500]))
-
-            try:
-                run()
-            except Unsatisfiable:  # no invalid request exists for an operation without inputs
-                assert mode is schemathesis.GenerationMode.NEGATIVE
+    calls, failures = fuzz_openapi(served[0])
     assert calls > 100
     assert not failures, failures

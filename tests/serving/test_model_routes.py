@@ -18,6 +18,7 @@ from mlplatform.serving.app import create_app
 from mlplatform.serving.schemas import MAX_BATCH
 from mlplatform.training.spec import FRAUD_MODEL, load_specs
 from tests.conftest import copy_applied_state
+from tests.serving.fuzz import fuzz_openapi
 
 MODEL = "merchant_risk"
 ROUTE = f"/models/{MODEL}/predict"
@@ -275,36 +276,7 @@ def test_the_route_is_documented_in_openapi(client):
 def test_a_bounded_schemathesis_run_of_the_model_routes_finds_no_server_error(served):
     """Valid and invalid generated requests (25 each) for the operations under /models: no 5xx, and every
     status answered is documented."""
-    import schemathesis
-    from hypothesis import HealthCheck, given, settings
-    from hypothesis.errors import Unsatisfiable
-    from schemathesis.checks import not_a_server_error
-    from schemathesis.specs.openapi.checks import status_code_conformance
-
-    schema = schemathesis.openapi.from_url(f"{served[0]}/openapi.json")
-    failures: list[tuple[str, str]] = []
-    calls = 0
-    for result in schema.get_all_operations():
-        operation = result.ok()
-        if not operation.path.startswith("/models/"):
-            continue
-        for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
-
-            @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-            @given(case=operation.as_strategy(generation_mode=mode))
-            def run(case) -> None:
-                nonlocal calls
-                response = case.call(timeout=30)
-                calls += 1
-                try:
-                    case.validate_response(response, checks=[not_a_server_error, status_code_conformance])
-                except BaseException as failure:  # schemathesis raises a FailureGroup
-                    failures.append((case.operation.label, f"{response.status_code}: {failure!r}"[:500]))
-
-            try:
-                run()
-            except Unsatisfiable:  # no invalid request exists for the catch-all's one text parameter
-                assert mode is schemathesis.GenerationMode.NEGATIVE
+    calls, failures = fuzz_openapi(served[0], "/models/")
     assert calls >= 50
     assert not failures, failures
 
