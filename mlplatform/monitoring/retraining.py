@@ -36,20 +36,10 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from mlplatform.automation import TRIGGER_TAG
 from mlplatform.checks import was_judged
 from mlplatform.ingestion.assets import raw_labels
-from mlplatform.monitoring.assets import FEATURE_DRIFT, MODEL_PERFORMANCE
 from mlplatform.resources import ModelRegistry, MonitoringSettings
 from mlplatform.training.factory import TrainingChain
 from mlplatform.training.registry import is_retired
-from mlplatform.training.spec import FRAUD_MODEL
 
-# monitoring checks whose ERROR means the champion no longer fits the data, per model monitoring watches
-DEGRADATION_CHECKS = {
-    FRAUD_MODEL.name: (
-        AssetCheckKey(FEATURE_DRIFT, "prediction_psi"),
-        AssetCheckKey(FEATURE_DRIFT, "transaction_psi"),
-        AssetCheckKey(MODEL_PERFORMANCE, "roc_auc"),
-    )
-}
 ACTIVE = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
@@ -214,10 +204,10 @@ def retrain_sensor_name(model: str) -> str:
 
 
 def build_retrain_sensor(model: TrainingChain) -> SensorDefinition:
-    """The model's retraining on evidence: new labels since its champion, or (for a model monitoring
-    watches) a degradation check failed with ERROR."""
+    """The model's retraining on evidence, as its spec's `retrain` says: enough new labels since its
+    champion, or one of its `on_failed_checks` failed with ERROR since then."""
     name = retrain_sensor_name(model.spec.name)
-    checks = DEGRADATION_CHECKS.get(model.spec.name, ())
+    checks = model.spec.retrain.check_keys
 
     @sensor(
         name=name,
@@ -236,7 +226,8 @@ def build_retrain_sensor(model: TrainingChain) -> SensorDefinition:
         context: SensorEvaluationContext, monitoring: MonitoringSettings, model_registry: ModelRegistry
     ):
         evidence = gather_evidence(context.instance, model.champion.key, model.retrain_job.name, checks)
-        decision = decide(evidence, monitoring.retrain_min_new_labels, time.time())
+        threshold = monitoring.retrain_min_new_labels or model.spec.retrain.min_new_labels
+        decision = decide(evidence, threshold, time.time())
         context.log.info(
             f"{name}: {'requesting' if decision.evidence_key else 'skipping'}: {decision.reason}"
         )

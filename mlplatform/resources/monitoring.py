@@ -16,7 +16,8 @@ class MonitoringSettings(ConfigurableResource):
     reference_rows: int = 20_000
     latency_p99_warn_ms: float = 100.0
     latency_p99_error_ms: float = 250.0
-    retrain_min_new_labels: int = 20_000  # labels since the champion's promotion that justify retraining
+    # labels since the champion's promotion that justify retraining, for every model; unset: each spec's
+    retrain_min_new_labels: int | None = None
     # share of served predictions whose inputs differ from an offline recomputation: any is suspicious
     skew_warn_rate: float = 0.0
     skew_error_rate: float = 0.01

@@ -4,11 +4,11 @@ pydantic and YAML (and Dagster's asset keys): no scikit-learn, so the code locat
 spec."""
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml  # type: ignore[import-untyped]  # no stubs in the lock file
-from dagster import AssetKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from dagster import AssetCheckKey, AssetKey
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from mlplatform.settings import PROJECT_ROOT
 
@@ -63,6 +63,21 @@ class Batch(Part):
     day_column: str  # the spine's day, the daily partition a row belongs to
     columns: list[str] = Field(min_length=1)  # what a prediction row keeps of the spine (keys, inputs)
     asset: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]*$")  # default: <name>_predictions
+
+
+class Retrain(Part):
+    """When the model retrains by itself (its `retrain_<model>_sensor`)."""
+
+    min_new_labels: int = Field(ge=1)  # labels landed since the champion's promotion
+    # "asset:check" whose judged ERROR since the promotion means the champion no longer fits the data
+    on_failed_checks: list[
+        Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]*:[a-z_][a-z0-9_]*$")]
+    ] = Field(default_factory=list)
+
+    @property
+    def check_keys(self) -> tuple[AssetCheckKey, ...]:
+        pairs = (named.split(":") for named in self.on_failed_checks)
+        return tuple(AssetCheckKey(AssetKey(asset_name), check) for asset_name, check in pairs)
 
 
 class Slo(Part):
@@ -128,6 +143,7 @@ class ModelSpec(Part):
     inputs: Inputs = Inputs()
     feature_service: str
     feature_marts: list[str] = Field(default_factory=list)  # the dbt marts its views read (lineage)
+    retrain: Retrain
     batch: Batch | None = None  # None: not scored in batch
     slo: Slo | None = None  # needs batch: judged on its batch decisions
     estimator: Estimator

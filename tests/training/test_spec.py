@@ -34,6 +34,11 @@ def write_spec(folder: Path, change) -> Path:
         (lambda d: d.update(name="Fraud Model"), "name: String should match pattern"),
         (lambda d: d.update(holdout_fraction=0.9), "holdout_fraction: Input should be less than 0.5"),
         (lambda d: d.update(owners=[]), "owners: List should have at least 1 item"),
+        (
+            lambda d: d["retrain"].update(on_failed_checks=["feature_drift"]),
+            "retrain.on_failed_checks.0: String should match pattern",
+        ),
+        (lambda d: d.pop("batch"), "slo is judged on batch decisions: declare batch too"),
     ],
 )
 def test_a_bad_field_fails_naming_the_file_and_the_field(tmp_path, change, named):
