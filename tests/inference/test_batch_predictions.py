@@ -73,7 +73,10 @@ def test_rescoring_a_day_replaces_it(built_state, tmp_path):
 
 
 def test_the_nightly_schedule_scores_the_day_that_just_ended():
-    context = build_schedule_context(scheduled_execution_time=datetime(2026, 11, 23, 2, 0, tzinfo=UTC))
+    context = build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 23, 2, 0, tzinfo=UTC),
+        repository_def=defs.get_repository_def(),
+    )
     request = defs.resolve_schedule_def("nightly_batch_scoring").evaluate_tick(context).run_requests[0]
     assert request.partition_key == "2026-11-22" and request.run_key == "2026-11-22"
 

@@ -42,6 +42,6 @@ def test_scoring_refuses_a_day_whose_features_are_stale(built_state, tmp_path):
         )
     assert not result.success
     [failure] = result.get_step_failure_events()
-    assert "features are older than the day being scored" in failure.step_failure_data.error.message
+    assert "features are older than the decisions being scored" in failure.step_failure_data.error.message
     after = warehouse.read_sql(f"select * from inference.batch_predictions where _partition_date = '{last}'")
     assert len(after) == len(before) > 0  # the earlier scores of the day are untouched
