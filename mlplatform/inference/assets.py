@@ -139,8 +139,13 @@ def build_batch_predictions(spec: ModelSpec) -> AssetsDefinition:
         days = [date.fromisoformat(key) for key in context.partition_keys]
         if is_retired(model_registry, spec.name):  # scheduled scoring goes on for the others
             reason = f"{spec.name} is retired: nothing scored, its earlier predictions stay"
+        elif model_registry.version_for(spec.name, CHAMPION) is None:
+            reason = f"{spec.name} has no champion yet (no version passed its gates): nothing scored"
+        else:
+            reason = None
+        if reason:
             return MaterializeResult(
-                metadata={"retired": True, "note": reason},
+                metadata={"retired": is_retired(model_registry, spec.name), "note": reason},
                 check_results=[not_judged(reason, check_name=FEATURES_COVER_DAYS)],
             )
         rows = warehouse.read_sql(

@@ -128,6 +128,11 @@ def build_slo(spec: ModelSpec) -> tuple[AssetsDefinition, ScheduleDefinition]:
         context: AssetExecutionContext, warehouse: Warehouse, model_registry: ModelRegistry, alerts: AlertSink
     ) -> MaterializeResult:
         day = context.partition_key
+        if not warehouse.table_exists("inference", spec.batch_asset):
+            reason = f"inference.{spec.batch_asset} holds no decision yet"
+            return MaterializeResult(
+                metadata={"note": reason}, check_results=[not_judged(reason, check_name=SLO_CHECK)]
+            )
         scored = warehouse.read_sql(
             f"select p.score, p.model_version, l.{spec.label.column} as label "
             f"from inference.{spec.batch_asset} as p left join {spec.label.table} as l on {keys} "

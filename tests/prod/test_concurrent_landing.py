@@ -275,7 +275,10 @@ def test_the_same_tables_as_serial_runs(builds):
     assert {"raw.customers", "raw.transactions", "raw.labels", "marts.customer_features"} <= set(serial)
     assert len(serial["raw.customers"]) == DATA.customers
     for name in serial:
-        assert len(serial[name]) > 0 or name.startswith("staging."), name
+        # a merchant-day is labelled once its 7-day window has closed: a few days hold none
+        assert len(serial[name]) > 0 or name.startswith("staging.") or name == "marts.merchant_risk_labels", (
+            name
+        )
         pd.testing.assert_frame_equal(concurrent[name], serial[name], check_exact=False, rtol=1e-9, obj=name)
 
 
