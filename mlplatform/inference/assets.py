@@ -32,7 +32,7 @@ from mlplatform.automation import follow_updates_of, previous_day_run
 from mlplatform.checks import not_judged
 from mlplatform.features.assets import feast_registry
 from mlplatform.features.retrieval import features_as_of_events
-from mlplatform.inference.scoring import load_scoring_model
+from mlplatform.inference.scoring import load_model_version
 from mlplatform.ingestion.assets import DAILY_PARTITIONS
 from mlplatform.profiles import warehouse_kind
 from mlplatform.resources import FeastFeatureStore, ModelRegistry, Warehouse
@@ -137,15 +137,16 @@ def build_batch_predictions(spec: ModelSpec) -> AssetsDefinition:
         model_registry: ModelRegistry,
     ) -> MaterializeResult:
         days = [date.fromisoformat(key) for key in context.partition_keys]
-        if is_retired(model_registry, spec.name):  # scheduled scoring goes on for the others
-            reason = f"{spec.name} is retired: nothing scored, its earlier predictions stay"
-        elif model_registry.version_for(spec.name, CHAMPION) is None:
-            reason = f"{spec.name} has no champion yet (no version passed its gates): nothing scored"
-        else:
-            reason = None
-        if reason:
+        retired = is_retired(model_registry, spec.name)
+        champion = None if retired else model_registry.version_for(spec.name, CHAMPION)
+        if champion is None:  # scheduled scoring goes on for the other models
+            reason = (
+                f"{spec.name} is retired: nothing scored, its earlier predictions stay"
+                if retired
+                else f"{spec.name} has no champion yet (no version passed its gates): nothing scored"
+            )
             return MaterializeResult(
-                metadata={"retired": is_retired(model_registry, spec.name), "note": reason},
+                metadata={"retired": retired, "note": reason},
                 check_results=[not_judged(reason, check_name=FEATURES_COVER_DAYS)],
             )
         rows = warehouse.read_sql(
@@ -158,7 +159,7 @@ def build_batch_predictions(spec: ModelSpec) -> AssetsDefinition:
         stale = stale_features(pd.Timestamp(rows["event_ts"].max()).date(), newest)
         if stale:  # refuse: nothing is written, nothing downstream runs on it
             raise Failure(stale, metadata={m: str(d) for m, d in newest.items()})
-        model = load_scoring_model(model_registry, spec.name, CHAMPION)
+        model = load_model_version(model_registry, spec.name, champion)  # the version found above
         scored = features_as_of_events(feature_store.store(), rows, model.feature_service)
         scored = scored.join(model.score(scored))
         predictions = scored[[*batch.columns, "score", "decision", "_partition_date"]].assign(
