@@ -36,7 +36,7 @@ pytestmark = pytest.mark.e2e
 # The smallest data on which the model passes every gate (metric floors, slice gaps with >= 10 frauds
 # per slice, calibration): see tests/conftest.py for the sizes the local tests use.
 DATA = GeneratorConfig(
-    start_date=date(2026, 3, 1), days=16, customers=1_000, merchants=160, transactions_per_day=3_000, seed=11
+    start_date=date(2026, 3, 1), days=16, customers=1_000, merchants=120, transactions_per_day=3_000, seed=11
 )
 MODEL = "fraud_model"
 MARTS = {
