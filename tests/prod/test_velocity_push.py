@@ -191,9 +191,14 @@ def test_the_deployments_command_pushes_on_prod_and_stops_on_sigterm(clean, tmp_
         wait_until(lambda: proc.poll() is None and http_ok(metrics), 120, f"velocity-push (see {log})")
         send(clean["streaming"], rows)
         wait_until(lambda: len(stored(clean)) == len(rows), 60, f"rows in {HISTORY_TABLE} (see {log})")
-        with urllib.request.urlopen(metrics, timeout=5) as response:
-            series = response.read().decode()
-        assert f'mlplatform_velocity_messages_total{{outcome="pushed"}} {float(len(rows))}' in series
+        # the pusher counts a batch once its push returned: the rows can be stored a moment before
+        pushed = f'mlplatform_velocity_messages_total{{outcome="pushed"}} {float(len(rows))}'
+        wait_until(lambda: pushed in series_at(metrics), 30, f"{pushed} at {metrics} (see {log})")
         os.killpg(proc.pid, signal.SIGTERM)
         assert proc.wait(30) == 0, log.read_text()
     pd.testing.assert_frame_equal(stored(clean), ordered(velocity_frame(as_landed(rows))))
+
+
+def series_at(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read().decode()
