@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from mlplatform.automation import TRIGGER_TAG
 from mlplatform.datagen import DriftConfig, generate
@@ -57,6 +57,14 @@ def ingested(instance: DagsterInstance, day) -> list[float | None]:
     return [materialized_at(instance, f"raw_{table}", str(day)) for table in ("transactions", "labels")]
 
 
+def step_failures(instance: DagsterInstance, run_id: str) -> list[str]:
+    """The steps of a run that failed, with their errors: what a failed retry is reported with."""
+    return [
+        f"{entry.step_key}: {entry.dagster_event.event_specific_data.error.message}"
+        for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE)
+    ]
+
+
 def day_runs(instance: DagsterInstance, day: str) -> list:
     return instance.get_runs(RunsFilter(tags={TRIGGER_TAG: "landing_zone_sensor", "dagster/partition": day}))
 
@@ -84,7 +92,8 @@ def test_under_the_daemon_a_killed_day_is_retried_and_a_drifted_day_ends_with_a_
         )
         retry = lambda: instance.get_runs(RunsFilter(tags={"dagster/parent_run_id": victim.run_id}))  # noqa: E731
         wait_until(lambda: bool(retry()), 180, "a retry of the killed run")
-        wait_until(lambda: retry()[0].status == DagsterRunStatus.SUCCESS, 600, "the retry succeeding", 1)
+        wait_until(lambda: retry()[0].is_finished, 600, "the retry finishing", 1)
+        assert retry()[0].status == DagsterRunStatus.SUCCESS, step_failures(instance, retry()[0].run_id)
         scored = materialized_at(instance, "batch_predictions", str(normal_day))
         assert scored and scored > materialized_at(instance, "raw_transactions", str(normal_day))
         # the marts that scoring reads were rebuilt with the day, and the online store after the day came in
