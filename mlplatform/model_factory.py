@@ -11,6 +11,8 @@ For a spec named M (fraud_model keeps the keys it had before specs: `training_se
 - `M_predictions` (when the spec declares `batch`): each landed day scored by the champion;
 - `M_slo` (when it declares `slo`): the quality SLO on each labelled day, its burn, and the rollback of a
   champion on probation that breaks it; judged nightly once the day's labels are in;
+- `M_serving_slo` (when it declares `slo.serving`): its route's p99 latency and server-error rate on each
+  day of traffic in the prediction log, burn and probation rollback alike; judged nightly for yesterday;
 - jobs `retrain_M`, `rollback_M`, `review_M`, and the sensor `retrain_M_sensor`.
 """
 
@@ -28,7 +30,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 
 from mlplatform.inference.assets import build_batch_predictions
 from mlplatform.monitoring.retraining import build_retrain_sensor
-from mlplatform.monitoring.slo import build_slo
+from mlplatform.monitoring.slo import SloDefinitions, build_slo
 from mlplatform.training.factory import TrainingChain, build_training_chain
 from mlplatform.training.spec import SPECS_DIR, ModelSpec, load_specs
 
@@ -39,7 +41,7 @@ class ModelDefinitions:
 
     training: TrainingChain
     batch: AssetsDefinition | None
-    slo: tuple[AssetsDefinition, ScheduleDefinition] | None  # the quality SLO and its nightly schedule
+    slo: SloDefinitions | None
     retrain_sensor: SensorDefinition
 
     @property
@@ -72,16 +74,17 @@ class ModelDefinitions:
 
     @property
     def daily(self) -> list[AssetsDefinition]:
-        """What a landed day sets off for this model: its batch decisions, then their SLO."""
-        return [*([self.batch] if self.batch else []), *([self.slo[0]] if self.slo else [])]
+        """What a landed day sets off for this model: its batch decisions, then their quality SLO."""
+        return [*([self.batch] if self.batch else []), *([self.slo.quality] if self.slo else [])]
 
     @property
     def schedules(self) -> list[ScheduleDefinition]:
-        return [self.slo[1]] if self.slo else []
+        return [self.slo.nightly] if self.slo else []
 
     @property
     def assets(self) -> list[AssetsDefinition]:
-        return [*self.training.assets, *self.daily]
+        serving = [self.slo.serving] if self.slo and self.slo.serving else []
+        return [*self.training.assets, *self.daily, *serving]
 
 
 def build_model(spec: ModelSpec) -> ModelDefinitions:

@@ -64,6 +64,7 @@ from mlplatform.resources import (
     Warehouse,
 )
 from mlplatform.resources.model_registry import CHAMPION
+from mlplatform.resources.prediction_log import of_model
 from mlplatform.training.spec import FRAUD_MODEL
 
 FEATURE_DRIFT = AssetKey("feature_drift")
@@ -398,8 +399,9 @@ def model_performance(
         ),
     ],
     description=(
-        "The day's online traffic from the prediction log: requests, latency p50/p99, flag rate, and how "
-        "often a shadowed challenger agreed with the served decision."
+        f"The day's `/predict` traffic ({FRAUD_MODEL.name}) from the prediction log: requests, latency "
+        "p50/p99, flag rate, and how often a shadowed challenger agreed with the served decision. Every "
+        "model's serving SLO is judged by its own `<model>_serving_slo`."
     ),
 )
 def serving_health(
@@ -410,7 +412,7 @@ def serving_health(
 ) -> MaterializeResult:
     day = context.partition_key
     log = prediction_log.read_counted(day)  # corrupt lines (a crash mid-write) are skipped, never fatal
-    figures = serving_figures(log.frame)
+    figures = serving_figures(of_model(log.frame, FRAUD_MODEL.name)[0])
     check = alert_on(
         graded_check(
             SERVING_HEALTH,
@@ -488,7 +490,7 @@ def serving_skew(
     alerts: AlertSink,
 ) -> MaterializeResult:
     day = context.partition_key
-    log = prediction_log.read(day)
+    log, _ = of_model(prediction_log.read(day), FRAUD_MODEL.name)
     tables = [
         recomputed_skew(
             feature_store, load_model_version(model_registry, FRAUD_MODEL.name, str(version)), requests

@@ -1,8 +1,10 @@
-"""Quality SLOs and probation: each spec's `slo` says what its champion promises once it serves (a minimum
-ROC AUC on every labelled day of its batch decisions). A day is judged once enough of its positives are
-labelled; the burn is the share of judged days in the window that broke the promise, against the spec's
-budget. A champion still on probation (promoted less than `probation_days` ago) whose own decisions broke
-it is rolled back to the previous champion at once: audited, alerted. Self-healing, level 3 of the seeds.
+"""SLOs and probation: each spec's `slo` says what its champion promises once it serves. Quality: a minimum
+ROC AUC on every labelled day of its batch decisions, judged once enough of its positives are labelled.
+Serving (`slo.serving`): its route's p99 latency and server-error rate on every day of online traffic (the
+prediction log), judged once the day had enough requests. The burn is the share of judged days in the window
+that broke a promise, against the spec's budget. A champion still on probation (promoted less than
+`probation_days` ago) that broke either with its own decisions or its own traffic is rolled back to the
+previous champion at once: audited, alerted. Self-healing, level 3 of the seeds.
 """
 
 from dataclasses import dataclass
@@ -26,15 +28,19 @@ from dagster import (
 
 from mlplatform.automation import follow_updates_of
 from mlplatform.checks import judged, not_judged
+from mlplatform.inference.assets import prediction_log
 from mlplatform.ingestion.assets import DAILY_PARTITIONS
 from mlplatform.monitoring.assets import store_day
 from mlplatform.profiles import warehouse_kind
-from mlplatform.resources import AlertSink, ModelRegistry, Warehouse
+from mlplatform.resources import AlertSink, ModelRegistry, PredictionLog, Warehouse
 from mlplatform.resources.model_registry import CHAMPION, PREVIOUS
+from mlplatform.resources.prediction_log import of_model
 from mlplatform.training.registry import rollback
-from mlplatform.training.spec import ModelSpec
+from mlplatform.training.spec import ModelSpec, ServingSlo
 
 SLO_CHECK = "quality_slo"
+LATENCY_CHECK = "latency_slo"
+ERROR_RATE_CHECK = "error_rate_slo"
 
 
 @dataclass(frozen=True)
@@ -68,12 +74,58 @@ def judge_day(scored: pd.DataFrame, label: str, min_positives: int) -> DayVerdic
     return DayVerdict(len(labelled), positives, float(roc_auc_score(truth, labelled["score"])), served_by)
 
 
-def burn(history: pd.DataFrame, min_roc_auc: float, budget: float) -> dict[str, float]:
-    """Share of judged days below the SLO, and that share over the budget (1.0: the budget is spent)."""
-    judged_days = history.dropna(subset=["roc_auc"])
+@dataclass(frozen=True)
+class ServingDay:
+    """One day of a model's online traffic against its serving SLO."""
+
+    requests: int  # answered or failed with a server error; shadow scorings are not requests
+    errors: int
+    latency_p99_ms: float | None  # None: not judged
+    served_by: str | None  # the version that answered most of the day's requests
+    reason: str | None = None  # why it was not judged
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else float("nan")
+
+    @property
+    def judged(self) -> bool:
+        return self.latency_p99_ms is not None
+
+    def breaches(self, slo: ServingSlo) -> list[str]:
+        """What the day broke, in words (empty: kept or not judged)."""
+        if not self.judged:
+            return []
+        broken = []
+        if (self.latency_p99_ms or 0.0) > slo.max_p99_latency_ms:
+            broken.append(f"p99 latency {self.latency_p99_ms:.1f} ms > {slo.max_p99_latency_ms:g} ms")
+        if self.error_rate > slo.max_error_rate:
+            broken.append(f"error rate {self.error_rate:.2%} > {slo.max_error_rate:.2%}")
+        return broken
+
+
+def serving_day(log: pd.DataFrame, model: str, min_requests: int) -> ServingDay:
+    """`log`: a day of the prediction log (every model's predictions and failed requests). A batch request's
+    predictions share its request id and latency: one request each."""
+    answered, failed = of_model(log, model)
+    if len(answered):
+        answered = answered[~answered["shadow"].astype(bool)].drop_duplicates("request_id")
+    requests = len(answered) + len(failed)
+    served_by = str(answered["model_version"].mode().iloc[0]) if len(answered) else None
+    if requests < min_requests:
+        reason = f"{requests} requests logged, {min_requests} needed"
+        return ServingDay(requests, len(failed), None, served_by, reason)
+    p99 = float(answered["latency_ms"].quantile(0.99)) if len(answered) else 0.0
+    return ServingDay(requests, len(failed), p99, served_by)
+
+
+def burn(breached: pd.Series, budget: float) -> dict[str, float]:
+    """Share of judged days (`breached` per day: True, False, or NA when not judged) that broke the SLO,
+    and that share over the budget (1.0: the budget is spent)."""
+    judged_days = breached.dropna()
     if judged_days.empty:
         return {"judged_days": 0, "breaching_days": 0, "burn": float("nan")}
-    breaching = int((judged_days["roc_auc"] < min_roc_auc).sum())
+    breaching = int(judged_days.astype(bool).sum())
     return {
         "judged_days": len(judged_days),
         "breaching_days": breaching,
@@ -91,9 +143,51 @@ def on_probation(registry: ModelRegistry, model: str, version: str, days: int, n
     return bool(became) and now - datetime.fromisoformat(became[-1]) < timedelta(days=days)
 
 
-def build_slo(spec: ModelSpec) -> tuple[AssetsDefinition, ScheduleDefinition]:
-    """The spec's quality SLO per day of its batch decisions, with probation rollback; and the nightly
-    schedule that judges the day whose labels have just come in."""
+@dataclass(frozen=True)
+class SloDefinitions:
+    """What the factory builds from a spec's `slo`."""
+
+    quality: AssetsDefinition  # follows the batch decisions: part of a landed day's chain
+    serving: AssetsDefinition | None  # judged from the prediction log, nightly (when `slo.serving`)
+    nightly: ScheduleDefinition
+
+
+def build_slo(spec: ModelSpec) -> SloDefinitions:
+    """The spec's SLO assets, with probation rollback, and the nightly schedule that judges the day whose
+    labels have just come in (quality) and yesterday's traffic (serving)."""
+    if spec.slo is None:
+        raise ValueError(f"{spec.name} declares no slo")
+    quality = build_quality_slo(spec)
+    serving = build_serving_slo(spec) if spec.slo.serving else None
+    label_delay = spec.slo.label_delay_days
+
+    @schedule(
+        name=f"{spec.name}_slo_nightly",
+        target=[quality, *([serving] if serving else [])],
+        cron_schedule="45 2 * * *",
+        execution_timezone="UTC",
+        default_status=DefaultScheduleStatus.RUNNING,
+    )
+    def nightly(context: ScheduleEvaluationContext) -> list[RunRequest]:
+        """At 02:45 UTC: the day whose labels have just come in (the spec's label delay back), and
+        yesterday's online traffic."""
+        now = context.scheduled_execution_time
+        labelled = f"{now - timedelta(days=1 + label_delay):%Y-%m-%d}"
+        requests = [RunRequest(run_key=labelled, partition_key=labelled, asset_selection=[quality.key])]
+        if serving:
+            yesterday = f"{now - timedelta(days=1):%Y-%m-%d}"
+            requests.append(
+                RunRequest(
+                    run_key=f"{yesterday}-serving", partition_key=yesterday, asset_selection=[serving.key]
+                )
+            )
+        return requests
+
+    return SloDefinitions(quality, serving, nightly)
+
+
+def build_quality_slo(spec: ModelSpec) -> AssetsDefinition:
+    """The spec's quality SLO per day of its batch decisions."""
     slo, name = spec.slo, f"{spec.name}_slo"
     if slo is None:
         raise ValueError(f"{spec.name} declares no slo")
@@ -157,10 +251,16 @@ def build_slo(spec: ModelSpec) -> tuple[AssetsDefinition, ScheduleDefinition]:
         history = warehouse.read_sql(
             f"select roc_auc from monitoring.{name} "
             f"where partition_date > date '{day}' - interval '{slo.window_days} days'"
-        )
-        action = probation_action(spec, verdict, model_registry, alerts, day)
+        )["roc_auc"]
+        breach = None
+        if verdict.roc_auc is not None and verdict.roc_auc < slo.min_roc_auc:
+            breach = (
+                f"quality SLO broken on probation: ROC AUC {verdict.roc_auc:.4f} < {slo.min_roc_auc} "
+                f"on {day} ({verdict.labelled} labelled, {verdict.positives} positives)"
+            )
+        action = probation_action(spec, breach, verdict.served_by, model_registry, alerts, day)
         metadata: dict[str, Any] = {
-            **burn(history, slo.min_roc_auc, slo.budget),
+            **burn((history < slo.min_roc_auc).where(history.notna()), slo.budget),
             "labelled": verdict.labelled,
             "served_by": str(verdict.served_by),
             "probation": action,
@@ -177,43 +277,135 @@ def build_slo(spec: ModelSpec) -> tuple[AssetsDefinition, ScheduleDefinition]:
             )
         return MaterializeResult(metadata={**metadata, "roc_auc": verdict.roc_auc}, check_results=[check])
 
-    @schedule(
-        name=f"{name}_nightly",
-        target=[quality_slo],
-        cron_schedule="45 2 * * *",
-        execution_timezone="UTC",
-        default_status=DefaultScheduleStatus.RUNNING,
-    )
-    def nightly(context: ScheduleEvaluationContext) -> RunRequest:
-        """At 02:45 UTC, the day whose labels have just come in (the spec's label delay back)."""
-        day = context.scheduled_execution_time - timedelta(days=1 + slo.label_delay_days)
-        return RunRequest(run_key=f"{day:%Y-%m-%d}", partition_key=f"{day:%Y-%m-%d}")
+    return quality_slo
 
-    return quality_slo, nightly
+
+def build_serving_slo(spec: ModelSpec) -> AssetsDefinition:
+    """The spec's serving SLO per day of its route's traffic, from the prediction log."""
+    slo = spec.slo
+    serving = slo.serving if slo else None
+    if slo is None or serving is None:
+        raise ValueError(f"{spec.name} declares no serving slo")
+    name = f"{spec.name}_serving_slo"
+    not_before = f"not judged on a day with fewer than {serving.min_requests} requests"
+
+    @asset(
+        name=name,
+        group_name="monitoring",
+        kinds={"fastapi", warehouse_kind()},
+        owners=spec.owners,
+        partitions_def=DAILY_PARTITIONS,
+        deps=[prediction_log],
+        check_specs=[
+            AssetCheckSpec(
+                LATENCY_CHECK,
+                asset=name,
+                description=f"p99 of the day's {spec.name} request latencies <= "
+                f"{serving.max_p99_latency_ms:g} ms; {not_before}.",
+            ),
+            AssetCheckSpec(
+                ERROR_RATE_CHECK,
+                asset=name,
+                description=f"Share of the day's {spec.name} requests answered with a server error <= "
+                f"{serving.max_error_rate:.2%}; {not_before}.",
+            ),
+        ],
+        description=(
+            f"{spec.name}'s serving SLO on each day of its online traffic (the prediction log): p99 latency "
+            f"against {serving.max_p99_latency_ms:g} ms and server errors against "
+            f"{serving.max_error_rate:.2%} of requests, the burn of the last {slo.window_days} days against "
+            f"a budget of {slo.budget:.0%} of judged days, and the probation rollback of a champion whose "
+            f"own traffic breaks it within {slo.probation_days} days of its promotion. Stored in "
+            f"monitoring.{name}."
+        ),
+    )
+    def serving_slo(
+        context: AssetExecutionContext,
+        prediction_log: PredictionLog,
+        warehouse: Warehouse,
+        model_registry: ModelRegistry,
+        alerts: AlertSink,
+    ) -> MaterializeResult:
+        day = context.partition_key
+        verdict = serving_day(prediction_log.read(day), spec.name, serving.min_requests)
+        broken = verdict.breaches(serving)
+        row = {
+            "requests": verdict.requests,
+            "errors": verdict.errors,
+            "error_rate": verdict.error_rate,
+            # NaN, not None, when not judged: the column is typed by the first day stored
+            "latency_p99_ms": float("nan") if verdict.latency_p99_ms is None else verdict.latency_p99_ms,
+            "breached": float("nan") if not verdict.judged else float(bool(broken)),
+        }
+        store_day(warehouse, name, pd.DataFrame([row]), day)
+        history = warehouse.read_sql(
+            f"select breached from monitoring.{name} "
+            f"where partition_date > date '{day}' - interval '{slo.window_days} days'"
+        )["breached"]
+        breach = f"serving SLO broken on probation: {'; '.join(broken)} on {day}" if broken else None
+        action = probation_action(spec, breach, verdict.served_by, model_registry, alerts, day)
+        metadata: dict[str, Any] = {
+            **burn(history, slo.budget),
+            "requests": verdict.requests,
+            "errors": verdict.errors,
+            "served_by": str(verdict.served_by),
+            "probation": action,
+        }
+        if not verdict.judged:
+            reason = verdict.reason or "no evidence"
+            checks = [
+                not_judged(reason, check_name=check, **metadata)
+                for check in (LATENCY_CHECK, ERROR_RATE_CHECK)
+            ]
+        else:
+            checks = [
+                judged(
+                    (verdict.latency_p99_ms or 0.0) <= serving.max_p99_latency_ms,
+                    check_name=LATENCY_CHECK,
+                    latency_p99_ms=round(verdict.latency_p99_ms or 0.0, 3),
+                    slo=serving.max_p99_latency_ms,
+                    **metadata,
+                ),
+                judged(
+                    verdict.error_rate <= serving.max_error_rate,
+                    check_name=ERROR_RATE_CHECK,
+                    error_rate=round(verdict.error_rate, 6),
+                    slo=serving.max_error_rate,
+                    **metadata,
+                ),
+            ]
+        return MaterializeResult(
+            metadata={**metadata, "latency_p99_ms": verdict.latency_p99_ms, "error_rate": verdict.error_rate},
+            check_results=checks,
+        )
+
+    return serving_slo
 
 
 def probation_action(
-    spec: ModelSpec, verdict: DayVerdict, registry: ModelRegistry, alerts: AlertSink, day: str
+    spec: ModelSpec,
+    breach: str | None,
+    served_by: str | None,
+    registry: ModelRegistry,
+    alerts: AlertSink,
+    day: str,
 ) -> str:
-    """Roll back a champion on probation whose own decisions broke the SLO; otherwise say why not."""
+    """Roll back a champion on probation that broke an SLO (`breach`: what it broke, in words) with its own
+    decisions or traffic (`served_by`); otherwise say why not."""
     slo = spec.slo
-    if slo is None or verdict.roc_auc is None or verdict.roc_auc >= slo.min_roc_auc:
+    if slo is None or breach is None:
         return "none: no breach judged"
     champion = registry.version_for(spec.name, CHAMPION)
-    if champion is None or verdict.served_by != champion:
-        return f"none: the breach is version {verdict.served_by}'s, champion is {champion}"
+    if champion is None or served_by != champion:
+        return f"none: the breach is version {served_by}'s, champion is {champion}"
     if not on_probation(registry, spec.name, champion, slo.probation_days, datetime.now(UTC)):
         return f"none: version {champion} is past its {slo.probation_days}-day probation"
     if registry.version_for(spec.name, PREVIOUS) is None:
         return f"none: version {champion} breaks its SLO on probation but there is no previous champion"
-    reason = (
-        f"quality SLO broken on probation: ROC AUC {verdict.roc_auc:.4f} < {slo.min_roc_auc} on {day} "
-        f"({verdict.labelled} labelled, {verdict.positives} positives)"
-    )
-    record = rollback(registry, spec.name, actor="slo probation", reason=reason)
+    record = rollback(registry, spec.name, actor="slo probation", reason=breach)
     alerts.send(
         "slo_rollback",
-        f"{spec.name}: champion {record['replaced']} rolled back to {record['version']}: {reason}",
+        f"{spec.name}: champion {record['replaced']} rolled back to {record['version']}: {breach}",
         model=spec.name,
         rolled_back=record["replaced"],
         champion=record["version"],

@@ -1,4 +1,5 @@
-"""The prediction log: every online prediction as a JSON line, one folder per day, for monitoring to read."""
+"""The prediction log: every online prediction (and every request failed with a server error) as a JSON
+line, one folder per day, for monitoring to read."""
 
 import collections
 import io
@@ -9,6 +10,7 @@ import math
 import os
 import socket
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -248,6 +250,25 @@ def _text(value: object) -> str:
 
 def _non_finite(value: object) -> bool:
     return isinstance(value, float) and not math.isfinite(value)
+
+
+def of_model(log: pd.DataFrame, model: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`model`'s records of a read log: its predictions, and its requests that failed with a server error
+    (records with an `error`, written by the API: they carry no prediction)."""
+    mine = log[log["model_name"] == model] if "model_name" in log else log.iloc[:0]
+    failed = mine["error"].notna() if "error" in mine else pd.Series(False, index=mine.index)
+    return mine[~failed], mine[failed]
+
+
+def failure_entry(model: str, status: int, reason: str) -> dict:
+    """The log record of a request for `model` answered with a server error (the error rate's numerator)."""
+    return {
+        "logged_at": datetime.now(UTC).isoformat(),
+        "request_id": str(uuid.uuid4()),
+        "model_name": model,
+        "status": status,
+        "error": reason,
+    }
 
 
 class PredictionLog(ConfigurableResource):

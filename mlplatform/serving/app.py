@@ -31,6 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from mlplatform.profiles import build_resources
+from mlplatform.resources.prediction_log import failure_entry
 from mlplatform.serving.admin_client import ADMIN_TOKEN_VARIABLE
 from mlplatform.serving.engine import Predictor
 from mlplatform.serving.entity_models import EntityModels, entity_specs, route_for
@@ -132,6 +133,7 @@ def create_app(
     declared in `models/` (or `specs`) other than the transaction model."""
     resources = resources or build_resources()
     keyed = entity_specs(load_specs() if specs is None else specs)
+    served_names = [spec.name for spec in keyed]
     settings = resources["serving"]
     every = settings.reload_seconds if reload_seconds is None else reload_seconds
     token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_VARIABLE)
@@ -184,17 +186,26 @@ def create_app(
         predictor().metrics.rejected.labels("invalid_request").inc()
         return error_response(422, validation_errors(error.errors()))
 
+    def log_failure(request: Request, status: int, reason: str) -> None:
+        """A prediction request answered with a server error, in the prediction log under its model: the
+        numerator of that model's error rate (its serving SLO)."""
+        model = model_of_route(request.url.path, served_names)
+        if model is not None and status >= 500:
+            predictor().log.record(failure_entry(model, status, reason))
+
     @app.exception_handler(PredictionError)
     async def refused(request: Request, error: PredictionError) -> JSONResponse:
         if error.__cause__ is not None:
             log.warning("%s: %r", error.reason, error.__cause__)
         if error.reason in ("admin_disabled", "unauthorized", "unknown_model"):  # the engine counts the rest
             predictor().metrics.rejected.labels(error.reason).inc()
+        log_failure(request, error.status, error.reason)
         return error_response(error.status, validation_errors(error.errors))
 
     @app.exception_handler(Exception)
     async def server_fault(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error on %s", request.url.path)
+        log_failure(request, 500, "internal_error")
         return error_response(500, [{"type": "internal_error", "msg": "internal server error"}])
 
     @app.post(
@@ -221,7 +232,6 @@ def create_app(
 
     for spec in keyed:
         add_entity_route(app, spec, entities)
-    served_names = [spec.name for spec in keyed]
 
     @app.post(
         "/models/{model}/predict",
@@ -305,6 +315,14 @@ def create_app(
 
     mount_docs(app)
     return app
+
+
+def model_of_route(path: str, entity_models: list[str]) -> str | None:
+    """The model a prediction route serves (None: not a prediction route)."""
+    if path in ("/predict", "/predict/batch"):
+        return FRAUD_MODEL.name
+    name = path.removeprefix("/models/").removesuffix("/predict")
+    return name if name in entity_models and path == route_for(name) else None
 
 
 def add_entity_route(app: FastAPI, spec: ModelSpec, entities: Callable[[], EntityModels]) -> None:

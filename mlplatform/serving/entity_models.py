@@ -8,8 +8,9 @@ followed without a restart like the transaction model's. Nothing here knows a mo
 
 An entity the online store has no row for is scored from missing features (the trees send missing values
 down their learnt branch) and answered with `known_entity: false`. These predictions are counted in the
-serving metrics under their model's name; they are not written to the prediction log (its records are
-transactions, which monitoring reads).
+serving metrics and written to the prediction log under their model's name, with the entity keys and the
+inputs they were scored with: the model's serving SLO, and retirement's check that its route is in use,
+read them there.
 """
 
 import logging
@@ -17,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 import orjson
 
@@ -108,6 +110,7 @@ class EntityModels:
             if n := decisions.count(decision):
                 self.metrics.count(Arm.CHAMPION.value, model.version, decision, False, n, name)
         key_names = list(keys)
+        request_id = str(uuid.uuid4())
         predictions = [
             {
                 **dict(zip(key_names, row_keys, strict=True)),
@@ -122,8 +125,11 @@ class EntityModels:
                 zip(*keys.values(), strict=True), scores, decisions, known, strict=True
             )
         ]
+        self.predictor.log.record_lines(
+            log_entries(request_id, predictions, latency_ms, {name: columns[name] for name in model.inputs})
+        )
         return orjson.dumps(
-            {"request_id": str(uuid.uuid4()), "predictions": predictions, "latency_ms": latency_ms},
+            {"request_id": request_id, "predictions": predictions, "latency_ms": latency_ms},
             option=orjson.OPT_SERIALIZE_NUMPY,
         )
 
@@ -151,6 +157,28 @@ class EntityModels:
         if absent:
             return f"it reads inputs that are not stored features: {', '.join(absent)}"
         return None
+
+
+def log_entries(
+    request_id: str, predictions: list[dict], latency_ms: float, inputs: dict[str, list]
+) -> list[dict]:
+    """The prediction log records of one request: each answer, when, the request's latency and the inputs
+    each row was scored with."""
+    logged_at = datetime.now(UTC).isoformat()
+    names = list(inputs)
+    rows = zip(*inputs.values(), strict=True) if names else ([] for _ in predictions)
+    return [
+        {
+            "logged_at": logged_at,
+            "request_id": request_id,
+            **prediction,
+            "arm": Arm.CHAMPION.value,
+            "latency_ms": latency_ms,
+            "shadow": False,
+            "features": dict(zip(names, row, strict=True)),
+        }
+        for prediction, row in zip(predictions, rows, strict=True)
+    ]
 
 
 def unservable(model: ScoringModel, why: str) -> PredictionError:

@@ -80,8 +80,17 @@ class Retrain(Part):
         return tuple(AssetCheckKey(AssetKey(asset_name), check) for asset_name, check in pairs)
 
 
+class ServingSlo(Part):
+    """What the model's route promises, judged on each day of its online traffic (the prediction log)."""
+
+    max_p99_latency_ms: float = Field(gt=0)  # p99 of the day's request latencies
+    max_error_rate: float = Field(gt=0, lt=1)  # share of the day's requests answered with a server error
+    min_requests: int = Field(100, ge=1)  # fewer requests in a day: the day is not judged
+
+
 class Slo(Part):
-    """What the champion promises once it serves, judged on each labelled day of its batch decisions."""
+    """What the champion promises once it serves: its decisions' quality, judged on each labelled day of
+    its batch decisions, and (`serving`) its route's latency and errors on each day of traffic."""
 
     min_roc_auc: float = Field(ge=0, le=1)
     min_labelled_positives: int = Field(10, ge=1)  # fewer labelled positives: the day is not judged
@@ -89,6 +98,7 @@ class Slo(Part):
     probation_days: int = Field(ge=0)  # a new champion breaking its SLO this soon is rolled back
     window_days: int = Field(28, ge=1)  # the burn is measured over this many days
     budget: float = Field(0.1, gt=0, le=1)  # share of judged days that may break it (burn 1.0: spent)
+    serving: ServingSlo | None = None
 
 
 class Inputs(Part):

@@ -30,15 +30,15 @@ def test_a_day_is_judged_only_with_enough_labelled_positives():
 
 
 def test_burn_is_the_breaching_share_of_judged_days_over_the_budget():
-    history = pd.DataFrame({"roc_auc": [0.9, 0.7, None, 0.95, 0.6]})
-    assert burn(history, 0.8, 0.25) == {"judged_days": 4, "breaching_days": 2, "burn": 2.0}
-    assert burn(history.iloc[2:3], 0.8, 0.25)["judged_days"] == 0  # nothing judged: no burn, not zero
+    breached = pd.Series([False, True, None, False, True])
+    assert burn(breached, 0.25) == {"judged_days": 4, "breaching_days": 2, "burn": 2.0}
+    assert burn(breached.iloc[2:3], 0.25)["judged_days"] == 0  # nothing judged: no burn, not zero
 
 
 def run_slo(spec, resources, instance, day: str):
-    quality_slo, _ = build_slo(spec)
+    quality = build_slo(spec).quality
     result = materialize(
-        [quality_slo], partition_key=day, resources=resources, instance=instance, raise_on_error=False
+        [quality], partition_key=day, resources=resources, instance=instance, raise_on_error=False
     )
     check = result.get_asset_check_evaluations()[0]
     assert check.check_name == SLO_CHECK

@@ -236,8 +236,8 @@ def test_predictions_are_counted_under_the_model_name(served, client):
     assert f'mlplatform_served_model_version{{arm="champion",model="{MODEL}"}} {float(champion)}' in metrics
 
 
-def test_the_transaction_model_keeps_its_routes_and_the_prediction_log_only_has_transactions(served, client):
-    _, resources, _ = served
+def test_the_transaction_model_keeps_its_routes_and_each_model_logs_under_its_name(served, client):
+    _, resources, merchants = served
     row = (
         resources["warehouse"]
         .read_sql(
@@ -252,11 +252,33 @@ def test_the_transaction_model_keeps_its_routes_and_the_prediction_log_only_has_
         "flag",
         "approve",
     )
+    entities = client.post(ROUTE, json=rows(merchants[0], "M-NOBODY"))
+    request_id = entities.json()["request_id"]
+
+    def logged() -> pd.DataFrame:
+        log = resources["prediction_log"].read()
+        return log[log["request_id"] == request_id] if "request_id" in log else log.iloc[:0]
+
     deadline = time.monotonic() + 10
-    while (log := resources["prediction_log"].read()).empty:
+    while len(logged()) < 2:
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    assert set(log["model_name"]) == {FRAUD_MODEL.name}
+    log = resources["prediction_log"].read()
+    assert row["transaction_id"] in set(log.loc[log["model_name"] == FRAUD_MODEL.name, "transaction_id"])
+    mine = logged()
+    assert list(mine["model_name"]) == [MODEL, MODEL] and list(mine["merchant_id"]) == [
+        merchants[0],
+        "M-NOBODY",
+    ]
+    answered = [p["score"] for p in entities.json()["predictions"]]
+    assert list(mine["score"]) == pytest.approx(answered, rel=1e-12)  # pandas parses JSON floats to ~1e-15
+    model = resources["model_registry"].version_for(MODEL, CHAMPION)
+    assert set(mine["model_version"]) == {model} and set(mine["latency_ms"]) == {
+        entities.json()["latency_ms"]
+    }
+    assert set(mine["features"].iloc[0]) == set(
+        expected(resources, merchants[:1]).filter(like="merchant_stats__")
+    )
 
 
 def test_the_route_is_documented_in_openapi(client):

@@ -101,6 +101,9 @@ def test_a_spec_in_a_folder_brings_its_whole_chain(tmp_path):
     )
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert "merchant_risk" not in keys  # only what the folder declares
+    # its batch scoring and monitoring: quality and serving SLOs, judged nightly
+    assert {"fraud_velocity_predictions", "fraud_velocity_slo", "fraud_velocity_serving_slo"} <= keys
+    assert "fraud_velocity_slo_nightly" in {s.name for s in defs.schedules}
     # its gate bounds are a resource of its own, from its spec
     assert defs.resources["fraud_velocity_gates"].min_roc_auc == 0.85
     assert defs.resolve_asset_graph().get(AssetKey("fraud_velocity")).owners == ["team:experiments"]
