@@ -133,12 +133,12 @@ def burn(breached: pd.Series, budget: float) -> dict[str, float]:
     }
 
 
-def on_probation(registry: ModelRegistry, model: str, version: str, days: int, now: datetime) -> bool:
-    """Whether `version` became champion less than `days` ago (its last promotion or approval)."""
+def on_probation(audit: list[dict], version: str, days: int, now: datetime) -> bool:
+    """Whether `version` was promoted (or approved) less than `days` ago, per the model's audit trail. A
+    version restored by a rollback is not on probation again: it served through its own, and a bad day for
+    every version (the data's fault, not the model's) must not roll back one version after another."""
     became = [
-        e["at"]
-        for e in registry.audit_trail(model)
-        if e["action"] in ("promote", "approve", "rollback") and str(e.get("version")) == version
+        e["at"] for e in audit if e["action"] in ("promote", "approve") and str(e.get("version")) == version
     ]
     return bool(became) and now - datetime.fromisoformat(became[-1]) < timedelta(days=days)
 
@@ -398,7 +398,7 @@ def probation_action(
     champion = registry.version_for(spec.name, CHAMPION)
     if champion is None or served_by != champion:
         return f"none: the breach is version {served_by}'s, champion is {champion}"
-    if not on_probation(registry, spec.name, champion, slo.probation_days, datetime.now(UTC)):
+    if not on_probation(registry.audit_trail(spec.name), champion, slo.probation_days, datetime.now(UTC)):
         return f"none: version {champion} is past its {slo.probation_days}-day probation"
     if registry.version_for(spec.name, PREVIOUS) is None:
         return f"none: version {champion} breaks its SLO on probation but there is no previous champion"

@@ -2,6 +2,7 @@
 whose own decisions break its SLO is rolled back to the previous one, audited and alerted, once."""
 
 import json
+from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
@@ -9,7 +10,7 @@ from dagster import AssetSelection, materialize
 
 from mlplatform.definitions import all_assets, all_checks, build_definitions, models
 from mlplatform.demo import quiet_run
-from mlplatform.monitoring.slo import SLO_CHECK, build_slo, burn, judge_day
+from mlplatform.monitoring.slo import SLO_CHECK, build_slo, burn, judge_day, on_probation
 from mlplatform.profiles import build_resources
 from mlplatform.resources import GateBounds
 from mlplatform.resources.model_registry import CHAMPION, PREVIOUS
@@ -33,6 +34,19 @@ def test_burn_is_the_breaching_share_of_judged_days_over_the_budget():
     breached = pd.Series([False, True, None, False, True])
     assert burn(breached, 0.25) == {"judged_days": 4, "breaching_days": 2, "burn": 2.0}
     assert burn(breached.iloc[2:3], 0.25)["judged_days"] == 0  # nothing judged: no burn, not zero
+
+
+def test_probation_starts_at_a_promotion_not_at_a_rollback():
+    now = datetime(2026, 11, 30, tzinfo=UTC)
+    audit = [
+        {"action": "promote", "version": "1", "at": "2026-11-01T00:00:00+00:00"},
+        {"action": "promote", "version": "2", "at": "2026-11-28T00:00:00+00:00"},
+        {"action": "rollback", "version": "1", "at": "2026-11-29T00:00:00+00:00"},
+    ]
+    assert on_probation(audit, "2", days=7, now=now)
+    assert not on_probation(audit, "2", days=1, now=now)
+    assert not on_probation(audit, "1", days=7, now=now)  # restored, not promoted: no second probation
+    assert not on_probation(audit, "3", days=7, now=now)
 
 
 def run_slo(spec, resources, instance, day: str):
