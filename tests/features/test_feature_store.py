@@ -42,39 +42,58 @@ def test_registry_holds_views_request_features_and_the_model_service(built):
 
 
 def test_training_set_joins_the_features_valid_at_each_event(built):
+    """Every row's features are the daily mart rows valid at its event (the newest at or before it: the
+    row of the event's midnight) and the request-time features computed from them; compared column by
+    column over the whole set."""
     warehouse = built[1]["warehouse"]
     rows = warehouse.read_sql("select * from training.training_set")
     labels = mart(warehouse, "training_labels")
     assert len(rows) == len(labels) and set(rows["transaction_id"]) == set(labels["transaction_id"])
 
-    customers = mart(warehouse, "customer_features").set_index(["customer_id", "feature_ts"])
-    merchants = mart(warehouse, "merchant_features").set_index(["merchant_id", "feature_ts"])
-    checked = 0
-    for row in rows.itertuples(index=False):
-        valid_from = pd.Timestamp(row.event_ts).floor("D")  # the newest daily row at or before the event
-        customer = (
-            customers.loc[(row.customer_id, valid_from)]
-            if (row.customer_id, valid_from) in customers.index
-            else None
+    rows["valid_from"] = pd.to_datetime(rows["event_ts"]).dt.floor("D")
+    customers = mart(warehouse, "customer_features")[
+        ["customer_id", "feature_ts", "txn_count_7d", "amount_avg_30d", "home_country"]
+    ].rename(columns=lambda c: c if c == "customer_id" else f"mart_{c}")
+    merchants = mart(warehouse, "merchant_features")[
+        ["merchant_id", "feature_ts", "reported_fraud_count_30d"]
+    ].rename(columns=lambda c: c if c == "merchant_id" else f"mart_{c}")
+    joined = rows.merge(
+        customers.rename(columns={"mart_feature_ts": "valid_from"}),
+        on=["customer_id", "valid_from"],
+        how="left",
+        indicator="customer_row",
+        validate="many_to_one",
+    ).merge(
+        merchants.rename(columns={"mart_feature_ts": "valid_from"}),
+        on=["merchant_id", "valid_from"],
+        how="left",
+        indicator="merchant_row",
+        validate="many_to_one",
+    )
+    unknown = joined["customer_row"] == "left_only"
+    assert joined.loc[unknown, "customer_stats__txn_count_7d"].isna().all()
+    known = joined[~unknown]
+    assert len(known) > len(rows) / 2
+
+    def same(served: str, expected: pd.Series) -> None:
+        pd.testing.assert_series_equal(
+            known[served].astype(float), expected.astype(float), check_names=False, rtol=1e-6
         )
-        if customer is None:
-            assert pd.isna(row.customer_stats__txn_count_7d)
-            continue
-        assert row.customer_stats__txn_count_7d == customer["txn_count_7d"]
-        assert row.customer_stats__amount_avg_30d == pytest.approx(customer["amount_avg_30d"], nan_ok=True)
-        assert row.customer_stats__home_country == customer["home_country"]
-        expected_ratio = row.amount / customer["amount_avg_30d"]
-        assert row.transaction_context__amount_to_avg_30d == pytest.approx(expected_ratio, nan_ok=True)
-        assert row.transaction_context__hour_of_day == pd.Timestamp(row.event_ts).hour
-        assert row.transaction_context__is_foreign == int(row.country != customer["home_country"])
-        merchant_key = (row.merchant_id, valid_from)
-        if merchant_key in merchants.index:
-            expected_frauds = merchants.loc[merchant_key]["reported_fraud_count_30d"]
-            assert row.merchant_stats__reported_fraud_count_30d == expected_frauds
-        else:
-            assert pd.isna(row.merchant_stats__txn_count_30d)
-        checked += 1
-    assert checked > len(rows) / 2
+
+    same("customer_stats__txn_count_7d", known["mart_txn_count_7d"])
+    same("customer_stats__amount_avg_30d", known["mart_amount_avg_30d"])
+    assert (known["customer_stats__home_country"] == known["mart_home_country"]).all()
+    same("transaction_context__amount_to_avg_30d", known["amount"] / known["mart_amount_avg_30d"])
+    same("transaction_context__hour_of_day", pd.to_datetime(known["event_ts"]).dt.hour)
+    same("transaction_context__is_foreign", known["country"] != known["mart_home_country"])
+    merchant_known = known["merchant_row"] == "both"
+    assert merchant_known.any()
+    pd.testing.assert_series_equal(
+        known.loc[merchant_known, "merchant_stats__reported_fraud_count_30d"].astype(float),
+        known.loc[merchant_known, "mart_reported_fraud_count_30d"].astype(float),
+        check_names=False,
+    )
+    assert known.loc[~merchant_known, "merchant_stats__txn_count_30d"].isna().all()
 
 
 def test_one_call_on_the_duckdb_store_gives_the_rows_of_the_per_view_chunked_path(built, monkeypatch):

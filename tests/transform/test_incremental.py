@@ -25,7 +25,7 @@ from mlplatform.demo import ingestion_runs
 from mlplatform.ingestion.assets import raw_customers
 from mlplatform.profiles import build_resources
 from mlplatform.settings import DBT_PROJECT_DIR
-from tests.conftest import SMALL, run_assets
+from tests.conftest import SMALL, copy_state, run_assets
 
 INCREMENTAL_MODELS = {"staging": ["stg_transactions"], "marts": ["customer_features", "merchant_features"]}
 FEATURE_MARTS = INCREMENTAL_MODELS["marts"]
@@ -91,13 +91,22 @@ def assert_same_as_full_refresh(state: Path, tmp_path: Path) -> None:
         pd.testing.assert_frame_equal(incremental[name], full[name], check_exact=True, obj=name)
 
 
-@pytest.fixture
-def built(state):
+@pytest.fixture(scope="module")
+def first_build(tmp_path_factory, generated_landing) -> Path:
     """The small data set ingested and built once by dbt (from scratch: the first build)."""
+    state = tmp_path_factory.mktemp("incremental") / "state"
+    shutil.copytree(generated_landing, state / "landing")
     with DagsterInstance.ephemeral() as instance:
         ingest(state, instance)
-        dbt_build(state)
-        yield state, instance
+    dbt_build(state)
+    return state
+
+
+@pytest.fixture
+def built(first_build, tmp_path):
+    """A private copy of the first build, and an instance for the test's own ingestion runs."""
+    with DagsterInstance.ephemeral() as instance:
+        yield copy_state(first_build, tmp_path / "state"), instance
 
 
 def test_a_landed_day_rebuilds_that_day_only_and_equals_a_full_refresh(built, tmp_path):
