@@ -74,11 +74,12 @@ def build_stage_jobs(chains: list[ModelDefinitions]) -> list[UnresolvedAssetJobD
     """Named jobs for the stages between landing and scoring (`make demo` runs them; the UI can run them
     again): everything unpartitioned between the raw tables and the champions, and a day's monitoring."""
     daily = daily_model_assets(chains)
+    per_day = [a for m in chains for a in m.assets if a.partitions_def is not None]  # scores, drift, SLOs
     refresh = define_asset_job(
         "refresh_features_and_model",
         selection=AssetSelection.all()
         - AssetSelection.assets(
-            *ingestion_assets, *daily, *monitoring_assets, *streaming_assets, *velocity_assets
+            *ingestion_assets, *per_day, *monitoring_assets, *streaming_assets, *velocity_assets
         ),
         description="Everything between the raw tables and the champions: the dbt marts, the Feast registry "
         "and online store, each model's training set, a candidate with its blocking gates, its promotion, "

@@ -18,13 +18,12 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dagster import DagsterInstance, JobDefinition
+from dagster import AssetKey, DagsterInstance, JobDefinition
 
 from mlplatform.automation import TRIGGER_TAG
 from mlplatform.checks import NOT_JUDGED_REASON, was_judged
 from mlplatform.datagen import GeneratorConfig, generate
 from mlplatform.ingestion.assets import raw_customers, raw_labels, raw_merchants, raw_transactions
-from mlplatform.monitoring.assets import monitoring_assets
 from mlplatform.profiles import build_resources
 from mlplatform.resources import LandingZone, Warehouse
 from mlplatform.resources.model_registry import CHAMPION, ModelRegistry
@@ -34,7 +33,6 @@ from mlplatform.training.spec import FRAUD_MODEL
 if TYPE_CHECKING:
     from dagster._core.remote_origin import RemoteJobOrigin
 
-MONITORING_KEYS = {a.key for a in monitoring_assets}
 MONITORED_DAYS = 7  # the demo monitors its last week (the UI's backfill button does the rest)
 
 
@@ -64,6 +62,7 @@ class DemoSummary:
     checks_not_judged: list[tuple[str, str]] = field(default_factory=list)
     signals: list[str] = field(default_factory=list)  # monitoring checks that fired: findings, not faults
     table_rows: dict[str, int] = field(default_factory=dict)
+    monitoring: set[AssetKey] = field(default_factory=set, repr=False)  # the assets whose checks are signals
 
     def record(self, label: str, result) -> None:
         if result.success:
@@ -79,7 +78,7 @@ class DemoSummary:
             elif not was_judged(evaluation.metadata):
                 check = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
                 self.checks_not_judged.append((check, evaluation.metadata[NOT_JUDGED_REASON].value))
-            elif evaluation.asset_key in MONITORING_KEYS:  # one line per check and severity
+            elif evaluation.asset_key in self.monitoring:  # one line per check and severity
                 check = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
                 self.signals.append(f"{check} {evaluation.severity.value}")
             else:
@@ -212,7 +211,9 @@ def materialize_all(
     resources = build_resources(state=state)
     defs = build_definitions(resources)
     landing: LandingZone = resources["landing_zone"]
-    summary = DemoSummary(state=state)
+    graph = defs.resolve_asset_graph()
+    monitoring = {key for key in graph.get_all_asset_keys() if graph.get(key).group_name == "monitoring"}
+    summary = DemoSummary(state=state, monitoring=monitoring)
 
     def run(
         label: str, job: str, selection=None, partition_key: str | None = None, tags: dict | None = None

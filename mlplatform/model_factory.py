@@ -9,6 +9,9 @@ For a spec named M (fraud_model keeps the keys it had before specs: `training_se
 - `M_champion`: promotion under the spec's policy, retention, and a check that the serving version passed
   its gates;
 - `M_predictions` (when the spec declares `batch`): each landed day scored by the champion;
+- `M_feature_drift` (when it declares `drift`; fraud_model keeps `feature_drift`): each scored day's inputs
+  and scores against the champion's newest training week, PSI checks that alert (and retrain when the
+  spec's `retrain` names them);
 - `M_slo` (when it declares `slo`): the quality SLO on each labelled day, its burn, and the rollback of a
   champion on probation that breaks it; judged nightly once the day's labels are in;
 - `M_serving_slo` (when it declares `slo.serving`): its route's p99 latency and server-error rate on each
@@ -29,6 +32,7 @@ from dagster import (
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from mlplatform.inference.assets import build_batch_predictions
+from mlplatform.monitoring.assets import build_feature_drift
 from mlplatform.monitoring.retraining import build_retrain_sensor
 from mlplatform.monitoring.slo import SloDefinitions, build_slo
 from mlplatform.training.factory import TrainingChain, build_training_chain
@@ -41,6 +45,7 @@ class ModelDefinitions:
 
     training: TrainingChain
     batch: AssetsDefinition | None
+    drift: AssetsDefinition | None
     slo: SloDefinitions | None
     retrain_sensor: SensorDefinition
 
@@ -74,8 +79,12 @@ class ModelDefinitions:
 
     @property
     def daily(self) -> list[AssetsDefinition]:
-        """What a landed day sets off for this model: its batch decisions, then their quality SLO."""
-        return [*([self.batch] if self.batch else []), *([self.slo.quality] if self.slo else [])]
+        """What a landed day sets off for this model: its batch decisions, their drift and quality SLO."""
+        return [
+            *([self.batch] if self.batch else []),
+            *([self.drift] if self.drift else []),
+            *([self.slo.quality] if self.slo else []),
+        ]
 
     @property
     def schedules(self) -> list[ScheduleDefinition]:
@@ -92,6 +101,7 @@ def build_model(spec: ModelSpec) -> ModelDefinitions:
     return ModelDefinitions(
         training=training,
         batch=build_batch_predictions(spec) if spec.batch else None,
+        drift=build_feature_drift(spec) if spec.drift else None,
         slo=build_slo(spec) if spec.slo else None,
         retrain_sensor=build_retrain_sensor(training),
     )

@@ -156,10 +156,23 @@ def test_the_lineage_runs_from_the_files_that_land_to_the_predictions_served():
 def test_runs_have_names_that_say_what_they_do():
     """Named jobs for each stage, so no run of the loop or the demo is an anonymous asset job."""
     stages = {
-        "landed_day": {"raw_transactions", "stg_transactions", "batch_predictions", "monitoring_report"},
+        "landed_day": {
+            "raw_transactions",
+            "stg_transactions",
+            "batch_predictions",
+            "feature_drift",
+            "merchant_risk_feature_drift",
+            "monitoring_report",
+        },
         "refresh_features_and_model": {"customer_features", "online_customer_stats", "fraud_model_champion"},
         "batch_scoring": {"batch_predictions"},
-        "monitor_day": {"feature_drift", "model_performance", "serving_skew", "monitoring_report"},
+        "monitor_day": {
+            "feature_drift",
+            "merchant_risk_feature_drift",
+            "model_performance",
+            "serving_skew",
+            "monitoring_report",
+        },
         "retrain_fraud_model": {"training_set", "fraud_model", "fraud_model_champion"},
     }
     for name, assets in stages.items():
@@ -171,4 +184,12 @@ def test_runs_have_names_that_say_what_they_do():
         k.to_user_string()
         for k in defs.resolve_job_def("refresh_features_and_model").asset_layer.executable_asset_keys
     }
-    assert not refresh & {"raw_transactions", "batch_predictions", "feature_drift"}
+    assert not refresh & {
+        "raw_transactions",
+        "batch_predictions",
+        "feature_drift",
+        "merchant_risk_serving_slo",
+    }
+    # nothing partitioned in the unpartitioned refresh (a partitioned asset there fails the run)
+    partitioned = {k.to_user_string() for k in GRAPH.get_all_asset_keys() if GRAPH.get(k).is_partitioned}
+    assert not refresh & partitioned

@@ -10,12 +10,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from dagster import (
+    AssetCheckKey,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     AssetRecordsFilter,
+    AssetsDefinition,
     DagsterInstance,
     DefaultScheduleStatus,
     MaterializeResult,
@@ -65,9 +67,10 @@ from mlplatform.resources import (
 )
 from mlplatform.resources.model_registry import CHAMPION
 from mlplatform.resources.prediction_log import of_model
-from mlplatform.training.spec import FRAUD_MODEL
+from mlplatform.training.spec import FRAUD_MODEL, ModelSpec
 
-FEATURE_DRIFT = AssetKey("feature_drift")
+# the transaction model's monitoring beyond its spec's: its report, `/predict`'s serving health and skew
+FEATURE_DRIFT = AssetKey(FRAUD_MODEL.drift_asset)
 MODEL_PERFORMANCE = AssetKey("model_performance")
 SERVING_HEALTH = AssetKey("serving_health")
 SERVING_SKEW = AssetKey("serving_skew")
@@ -75,13 +78,6 @@ MONITORING_REPORT = AssetKey("monitoring_report")
 TRAINING_LABELS = AssetKey("training_labels")
 # monitoring watches the transaction model's decisions: its batch scores, its serving, its labels
 BATCH_PREDICTIONS = AssetKey(FRAUD_MODEL.batch_asset)
-# inputs the transaction itself carries: no rolling window, so no warm-up drift on short histories
-TRANSACTION_INPUTS = (
-    "amount",
-    "channel",
-    "transaction_context__hour_of_day",
-    "transaction_context__is_foreign",
-)
 BOUNDS = MonitoringSettings()  # the defaults, quoted in the checks' descriptions; runs use the resource
 # The checks below are partitioned like their assets: each evaluation belongs to its day (the UI's per-day
 # check history, the report's verdicts). Dagster marks partitioned checks "preview"; with dagster pinned,
@@ -164,137 +160,148 @@ def store_day(warehouse: Warehouse, table: str, rows: pd.DataFrame, day: str) ->
     )
 
 
-@asset(
-    key=FEATURE_DRIFT,
-    group_name="monitoring",
-    kinds={"feast", warehouse_kind()},
-    owners=["team:ml"],
-    partitions_def=DAILY_PARTITIONS,
-    deps=[BATCH_PREDICTIONS, AssetKey(FRAUD_MODEL.training_set_asset)],
-    automation_condition=FOLLOW_NEW_SCORES,
-    check_specs=[
-        AssetCheckSpec(
-            "feature_psi",
-            asset=FEATURE_DRIFT,
-            partitions_def=DAILY_PARTITIONS,
-            description="Largest PSI of any model input against the reference: WARN above "
-            f"{BOUNDS.psi_warn}, ERROR above {BOUNDS.psi_error} (alerts; rolling windows still filling up "
-            "also move it, so it does not retrain).",
-        ),
-        AssetCheckSpec(
-            "transaction_psi",
-            asset=FEATURE_DRIFT,
-            partitions_def=DAILY_PARTITIONS,
-            description="Largest PSI of the transaction's own inputs (amount, channel, hour, foreign), which "
-            f"no rolling window smooths: WARN above {BOUNDS.psi_warn}, ERROR above {BOUNDS.psi_error} "
-            "(retrains).",
-        ),
-        AssetCheckSpec(
-            "prediction_psi",
-            asset=FEATURE_DRIFT,
-            partitions_def=DAILY_PARTITIONS,
-            description=f"PSI of the day's scores against the reference: WARN above {BOUNDS.psi_warn}, "
-            f"ERROR above {BOUNDS.psi_error} (retrains).",
-        ),
-    ],
-    description=(
-        "The day's model inputs and scores against the champion's training set: PSI per feature (KS test "
-        "for numeric ones) and PSI of the scores; stored in monitoring.feature_drift."
-    ),
-)
-def feature_drift(
-    context: AssetExecutionContext,
-    feature_store: FeastFeatureStore,
-    warehouse: Warehouse,
-    model_registry: ModelRegistry,
-    monitoring: MonitoringSettings,
-    alerts: AlertSink,
-) -> MaterializeResult:
-    day = context.partition_key
-    model = load_scoring_model(model_registry, FRAUD_MODEL.name, CHAMPION)
-    store = feature_store.store()
-    fields = ", ".join(TRANSACTION_FIELDS)
-    current = features_as_of_events(
-        store,
-        warehouse.read_sql(f"select {fields} from raw.transactions where _partition_date = '{day}'"),
-        model.feature_service,
-    )
-    # the reference: all transactions (not only the labelled ones, which over-represent fraud while
-    # legitimate confirmations are still on their way) of the newest week the champion trained on
-    trained_until = f"(select max(event_ts) from training.{FRAUD_MODEL.training_set_asset})"
-    reference_transactions = warehouse.read_sql(
-        f"select {fields} from raw.transactions where event_ts between "
-        f"{trained_until} - interval '{monitoring.reference_days} days' and {trained_until}"
-    )
-    reference = features_as_of_events(
-        store,
-        reference_transactions.sample(
-            min(len(reference_transactions), monitoring.reference_rows), random_state=7
-        ),
-        model.feature_service,
-    )
-    columns = list(model.pipeline.feature_names_in_)
-    table = drift_table(reference, current, columns)
-    reference_scores, current_scores = model.score(reference)["score"], model.score(current)["score"]
-    score_psi = psi(reference_scores, current_scores)
-    histogram = score_histogram(reference_scores, current_scores)
-    store_day(warehouse, "feature_drift", table, day)
-    store_day(warehouse, "score_histogram", histogram, day)
+def drift_checks(spec: ModelSpec) -> list[str]:
+    """The checks of a spec's drift asset, in the order they are reported."""
+    drift = spec.drift
+    own = [drift.own_inputs_check] if drift and drift.own_inputs else []
+    return ["feature_psi", *own, "prediction_psi"]
 
-    max_psi = float(table["psi"].max())
-    drifted = table.loc[table["psi"] > monitoring.psi_warn, "feature"].tolist()
-    transaction_psi = float(table.loc[table["feature"].isin(TRANSACTION_INPUTS), "psi"].max())
-    no_rows = None if len(current) else f"no transactions scored on {day}"
-    checks = [
-        graded_check(
-            FEATURE_DRIFT,
-            "feature_psi",
-            "max_psi",
-            max_psi,
-            monitoring.psi_warn,
-            monitoring.psi_error,
-            day=day,
-            unjudged_reason=no_rows,
-            drifted_features=MetadataValue.json(drifted),
-        ),
-        graded_check(
-            FEATURE_DRIFT,
-            "transaction_psi",
-            "max_transaction_psi",
-            transaction_psi,
-            monitoring.psi_warn,
-            monitoring.psi_error,
-            day=day,
-            unjudged_reason=no_rows,
-            inputs=MetadataValue.json(list(TRANSACTION_INPUTS)),
-        ),
-        graded_check(
-            FEATURE_DRIFT,
-            "prediction_psi",
-            "score_psi",
-            score_psi,
-            monitoring.psi_warn,
-            monitoring.psi_error,
-            day=day,
-            unjudged_reason=no_rows,
-        ),
-    ]
-    for check, figure in zip(checks, ("max_psi", "max_transaction_psi", "score_psi"), strict=True):
-        alert_on(check, alerts, day, figure)
-    return MaterializeResult(
-        metadata={
-            "dagster/row_count": len(current),
-            "model_version": model.version,
-            "max_psi": round(max_psi, 4),
-            "max_transaction_psi": round(transaction_psi, 4),
-            "score_psi": round(score_psi, 4),
-            "drifted_features": len(drifted),
-            "psi_chart": image_metadata(psi_chart(table, monitoring.psi_warn, monitoring.psi_error), "PSI"),
-            "score_distribution": image_metadata(score_chart(histogram), "scores"),
-            "psi_per_feature": MetadataValue.md(table.round(4).to_markdown(index=False)),
-        },
-        check_results=checks,
+
+def build_feature_drift(spec: ModelSpec) -> AssetsDefinition:
+    """A spec's drift per scored day: its batch spine's rows of the day and of the champion's newest training
+    week, with the feature service's values as of each row (through Feast), compared input by input and by
+    score. Stored in monitoring.<asset> and its score histograms in monitoring.<asset>_scores."""
+    drift, batch = spec.drift, spec.batch
+    if drift is None or batch is None:
+        raise ValueError(f"{spec.name} declares no drift monitoring")
+    key = AssetKey(spec.drift_asset)
+    table = spec.drift_asset
+    own = drift.own_inputs
+    bounds = f"WARN above {BOUNDS.psi_warn}, ERROR above {BOUNDS.psi_error}"
+    retrains = {f"{key.to_user_string()}:{check}" for check in drift_checks(spec)} & set(
+        spec.retrain.on_failed_checks
     )
+
+    def retraining(check: str) -> str:
+        return "retrains" if f"{key.to_user_string()}:{check}" in retrains else "alerts, does not retrain"
+
+    descriptions = {
+        "feature_psi": f"Largest PSI of any model input against the reference: {bounds} "
+        f"({retraining('feature_psi')}; rolling windows still filling up also move it).",
+        drift.own_inputs_check: f"Largest PSI of the inputs the record carries itself ({', '.join(own)}), "
+        f"which no rolling window smooths: {bounds} ({retraining(drift.own_inputs_check)}).",
+        "prediction_psi": f"PSI of the day's scores against the reference: {bounds} "
+        f"({retraining('prediction_psi')}).",
+    }
+    predictions = AssetKey(spec.batch_asset)
+    fields = ", ".join(batch.columns)
+
+    @asset(
+        key=key,
+        group_name="monitoring",
+        kinds={"feast", warehouse_kind()},
+        owners=spec.owners,
+        partitions_def=DAILY_PARTITIONS,
+        deps=[predictions, AssetKey(spec.training_set_asset)],
+        automation_condition=follow_updates_of(predictions, label="follow_new_scores"),
+        check_specs=[
+            AssetCheckSpec(check, asset=key, partitions_def=DAILY_PARTITIONS, description=descriptions[check])
+            for check in drift_checks(spec)
+        ],
+        description=(
+            f"{spec.name}: the day's model inputs and scores against its champion's training set (the "
+            f"newest week it trained on): PSI per feature (KS test for numeric ones) and PSI of the scores; "
+            f"stored in monitoring.{table}."
+        ),
+    )
+    def feature_drift(
+        context: AssetExecutionContext,
+        feature_store: FeastFeatureStore,
+        warehouse: Warehouse,
+        model_registry: ModelRegistry,
+        monitoring: MonitoringSettings,
+        alerts: AlertSink,
+    ) -> MaterializeResult:
+        day = context.partition_key
+        if model_registry.version_for(spec.name, CHAMPION) is None:
+            reason = f"{spec.name} has no champion: nothing scored to compare"
+            return MaterializeResult(
+                metadata={"note": reason},
+                check_results=[not_judged(reason, asset_key=key, check_name=c) for c in drift_checks(spec)],
+            )
+        model = load_scoring_model(model_registry, spec.name, CHAMPION)
+        store = feature_store.store()
+        current = features_as_of_events(
+            store,
+            warehouse.read_sql(f"select {fields} from {batch.spine} where {batch.day_column} = '{day}'"),
+            model.feature_service,
+        )
+        # the reference: every row (not only the labelled ones, which over-represent positives while the
+        # negatives' confirmations are still on their way) of the newest week the champion trained on
+        trained_until = f"(select max(event_ts) from training.{spec.training_set_asset})"
+        reference_rows = warehouse.read_sql(
+            f"select {fields} from {batch.spine} where event_ts between "
+            f"{trained_until} - interval '{monitoring.reference_days} days' and {trained_until}"
+        )
+        reference = features_as_of_events(
+            store,
+            reference_rows.sample(min(len(reference_rows), monitoring.reference_rows), random_state=7),
+            model.feature_service,
+        )
+        columns = list(model.pipeline.feature_names_in_)
+        psi_table = drift_table(reference, current, columns)
+        reference_scores, current_scores = model.score(reference)["score"], model.score(current)["score"]
+        score_psi = psi(reference_scores, current_scores)
+        histogram = score_histogram(reference_scores, current_scores)
+        store_day(warehouse, table, psi_table, day)
+        store_day(warehouse, f"{table}_scores", histogram, day)
+
+        max_psi = float(psi_table["psi"].max())
+        drifted = psi_table.loc[psi_table["psi"] > monitoring.psi_warn, "feature"].tolist()
+        no_rows = None if len(current) else f"no rows scored on {day}"
+        figures = {"feature_psi": ("max_psi", max_psi), "prediction_psi": ("score_psi", score_psi)}
+        if own:
+            own_psi = float(psi_table.loc[psi_table["feature"].isin(own), "psi"].max())
+            figures[drift.own_inputs_check] = (f"max_{drift.own_inputs_check}", own_psi)
+        details = {
+            "feature_psi": {"drifted_features": MetadataValue.json(drifted)},
+            drift.own_inputs_check: {"inputs": MetadataValue.json(own)},
+        }
+        checks = [
+            alert_on(
+                graded_check(
+                    key,
+                    check,
+                    figures[check][0],
+                    figures[check][1],
+                    monitoring.psi_warn,
+                    monitoring.psi_error,
+                    day=day,
+                    unjudged_reason=no_rows,
+                    **details.get(check, {}),
+                ),
+                alerts,
+                day,
+                figures[check][0],
+            )
+            for check in drift_checks(spec)
+        ]
+        return MaterializeResult(
+            metadata={
+                "dagster/row_count": len(current),
+                "model_version": model.version,
+                **{name: round(value, 4) for name, value in figures.values()},
+                "drifted_features": len(drifted),
+                "psi_chart": image_metadata(
+                    psi_chart(psi_table, monitoring.psi_warn, monitoring.psi_error), "PSI"
+                ),
+                "score_distribution": image_metadata(score_chart(histogram), "scores"),
+                "psi_per_feature": MetadataValue.md(psi_table.round(4).to_markdown(index=False)),
+            },
+            check_results=checks,
+        )
+
+    return feature_drift
 
 
 @asset(
@@ -552,9 +559,8 @@ def recomputed_skew(
 
 # what the day's report judges the day by
 REPORTED_CHECKS = [
-    key
-    for asset in (feature_drift, model_performance, serving_health, serving_skew)
-    for key in asset.check_keys
+    *(AssetCheckKey(FEATURE_DRIFT, check) for check in drift_checks(FRAUD_MODEL)),
+    *(key for asset in (model_performance, serving_health, serving_skew) for key in asset.check_keys),
 ]
 
 
@@ -584,7 +590,9 @@ def monitoring_report(
             f"date '{day}' - interval '{days - 1} days' and date '{day}'"
         )
 
-    drift, histogram, skew_table = rows("feature_drift"), rows("score_histogram"), rows("serving_skew")
+    drift_table_name = FEATURE_DRIFT.to_user_string()
+    drift, histogram = rows(drift_table_name), rows(f"{drift_table_name}_scores")
+    skew_table = rows("serving_skew")
     history = rows("model_performance", monitoring.history_days)
     charts = {}
     if len(drift):
@@ -722,5 +730,5 @@ def nightly_monitoring(context: ScheduleEvaluationContext) -> list[RunRequest]:
 
 
 # what a landed day of transactions sets off once it is scored (serving health and skew wait for the night)
-daily_monitoring_assets = [feature_drift, model_performance, monitoring_report]
-monitoring_assets = [feature_drift, model_performance, serving_health, serving_skew, monitoring_report]
+daily_monitoring_assets = [model_performance, monitoring_report]
+monitoring_assets = [model_performance, serving_health, serving_skew, monitoring_report]

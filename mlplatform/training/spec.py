@@ -101,6 +101,15 @@ class Slo(Part):
     serving: ServingSlo | None = None
 
 
+class Drift(Part):
+    """Drift of each scored day against the champion's training window: PSI of every input and of the
+    scores, and of the inputs the scored record carries itself (no rolling window smooths them)."""
+
+    asset: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]*$")  # default: <name>_feature_drift
+    own_inputs: list[str] = Field(default_factory=list)
+    own_inputs_check: str = Field("own_input_psi", pattern=r"^[a-z][a-z0-9_]*$")
+
+
 class Inputs(Part):
     """What the estimator reads: every numeric feature of the feature service, plus these."""
 
@@ -156,6 +165,7 @@ class ModelSpec(Part):
     retrain: Retrain
     batch: Batch | None = None  # None: not scored in batch
     slo: Slo | None = None  # needs batch: judged on its batch decisions
+    drift: Drift | None = None  # needs batch: measured on each scored day
     estimator: Estimator
     seed: int
     holdout_fraction: float = Field(gt=0, lt=0.5)
@@ -170,6 +180,8 @@ class ModelSpec(Part):
     def slo_needs_batch(self) -> "ModelSpec":
         if self.slo is not None and self.batch is None:
             raise ValueError("slo is judged on batch decisions: declare batch too")
+        if self.drift is not None and self.batch is None:
+            raise ValueError("drift is measured on the scored days: declare batch too")
         return self
 
     @property
@@ -187,6 +199,13 @@ class ModelSpec(Part):
         if self.batch is None:
             raise ModelSpecError(f"{self.name} declares no batch scoring")
         return self.batch.asset or f"{self.name}_predictions"
+
+    @property
+    def drift_asset(self) -> str:
+        """The drift asset's key, also its table in the `monitoring` schema."""
+        if self.drift is None:
+            raise ModelSpecError(f"{self.name} declares no drift monitoring")
+        return self.drift.asset or f"{self.name}_feature_drift"
 
     def with_settings(self, settings: dict[str, str]) -> "ModelSpec":
         """This spec with dotted fields set from text (`--set estimator.learning_rate=0.05`), each value
@@ -275,9 +294,12 @@ def load_specs(directory: Path = SPECS_DIR) -> dict[str, ModelSpec]:
         specs[spec.name] = spec
     if len({s.training_set_asset for s in specs.values()}) < len(specs):
         raise ModelSpecError(f"{directory}: two models declare the same training_set")
-    batched = [s.batch_asset for s in specs.values() if s.batch]
-    if len(set(batched)) < len(batched):
-        raise ModelSpecError(f"{directory}: two models declare the same batch asset")
+    for what, assets in (
+        ("batch asset", [s.batch_asset for s in specs.values() if s.batch]),
+        ("drift asset", [s.drift_asset for s in specs.values() if s.drift]),
+    ):
+        if len(set(assets)) < len(assets):
+            raise ModelSpecError(f"{directory}: two models declare the same {what}")
     return specs
 
 

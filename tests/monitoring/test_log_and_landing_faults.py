@@ -13,6 +13,7 @@ from mlplatform.ingestion.assets import raw_customers, raw_merchants
 from mlplatform.monitoring.assets import serving_health
 from mlplatform.resources import PredictionLog
 from mlplatform.resources.prediction_log import PredictionLogWriter
+from mlplatform.training.spec import FRAUD_MODEL
 from tests.conftest import run_assets
 
 DAY = "2026-03-05"
@@ -25,6 +26,7 @@ def logged(directory, n: int) -> None:
             {
                 "logged_at": f"{DAY}T10:00:{i:02d}+00:00",
                 "request_id": f"r{i}",
+                "model_name": FRAUD_MODEL.name,
                 "latency_ms": 2.0 + i,
                 "customer_id": "C1",
                 "merchant_id": "M1",

@@ -6,10 +6,9 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, materialize
 
-from mlplatform.definitions import all_assets
+from mlplatform.definitions import all_assets, models
 from mlplatform.ingestion.assets import raw_transactions
 from mlplatform.monitoring.assets import (
-    feature_drift,
     model_performance,
     monitoring_report,
     serving_health,
@@ -19,6 +18,7 @@ from mlplatform.profiles import build_resources
 from tests.conftest import copy_state, land_transactions, run_assets
 
 pytestmark = pytest.mark.e2e
+feature_drift = models["fraud_model"].drift
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +130,7 @@ def test_serving_health_reads_a_day_of_the_prediction_log(tmp_path):
         served = {
             "logged_at": "2026-11-20T10:00:00+00:00",
             "request_id": f"r{n}",
+            "model_name": "fraud_model",  # the model behind /predict
             "transaction_id": None,
             "customer_id": f"C{n}",
             "merchant_id": "M1",

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from dagster import AssetKey
 
-from mlplatform.checks import check_verdicts
+from mlplatform.checks import check_verdicts, was_judged
 from mlplatform.definitions import build_definitions, models
-from mlplatform.demo import quiet_run
+from mlplatform.demo import MONITORED_DAYS, quiet_run
 from mlplatform.inference.scoring import load_scoring_model
 from mlplatform.profiles import build_resources
 from mlplatform.resources.model_registry import CHAMPION
@@ -82,7 +82,8 @@ def throwaway_spec(folder: Path) -> Path:
     folder.mkdir()
     shutil.copy(SPECS_DIR / "fraud_model.yaml", folder)
     data = yaml.safe_load((SPECS_DIR / "fraud_model.yaml").read_text())
-    del data["training_set"], data["batch"]["asset"]  # the defaults, <name>_training_set, <name>_predictions
+    # the default asset names: <name>_training_set, <name>_predictions, <name>_feature_drift
+    del data["training_set"], data["batch"]["asset"], data["drift"]["asset"]
     data.update(name="fraud_velocity", feature_service="fraud_model_velocity", owners=["team:experiments"])
     path = folder / "fraud_velocity.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -102,7 +103,8 @@ def test_a_spec_in_a_folder_brings_its_whole_chain(tmp_path):
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert "merchant_risk" not in keys  # only what the folder declares
     # its batch scoring and monitoring: quality and serving SLOs, judged nightly
-    assert {"fraud_velocity_predictions", "fraud_velocity_slo", "fraud_velocity_serving_slo"} <= keys
+    monitoring = {"feature_drift", "slo", "serving_slo"}
+    assert {"fraud_velocity_predictions", *(f"fraud_velocity_{m}" for m in monitoring)} <= keys
     assert "fraud_velocity_slo_nightly" in {s.name for s in defs.schedules}
     # its gate bounds are a resource of its own, from its spec
     assert defs.resources["fraud_velocity_gates"].min_roc_auc == 0.85
@@ -123,6 +125,10 @@ def test_two_models_on_one_training_set_are_refused(tmp_path):
     data = yaml.safe_load(spec.read_text())
     spec.write_text(yaml.safe_dump({**data, "training_set": "training_set"}))
     with pytest.raises(ModelSpecError, match="same training_set"):
+        load_specs(folder)
+    # nor two on one monitoring table
+    spec.write_text(yaml.safe_dump({**data, "drift": {"asset": "feature_drift"}}))
+    with pytest.raises(ModelSpecError, match="same drift asset"):
         load_specs(folder)
 
 
@@ -172,3 +178,21 @@ def test_the_second_model_is_trained_gated_promoted_and_scored_from_its_spec(bui
         "select count(distinct event_date) as days, count(*) as n from marts.merchant_days"
     ).iloc[0]
     assert (scored["days"], scored["n"], scored["v"], scored["w"]) == (spine["days"], spine["n"], "1", "1")
+    # and monitored like fraud_model: each monitored day's drift against its champion's training week
+    drift = warehouse.read_sql(
+        "select partition_date, count(*) as inputs, max(psi) as max_psi "
+        "from monitoring.merchant_risk_feature_drift group by 1 order by 1"
+    )
+    champion = load_scoring_model(registry, "merchant_risk", CHAMPION)
+    assert len(drift) == MONITORED_DAYS and set(drift["inputs"]) == {len(champion.inputs)}
+    histogram = warehouse.read_sql("select * from monitoring.merchant_risk_feature_drift_scores")
+    assert histogram["partition_date"].nunique() == MONITORED_DAYS
+    with built_instance(built_state[0]) as instance:
+        drift_asset = models["merchant_risk"].drift
+        assert drift_asset is not None
+        checks = {
+            key.name: instance.event_log_storage.get_asset_check_execution_history(key, limit=1)[0].evaluation
+            for key in drift_asset.check_keys
+        }
+    assert set(checks) == {"feature_psi", "prediction_psi"}  # no inputs of its own: no third check
+    assert all(c is not None and was_judged(dict(c.metadata)) for c in checks.values())
