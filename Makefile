@@ -28,10 +28,13 @@ DBT_SOURCES := $(shell find dbt_project \( -path dbt_project/target -o -path dbt
 env: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml $(MANIFEST)
 	@$(BIN)/python -m mlplatform.features.cli_config feature_repo
 
+# The lock pins every package, dependencies included: installed as it is (no resolver), then `pip check`
+# proves nothing is missing. Modules are byte-compiled when first imported, not all of them up front.
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps --no-compile -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip check
 	@touch $@
 
 # dagster-dbt loads the dbt manifest at import time: parse the project once, here.
@@ -47,10 +50,11 @@ demo: env
 	$(BIN)/mlplatform demo
 
 # The prod-profile tests and the dagster-daemon loop test mostly wait on their services (Postgres, Redis,
-# an MLflow server, a Dagster daemon and its ticks), so each runs beside the rest of the suite; all must pass.
+# an MLflow server, a Dagster daemon and its ticks), so each runs beside the rest of the suite; so does
+# tests/training, the longest package, on the core the others leave idle once they are done. All must pass.
 # They share one built demo state (MLPLATFORM_TEST_BUILT_STATE: the first to need it builds it, the others
 # wait for it), unless you point that variable at your own.
-BESIDE := tests/prod tests/monitoring/test_daemon_loop.py
+BESIDE := tests/prod tests/monitoring/test_daemon_loop.py tests/training
 test: env
 	@shared=$$(mktemp -d); export MLPLATFORM_TEST_BUILT_STATE=$${MLPLATFORM_TEST_BUILT_STATE:-$$shared/built}; \
 	pids=""; logs=""; for t in $(BESIDE); do log=$$(mktemp); logs="$$logs $$log"; \

@@ -84,6 +84,15 @@ class DemoSummary:
             else:
                 self.checks_failed.append(name)
 
+    def tables_by_schema(self) -> dict[str, list[str]]:
+        """`table rows` per schema, the monitoring tables left out (the signals above say what they hold)."""
+        by_schema: dict[str, list[str]] = {}
+        for table, rows in self.table_rows.items():
+            schema, name = table.split(".", 1)
+            if schema != "monitoring":
+                by_schema.setdefault(schema, []).append(f"{name} {rows:,}")
+        return by_schema
+
     def format(self) -> str:
         assets = ", ".join(sorted(self.assets_materialized))
         lines = [
@@ -100,7 +109,7 @@ class DemoSummary:
             f"monitoring signals (also sent to the alert sink): {len(self.signals)}",
             *(f"  {signal} x{n}" for signal, n in Counter(self.signals).items()),
             "rows per table:",
-            *(f"  {table:<32} {rows:>10,}" for table, rows in self.table_rows.items()),
+            *(f"  {schema}: {', '.join(tables)}" for schema, tables in self.tables_by_schema().items()),
             f"state: {self.state} (landing/, quarantine/, warehouse.duckdb, dagster/, reports/index.html)",
         ]
         return "\n".join(lines)

@@ -25,10 +25,10 @@ import redis
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 
 from mlplatform.datagen import GeneratorConfig, generate
+from mlplatform.definitions import defs
 from mlplatform.demo import DemoSummary, materialize_all
 from mlplatform.profiles import build_resources
 from mlplatform.settings import PROJECT_ROOT
-from mlplatform.training.spec import load_specs
 from tests.prod.conftest import PG_HOST, PG_PORT, PG_USER, REDIS_DB, REDIS_HOST, REDIS_PORT, pg_env
 from tests.prod.services import BIN, TELEMETRY_OFF, WebhookReceiver, mlflow_server, process, wait_until
 
@@ -341,10 +341,12 @@ def test_runs_go_through_the_queue_and_the_daemon(builds):
         check_exact=False,
         rtol=1e-9,
     )
-    # the daemon's own work: automation monitors the re-scored days again (every model's quality SLO
-    # follows its new scores), and nothing else runs
-    slos = {f"{spec.name}_slo" for spec in load_specs().values() if spec.slo}
-    monitoring = {"feature_drift", "model_performance", "monitoring_report", *slos}
+    # the daemon's own work: automation monitors the re-scored days again (every model's drift and quality
+    # SLO follow its new scores), and nothing else runs
+    graph = defs.resolve_asset_graph()
+    monitoring = {
+        k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).group_name == "monitoring"
+    }
     assert all(run["sensor"] == "automation" and run["assets"] <= monitoring for run in prod.extra_runs), (
         prod.extra_runs
     )
