@@ -263,7 +263,7 @@ def build_feature_drift(spec: ModelSpec) -> AssetsDefinition:
         if own:
             own_psi = float(psi_table.loc[psi_table["feature"].isin(own), "psi"].max())
             figures[drift.own_inputs_check] = (f"max_{drift.own_inputs_check}", own_psi)
-        details = {
+        details: dict[str, dict[str, Any]] = {
             "feature_psi": {"drifted_features": MetadataValue.json(drifted)},
             drift.own_inputs_check: {"inputs": MetadataValue.json(own)},
         }
