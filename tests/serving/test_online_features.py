@@ -15,7 +15,7 @@ from tests.conftest import copy_state
 
 pytestmark = pytest.mark.e2e
 SERVICE = "fraud_model_v1"
-REDIS_DB = 13  # the db these tests may use
+REDIS_DB = 15  # the db these tests may use (13 is the prod tests', which run beside them)
 
 
 @pytest.fixture(scope="module")
