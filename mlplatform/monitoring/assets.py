@@ -18,6 +18,7 @@ from dagster import (
     AssetKey,
     AssetRecordsFilter,
     AssetsDefinition,
+    AutomationCondition,
     DagsterInstance,
     DefaultScheduleStatus,
     MaterializeResult,
@@ -87,8 +88,14 @@ warnings.filterwarnings(
 )
 LABEL_DELAY = timedelta(days=7)  # most chargebacks of a day have arrived a week later
 
+
 # a day is monitored once it is scored (its performance is judged again once its labels are in)
-FOLLOW_NEW_SCORES = follow_updates_of(BATCH_PREDICTIONS, label="follow_new_scores")
+def follow_new_scores(spec: ModelSpec) -> AutomationCondition:
+    """A day of a model's monitoring runs again once that day of its batch decisions was (re)scored."""
+    return follow_updates_of(AssetKey(spec.batch_asset), label="follow_new_scores")
+
+
+FOLLOW_NEW_SCORES = follow_new_scores(FRAUD_MODEL)
 FOLLOW_MONITORING = follow_updates_of(
     FEATURE_DRIFT, MODEL_PERFORMANCE, SERVING_HEALTH, SERVING_SKEW, label="follow_monitoring"
 )
@@ -178,12 +185,10 @@ def build_feature_drift(spec: ModelSpec) -> AssetsDefinition:
     table = spec.drift_asset
     own = drift.own_inputs
     bounds = f"WARN above {BOUNDS.psi_warn}, ERROR above {BOUNDS.psi_error}"
-    retrains = {f"{key.to_user_string()}:{check}" for check in drift_checks(spec)} & set(
-        spec.retrain.on_failed_checks
-    )
 
     def retraining(check: str) -> str:
-        return "retrains" if f"{key.to_user_string()}:{check}" in retrains else "alerts, does not retrain"
+        retrains = f"{table}:{check}" in spec.retrain.on_failed_checks
+        return "retrains" if retrains else "alerts, does not retrain"
 
     descriptions = {
         "feature_psi": f"Largest PSI of any model input against the reference: {bounds} "
@@ -203,7 +208,7 @@ def build_feature_drift(spec: ModelSpec) -> AssetsDefinition:
         owners=spec.owners,
         partitions_def=DAILY_PARTITIONS,
         deps=[predictions, AssetKey(spec.training_set_asset)],
-        automation_condition=follow_updates_of(predictions, label="follow_new_scores"),
+        automation_condition=follow_new_scores(spec),
         check_specs=[
             AssetCheckSpec(check, asset=key, partitions_def=DAILY_PARTITIONS, description=descriptions[check])
             for check in drift_checks(spec)

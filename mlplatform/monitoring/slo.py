@@ -26,11 +26,10 @@ from dagster import (
     schedule,
 )
 
-from mlplatform.automation import follow_updates_of
 from mlplatform.checks import judged, not_judged
 from mlplatform.inference.assets import prediction_log
 from mlplatform.ingestion.assets import DAILY_PARTITIONS
-from mlplatform.monitoring.assets import store_day
+from mlplatform.monitoring.assets import follow_new_scores, store_day
 from mlplatform.profiles import warehouse_kind
 from mlplatform.resources import AlertSink, ModelRegistry, PredictionLog, Warehouse
 from mlplatform.resources.model_registry import CHAMPION, PREVIOUS
@@ -201,7 +200,7 @@ def build_quality_slo(spec: ModelSpec) -> AssetsDefinition:
         owners=spec.owners,
         partitions_def=DAILY_PARTITIONS,
         deps=[predictions, spec.label.asset],
-        automation_condition=follow_updates_of(predictions, label="follow_new_scores"),
+        automation_condition=follow_new_scores(spec),
         check_specs=[
             AssetCheckSpec(
                 SLO_CHECK,

@@ -165,8 +165,7 @@ def log_entries(
     """The prediction log records of one request: each answer, when, the request's latency and the inputs
     each row was scored with."""
     logged_at = datetime.now(UTC).isoformat()
-    names = list(inputs)
-    rows = zip(*inputs.values(), strict=True) if names else ([] for _ in predictions)
+    rows = [{name: column[i] for name, column in inputs.items()} for i in range(len(predictions))]
     return [
         {
             "logged_at": logged_at,
@@ -175,7 +174,7 @@ def log_entries(
             "arm": Arm.CHAMPION.value,
             "latency_ms": latency_ms,
             "shadow": False,
-            "features": dict(zip(names, row, strict=True)),
+            "features": row,
         }
         for prediction, row in zip(predictions, rows, strict=True)
     ]
