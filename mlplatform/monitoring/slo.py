@@ -79,7 +79,7 @@ class ServingDay:
 
     requests: int  # answered or failed with a server error; shadow scorings are not requests
     errors: int
-    latency_p99_ms: float | None  # None: not judged
+    latency_p99_ms: float | None  # None: no request was answered (or the day is not judged)
     served_by: str | None  # the version that answered most of the day's requests
     reason: str | None = None  # why it was not judged
 
@@ -89,14 +89,14 @@ class ServingDay:
 
     @property
     def judged(self) -> bool:
-        return self.latency_p99_ms is not None
+        return self.reason is None
 
     def breaches(self, slo: ServingSlo) -> list[str]:
         """What the day broke, in words (empty: kept or not judged)."""
         if not self.judged:
             return []
         broken = []
-        if (self.latency_p99_ms or 0.0) > slo.max_p99_latency_ms:
+        if self.latency_p99_ms is not None and self.latency_p99_ms > slo.max_p99_latency_ms:
             broken.append(f"p99 latency {self.latency_p99_ms:.1f} ms > {slo.max_p99_latency_ms:g} ms")
         if self.error_rate > slo.max_error_rate:
             broken.append(f"error rate {self.error_rate:.2%} > {slo.max_error_rate:.2%}")
@@ -114,7 +114,7 @@ def serving_day(log: pd.DataFrame, model: str, min_requests: int) -> ServingDay:
     if requests < min_requests:
         reason = f"{requests} requests logged, {min_requests} needed"
         return ServingDay(requests, len(failed), None, served_by, reason)
-    p99 = float(answered["latency_ms"].quantile(0.99)) if len(answered) else 0.0
+    p99 = float(answered["latency_ms"].quantile(0.99)) if len(answered) else None
     return ServingDay(requests, len(failed), p99, served_by)
 
 
@@ -357,11 +357,18 @@ def build_serving_slo(spec: ModelSpec) -> AssetsDefinition:
                 for check in (LATENCY_CHECK, ERROR_RATE_CHECK)
             ]
         else:
+            p99 = verdict.latency_p99_ms
             checks = [
-                judged(
-                    (verdict.latency_p99_ms or 0.0) <= serving.max_p99_latency_ms,
+                not_judged(
+                    "no request was answered (every one failed): no latency to judge",
                     check_name=LATENCY_CHECK,
-                    latency_p99_ms=round(verdict.latency_p99_ms or 0.0, 3),
+                    **metadata,
+                )
+                if p99 is None
+                else judged(
+                    p99 <= serving.max_p99_latency_ms,
+                    check_name=LATENCY_CHECK,
+                    latency_p99_ms=round(p99, 3),
                     slo=serving.max_p99_latency_ms,
                     **metadata,
                 ),

@@ -12,7 +12,9 @@ from dagster import DagsterInstance, materialize
 
 from mlplatform.localserver import api_in_thread
 from mlplatform.monitoring.slo import ERROR_RATE_CHECK, LATENCY_CHECK, build_slo, serving_day
+from mlplatform.profiles import build_resources
 from mlplatform.resources.model_registry import CHAMPION, PREVIOUS
+from mlplatform.resources.prediction_log import failure_entry
 from mlplatform.serving.app import create_app
 from mlplatform.training.gates import GateResult, Verdict
 from mlplatform.training.registry import promote
@@ -61,6 +63,33 @@ def test_a_day_counts_each_request_once_with_its_failures_and_not_the_shadow_or_
     assert quiet.latency_p99_ms is None and quiet.reason == "3 requests logged, 4 needed"
     assert quiet.breaches(slo) == []  # not judged: no verdict either way
     assert serving_day(pd.DataFrame(), MODEL, min_requests=1).requests == 0
+    # every request failed: the error rate is judged, the latency has nothing to judge (not 0 ms)
+    failures = pd.DataFrame(
+        [{"model_name": MODEL, "request_id": r, "status": 503, "error": "no_model"} for r in "xyz"]
+    )
+    outage = serving_day(failures, MODEL, min_requests=3)
+    assert outage.judged and outage.latency_p99_ms is None and outage.error_rate == 1.0
+    assert outage.breaches(slo) == ["error rate 100.00% > 50.00%"]
+
+
+def test_a_day_when_every_request_failed_judges_the_errors_and_not_a_latency(tmp_path):
+    resources = build_resources(profile="local", state=tmp_path)
+    writer = resources["prediction_log"].writer()
+    for _ in range(SPEC.slo.serving.min_requests):
+        writer.record(failure_entry(MODEL, 503, "no_model"))
+    writer.close()
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize(
+            [build_slo(SPEC).serving],
+            partition_key=f"{datetime.now(UTC):%Y-%m-%d}",
+            resources=resources,
+            instance=instance,
+        )
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    latency, errors = checks[LATENCY_CHECK], checks[ERROR_RATE_CHECK]
+    assert not latency.passed and latency.metadata["judged"].value is False
+    assert "no request was answered" in (latency.description or "")
+    assert not errors.passed and errors.metadata["error_rate"].value == 1.0
 
 
 def test_a_serving_slo_out_of_range_names_the_field():
