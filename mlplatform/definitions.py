@@ -15,17 +15,10 @@ from dagster import (
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from mlplatform.features import feature_assets, feature_checks, online_feature_assets
-from mlplatform.inference import build_batch_scoring, external_outputs
+from mlplatform.inference import build_batch_scoring, build_prediction_log
 from mlplatform.ingestion import build_landing_zone_sensor, external_sources, ingestion_assets
 from mlplatform.model_factory import ModelDefinitions, build_models
-from mlplatform.monitoring import (
-    daily_monitoring_assets,
-    delivery_metrics,
-    monitoring_assets,
-    nightly_monitoring,
-    nightly_monitoring_job,
-    run_failure_alert,
-)
+from mlplatform.monitoring import run_failure_alert
 from mlplatform.profiles import build_resources, run_executor
 from mlplatform.resources.gates import default_gate_bounds
 from mlplatform.streaming.health import streaming_assets
@@ -37,16 +30,17 @@ platform_assets: list[AssetsDefinition | AssetSpec] = [
     *ingestion_assets,
     dbt_models,
     *feature_assets,
-    *monitoring_assets,
-    delivery_metrics,
     *streaming_assets,
     *velocity_assets,
-    *external_outputs,
 ]
 platform_checks = [*feature_checks]
 
 models = build_models()  # the models declared in models/, by name
-all_assets = [*platform_assets, *(a for m in models.values() for a in m.assets)]
+all_assets = [
+    *platform_assets,
+    build_prediction_log([m.spec for m in models.values()]),
+    *(a for m in models.values() for a in m.assets),
+]
 all_checks = [*platform_checks, *(c for m in models.values() for c in m.checks)]
 
 
@@ -63,7 +57,7 @@ def build_landing_sensor(chains: list[ModelDefinitions]):
     of the day and its monitoring."""
     return build_landing_zone_sensor(
         refresh=[*dbt_models.keys, *(a.key for a in online_feature_assets)],
-        day_chain=[*(a.key for a in daily_model_assets(chains)), *(a.key for a in daily_monitoring_assets)],
+        day_chain=[a.key for a in daily_model_assets(chains)],
     )
 
 
@@ -73,23 +67,19 @@ landing_zone_sensor = build_landing_sensor(list(models.values()))
 def build_stage_jobs(chains: list[ModelDefinitions]) -> list[UnresolvedAssetJobDefinition]:
     """Named jobs for the stages between landing and scoring (`make demo` runs them; the UI can run them
     again): everything unpartitioned between the raw tables and the champions, and a day's monitoring."""
-    daily = daily_model_assets(chains)
-    per_day = [a for m in chains for a in m.assets if a.partitions_def is not None]  # scores, drift, SLOs
+    per_day = [a for m in chains for a in m.assets if a.partitions_def is not None]  # scores, monitoring
+    monitoring = [a for m in chains for a in m.assets if a.group_names_by_key[a.key] == "monitoring"]
     refresh = define_asset_job(
         "refresh_features_and_model",
         selection=AssetSelection.all()
-        - AssetSelection.assets(
-            *ingestion_assets, *per_day, *monitoring_assets, *streaming_assets, *velocity_assets
-        ),
+        - AssetSelection.assets(*ingestion_assets, *per_day, *streaming_assets, *velocity_assets),
         description="Everything between the raw tables and the champions: the dbt marts, the Feast registry "
         "and online store, each model's training set, a candidate with its blocking gates, its promotion, "
         "DORA metrics.",
     )
     monitor_day = define_asset_job(
         "monitor_day",
-        selection=AssetSelection.assets(
-            *monitoring_assets, *(a for a in daily if a.group_names_by_key[a.key] == "monitoring")
-        ),
+        selection=AssetSelection.assets(*(a for a in monitoring if a.partitions_def is not None)),
         description="A day's monitoring: drift, delayed-label performance, serving health and skew, each "
         "model's quality SLO, the report.",
     )
@@ -112,15 +102,18 @@ def build_definitions(resources: dict, models_dir: Path | None = None) -> Defini
     chains = list((build_models(models_dir) if models_dir else models).values())
     batch_scoring, nightly_batch_scoring = build_batch_scoring(batch_assets(chains))
     return Definitions(
-        assets=[*platform_assets, *(a for m in chains for a in m.assets)],
+        assets=[
+            *platform_assets,
+            build_prediction_log([m.spec for m in chains]),
+            *(a for m in chains for a in m.assets),
+        ],
         asset_checks=[*platform_checks, *(c for m in chains for c in m.checks)],
         jobs=[
             *(j for m in chains for j in m.jobs),
             batch_scoring,
-            nightly_monitoring_job,
             *build_stage_jobs(chains),
         ],
-        schedules=[nightly_batch_scoring, nightly_monitoring, *(s for m in chains for s in m.schedules)],
+        schedules=[nightly_batch_scoring, *(s for m in chains for s in m.schedules)],
         sensors=[
             landing_zone_sensor if models_dir is None else build_landing_sensor(chains),
             *(m.retrain_sensor for m in chains),

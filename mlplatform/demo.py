@@ -110,7 +110,8 @@ class DemoSummary:
             *(f"  {signal} x{n}" for signal, n in Counter(self.signals).items()),
             "rows per table:",
             *(f"  {schema}: {', '.join(tables)}" for schema, tables in self.tables_by_schema().items()),
-            f"state: {self.state} (landing/, quarantine/, warehouse.duckdb, dagster/, reports/index.html)",
+            f"state: {self.state} "
+            "(landing/, quarantine/, warehouse.duckdb, dagster/, reports/<model>/index.html)",
         ]
         return "\n".join(lines)
 

@@ -16,6 +16,11 @@ For a spec named M (fraud_model keeps the keys it had before specs: `training_se
   champion on probation that breaks it; judged nightly once the day's labels are in;
 - `M_serving_slo` (when it declares `slo.serving`): its route's p99 latency and server-error rate on each
   day of traffic in the prediction log, burn and probation rollback alike; judged nightly for yesterday;
+- when it declares `monitoring` (fraud_model keeps `model_performance`, `serving_health`, `serving_skew`,
+  `monitoring_report`, `delivery_metrics`): `M_performance` (the scored day once labelled),
+  `M_serving_health` and `M_serving_skew` (its online traffic, nightly), `M_monitoring_report` (the day's
+  HTML page) and `M_delivery_metrics` (DORA);
+- the schedule `M_nightly` (with `slo`): the labelled day's performance and quality SLO, yesterday's traffic;
 - jobs `retrain_M`, `rollback_M`, `review_M`, and the sensor `retrain_M_sensor`.
 """
 
@@ -33,6 +38,11 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 
 from mlplatform.inference.assets import build_batch_predictions
 from mlplatform.monitoring.assets import build_feature_drift
+from mlplatform.monitoring.model_monitoring import (
+    MonitoringDefinitions,
+    build_model_monitoring,
+    build_nightly,
+)
 from mlplatform.monitoring.retraining import build_retrain_sensor
 from mlplatform.monitoring.slo import SloDefinitions, build_slo
 from mlplatform.training.factory import TrainingChain, build_training_chain
@@ -47,6 +57,8 @@ class ModelDefinitions:
     batch: AssetsDefinition | None
     drift: AssetsDefinition | None
     slo: SloDefinitions | None
+    monitoring: MonitoringDefinitions | None
+    nightly: ScheduleDefinition | None
     retrain_sensor: SensorDefinition
 
     @property
@@ -79,30 +91,38 @@ class ModelDefinitions:
 
     @property
     def daily(self) -> list[AssetsDefinition]:
-        """What a landed day sets off for this model: its batch decisions, their drift and quality SLO."""
+        """What a landed day sets off for this model: its batch decisions, their drift, quality SLO,
+        performance and the day's report (last: it reports on the others)."""
         return [
             *([self.batch] if self.batch else []),
             *([self.drift] if self.drift else []),
             *([self.slo.quality] if self.slo else []),
+            *(self.monitoring.daily if self.monitoring else []),
         ]
 
     @property
     def schedules(self) -> list[ScheduleDefinition]:
-        return [self.slo.nightly] if self.slo else []
+        return [self.nightly] if self.nightly else []
 
     @property
     def assets(self) -> list[AssetsDefinition]:
         serving = [self.slo.serving] if self.slo and self.slo.serving else []
-        return [*self.training.assets, *self.daily, *serving]
+        rest = [*self.monitoring.traffic, self.monitoring.delivery] if self.monitoring else []
+        return [*self.training.assets, *self.daily, *serving, *rest]
 
 
 def build_model(spec: ModelSpec) -> ModelDefinitions:
     training = build_training_chain(spec)
+    drift = build_feature_drift(spec) if spec.drift else None
+    slo = build_slo(spec) if spec.slo else None
+    monitoring = build_model_monitoring(spec, drift) if spec.monitoring else None
     return ModelDefinitions(
         training=training,
         batch=build_batch_predictions(spec) if spec.batch else None,
-        drift=build_feature_drift(spec) if spec.drift else None,
-        slo=build_slo(spec) if spec.slo else None,
+        drift=drift,
+        slo=slo,
+        monitoring=monitoring,
+        nightly=build_nightly(spec, slo, monitoring),
         retrain_sensor=build_retrain_sensor(training),
     )
 

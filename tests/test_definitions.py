@@ -3,7 +3,7 @@
 import pytest
 from dagster import AssetKey
 
-from mlplatform.definitions import defs
+from mlplatform.definitions import defs, models
 
 GRAPH = defs.resolve_asset_graph()
 
@@ -145,11 +145,17 @@ def test_the_lineage_runs_from_the_files_that_land_to_the_predictions_served():
     assert {"raw_customers", "raw_merchants", "raw_transactions", "raw_labels"} <= {
         k.to_user_string() for k in GRAPH.get(AssetKey("landing_zone")).child_keys
     }
-    assert {"fraud_model_champion", "online_customer_stats", "online_merchant_stats"} == {
+    champions = {f"{name}_champion" for name in models}
+    assert champions | {"online_customer_stats", "online_merchant_stats"} == {
         k.to_user_string() for k in served.parent_keys
     }
-    assert AssetKey("prediction_log") in GRAPH.get(AssetKey("serving_health")).parent_keys
-    assert AssetKey("prediction_log") in GRAPH.get(AssetKey("serving_skew")).parent_keys
+    for name in (
+        "serving_health",
+        "serving_skew",
+        "merchant_risk_serving_health",
+        "merchant_risk_serving_skew",
+    ):
+        assert AssetKey("prediction_log") in GRAPH.get(AssetKey(name)).parent_keys
     assert landing.description and served.description
 
 
@@ -163,6 +169,8 @@ def test_runs_have_names_that_say_what_they_do():
             "feature_drift",
             "merchant_risk_feature_drift",
             "monitoring_report",
+            "merchant_risk_performance",
+            "merchant_risk_monitoring_report",
         },
         "refresh_features_and_model": {"customer_features", "online_customer_stats", "fraud_model_champion"},
         "batch_scoring": {"batch_predictions"},
@@ -172,6 +180,8 @@ def test_runs_have_names_that_say_what_they_do():
             "model_performance",
             "serving_skew",
             "monitoring_report",
+            "merchant_risk_serving_skew",
+            "merchant_risk_monitoring_report",
         },
         "retrain_fraud_model": {"training_set", "fraud_model", "fraud_model_champion"},
     }

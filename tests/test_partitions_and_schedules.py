@@ -8,13 +8,13 @@ import pytest
 from dagster import DefaultScheduleStatus
 
 from mlplatform.definitions import defs
-from mlplatform.monitoring.assets import nightly_monitoring
 from mlplatform.settings import PARTITIONS_START_ENV_VAR, partitions_start_date
 
 
 def test_the_nightly_schedules_are_on_by_default():
     assert defs.resolve_schedule_def("nightly_batch_scoring").default_status == DefaultScheduleStatus.RUNNING
-    assert nightly_monitoring.default_status == DefaultScheduleStatus.RUNNING
+    for schedule in defs.schedules:
+        assert defs.resolve_schedule_def(schedule.name).default_status == DefaultScheduleStatus.RUNNING
 
 
 def test_partitions_start_at_the_oldest_landed_day_unless_configured(tmp_path, monkeypatch):

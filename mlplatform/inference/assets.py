@@ -30,7 +30,7 @@ from dagster._utils.warnings import BetaWarning
 
 from mlplatform.automation import follow_updates_of, previous_day_run
 from mlplatform.checks import not_judged
-from mlplatform.features.assets import feast_registry
+from mlplatform.features.assets import feast_registry, online_feature_assets
 from mlplatform.features.retrieval import features_as_of_events
 from mlplatform.inference.scoring import load_model_version
 from mlplatform.ingestion.assets import DAILY_PARTITIONS
@@ -38,7 +38,7 @@ from mlplatform.profiles import warehouse_kind
 from mlplatform.resources import FeastFeatureStore, ModelRegistry, Warehouse
 from mlplatform.resources.model_registry import CHAMPION
 from mlplatform.training.registry import is_retired
-from mlplatform.training.spec import FRAUD_MODEL, ModelSpec, table_asset
+from mlplatform.training.spec import ModelSpec, table_asset
 
 SCORE_QUANTILES = (0.5, 0.9, 0.99, 0.999)
 
@@ -197,25 +197,28 @@ def build_batch_predictions(spec: ModelSpec) -> AssetsDefinition:
     return batch_predictions
 
 
-# Where online predictions go: the prediction API and the stream consumers write the log, not Dagster
-# (an external asset), so the lineage ends at the predictions served and monitoring reads from there
-prediction_log = AssetSpec(
-    "prediction_log",
-    group_name="inference",
-    kinds={"fastapi"},
-    owners=["team:ml"],
-    deps=[
-        AssetKey(FRAUD_MODEL.champion_asset),
-        AssetKey("online_customer_stats"),
-        AssetKey("online_merchant_stats"),
-    ],
-    description=(
-        "Every online prediction served (`/predict`, `/predict/batch`, Redis Streams): request, model "
-        "version per arm, inputs, score, decision and latency, one JSON line each in a file per day "
-        "(`predictions/date=YYYY-MM-DD/` under the state folder). Written by the prediction API from the "
-        "champion alias and the online store; read by `serving_health` and `serving_skew`."
-    ),
-)
+PREDICTION_LOG = AssetKey("prediction_log")
+
+
+def build_prediction_log(specs: list[ModelSpec]) -> AssetSpec:
+    """Where online predictions go: the prediction API and the stream consumers write the log, not Dagster
+    (an external asset), so the lineage ends at the predictions served and monitoring reads from there."""
+    return AssetSpec(
+        PREDICTION_LOG,
+        group_name="inference",
+        kinds={"fastapi"},
+        owners=["team:ml"],
+        deps=[
+            *(AssetKey(spec.champion_asset) for spec in specs),
+            *(a.key for a in online_feature_assets),
+        ],
+        description=(
+            "Every online prediction served (each model's route, `/predict/batch`, Redis Streams): request, "
+            "model version per arm, inputs, score, decision and latency, one JSON line each in a file per "
+            "day (`predictions/date=YYYY-MM-DD/` under the state folder). Written by the prediction API from "
+            "the champion aliases and the online store; read by each model's serving health, skew and SLO."
+        ),
+    )
 
 
 def build_batch_scoring(
@@ -239,6 +242,3 @@ def build_batch_scoring(
         return previous_day_run(context)
 
     return job, nightly_batch_scoring
-
-
-external_outputs = [prediction_log]

@@ -1,58 +1,36 @@
-"""Monitoring, per day: feature and prediction drift against the training set, and the champion's
-performance once the (delayed) labels of the day have arrived. Failing checks go to the alert sink."""
+"""Monitoring, per day: what every monitoring asset shares (graded checks that alert, per-day tables) and
+each model's feature and prediction drift against its champion's training set. Failing checks go to the
+alert sink."""
 
-import json
 import warnings
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from dagster import (
-    AssetCheckKey,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
-    AssetRecordsFilter,
     AssetsDefinition,
     AutomationCondition,
-    DagsterInstance,
-    DefaultScheduleStatus,
     MaterializeResult,
     MetadataValue,
-    RunRequest,
-    ScheduleEvaluationContext,
     asset,
-    define_asset_job,
-    schedule,
 )
-from dagster._core.event_api import PartitionKeyFilter  # the check history of one day
 from dagster._utils.warnings import PreviewWarning
 
-from mlplatform.automation import FOLLOW_UPSTREAM, follow_updates_of
+from mlplatform.automation import follow_updates_of
 from mlplatform.checks import judged, not_judged, was_judged
 from mlplatform.features.retrieval import features_as_of_events
-from mlplatform.features.skew import MISMATCH_DTYPES, mismatch_rates
-from mlplatform.inference.assets import prediction_log
 from mlplatform.inference.scoring import (
-    TRANSACTION_FIELDS,
-    ScoringModel,
-    load_model_version,
     load_scoring_model,
 )
-from mlplatform.ingestion.assets import DAILY_PARTITIONS, raw_transactions
-from mlplatform.monitoring.dora import dora_metrics
-from mlplatform.monitoring.drift import drift_table, labelled_performance, psi, serving_figures
+from mlplatform.ingestion.assets import DAILY_PARTITIONS
+from mlplatform.monitoring.drift import drift_table, psi
 from mlplatform.monitoring.plots import (
-    Verdict,
-    day_verdict,
-    html_index,
-    html_report,
     image_metadata,
-    performance_chart,
     psi_chart,
     score_chart,
     score_histogram,
@@ -63,22 +41,11 @@ from mlplatform.resources import (
     FeastFeatureStore,
     ModelRegistry,
     MonitoringSettings,
-    PredictionLog,
     Warehouse,
 )
 from mlplatform.resources.model_registry import CHAMPION
-from mlplatform.resources.prediction_log import of_model
-from mlplatform.training.spec import FRAUD_MODEL, ModelSpec
+from mlplatform.training.spec import ModelSpec
 
-# the transaction model's monitoring beyond its spec's: its report, `/predict`'s serving health and skew
-FEATURE_DRIFT = AssetKey(FRAUD_MODEL.drift_asset)
-MODEL_PERFORMANCE = AssetKey("model_performance")
-SERVING_HEALTH = AssetKey("serving_health")
-SERVING_SKEW = AssetKey("serving_skew")
-MONITORING_REPORT = AssetKey("monitoring_report")
-TRAINING_LABELS = AssetKey("training_labels")
-# monitoring watches the transaction model's decisions: its batch scores, its serving, its labels
-BATCH_PREDICTIONS = AssetKey(FRAUD_MODEL.batch_asset)
 BOUNDS = MonitoringSettings()  # the defaults, quoted in the checks' descriptions; runs use the resource
 # The checks below are partitioned like their assets: each evaluation belongs to its day (the UI's per-day
 # check history, the report's verdicts). Dagster marks partitioned checks "preview"; with dagster pinned,
@@ -86,19 +53,12 @@ BOUNDS = MonitoringSettings()  # the defaults, quoted in the checks' description
 warnings.filterwarnings(
     "ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=PreviewWarning
 )
-LABEL_DELAY = timedelta(days=7)  # most chargebacks of a day have arrived a week later
 
 
 # a day is monitored once it is scored (its performance is judged again once its labels are in)
 def follow_new_scores(spec: ModelSpec) -> AutomationCondition:
     """A day of a model's monitoring runs again once that day of its batch decisions was (re)scored."""
     return follow_updates_of(AssetKey(spec.batch_asset), label="follow_new_scores")
-
-
-FOLLOW_NEW_SCORES = follow_new_scores(FRAUD_MODEL)
-FOLLOW_MONITORING = follow_updates_of(
-    FEATURE_DRIFT, MODEL_PERFORMANCE, SERVING_HEALTH, SERVING_SKEW, label="follow_monitoring"
-)
 
 
 def graded(
@@ -307,433 +267,3 @@ def build_feature_drift(spec: ModelSpec) -> AssetsDefinition:
         )
 
     return feature_drift
-
-
-@asset(
-    key=MODEL_PERFORMANCE,
-    group_name="monitoring",
-    kinds={"scikitlearn", warehouse_kind()},
-    owners=["team:ml"],
-    partitions_def=DAILY_PARTITIONS,
-    deps=[BATCH_PREDICTIONS, TRAINING_LABELS],
-    automation_condition=FOLLOW_NEW_SCORES,
-    check_specs=[
-        AssetCheckSpec(
-            "roc_auc",
-            asset=MODEL_PERFORMANCE,
-            partitions_def=DAILY_PARTITIONS,
-            description=f"Champion ROC AUC on the day's labelled transactions: WARN below "
-            f"{BOUNDS.min_roc_auc_warn}, ERROR below {BOUNDS.min_roc_auc_error} (retrains); not judged "
-            f"before {BOUNDS.min_labelled_frauds} of the day's frauds are labelled.",
-        ),
-    ],
-    description=(
-        "How the day's batch decisions did once labels arrived (chargebacks come days later): ROC AUC, "
-        "precision and recall at the served threshold, and how much of the day is labelled yet."
-    ),
-)
-def model_performance(
-    context: AssetExecutionContext, warehouse: Warehouse, monitoring: MonitoringSettings, alerts: AlertSink
-) -> MaterializeResult:
-    day = context.partition_key
-    scored = warehouse.read_sql(
-        "select p.score, p.decision, p.model_version, l.is_fraud "
-        f"from inference.{FRAUD_MODEL.batch_asset} as p "
-        "left join marts.training_labels as l using (transaction_id) "
-        f"where p._partition_date = '{day}'"
-    )
-    labelled = scored.dropna(subset=["is_fraud"])
-    figures = labelled_performance(
-        labelled["is_fraud"].astype(int), labelled["score"], labelled["decision"].astype(int)
-    )
-    figures["label_coverage"] = len(labelled) / len(scored) if len(scored) else 0.0
-    store_day(warehouse, "model_performance", pd.DataFrame([figures]), day)
-    history = warehouse.read_sql(
-        "select * from monitoring.model_performance "
-        f"where partition_date > date '{day}' - interval '{monitoring.history_days} days'"
-    )
-    enough = figures["frauds"] >= monitoring.min_labelled_frauds
-    check = alert_on(
-        graded_check(
-            MODEL_PERFORMANCE,
-            "roc_auc",
-            "roc_auc",
-            figures["roc_auc"],
-            monitoring.min_roc_auc_warn,
-            monitoring.min_roc_auc_error,
-            day=day,
-            higher_is_worse=False,
-            unjudged_reason=None
-            if enough
-            else (
-                f"not enough labels yet: {int(figures['frauds'])} frauds labelled, "
-                f"{monitoring.min_labelled_frauds} needed"
-            ),
-            frauds_labelled=int(figures["frauds"]),
-        ),
-        alerts,
-        day,
-        "roc_auc",
-    )
-    return MaterializeResult(
-        metadata={
-            **{k: round(float(v), 4) for k, v in figures.items()},
-            "model_versions": MetadataValue.json(sorted(scored["model_version"].unique().tolist())),
-            "performance_over_time": image_metadata(
-                performance_chart(history, monitoring.min_roc_auc_warn, monitoring.min_roc_auc_error),
-                "performance",
-            ),
-        },
-        check_results=[check],
-    )
-
-
-@asset(
-    key=SERVING_HEALTH,
-    group_name="monitoring",
-    kinds={"fastapi"},
-    owners=["team:ml"],
-    partitions_def=DAILY_PARTITIONS,
-    deps=[prediction_log],
-    check_specs=[
-        AssetCheckSpec(
-            "latency_p99",
-            asset=SERVING_HEALTH,
-            partitions_def=DAILY_PARTITIONS,
-            description=f"p99 of the day's /predict latency: WARN above {BOUNDS.latency_p99_warn_ms:g} ms, "
-            f"ERROR above {BOUNDS.latency_p99_error_ms:g} ms; not judged on a day without traffic.",
-        ),
-        AssetCheckSpec(
-            "log_lines_readable",
-            asset=SERVING_HEALTH,
-            partitions_def=DAILY_PARTITIONS,
-            description="Every prediction log line parses; corrupt ones are skipped and counted (WARN).",
-        ),
-    ],
-    description=(
-        f"The day's `/predict` traffic ({FRAUD_MODEL.name}) from the prediction log: requests, latency "
-        "p50/p99, flag rate, and how often a shadowed challenger agreed with the served decision. Every "
-        "model's serving SLO is judged by its own `<model>_serving_slo`."
-    ),
-)
-def serving_health(
-    context: AssetExecutionContext,
-    prediction_log: PredictionLog,
-    monitoring: MonitoringSettings,
-    alerts: AlertSink,
-) -> MaterializeResult:
-    day = context.partition_key
-    log = prediction_log.read_counted(day)  # corrupt lines (a crash mid-write) are skipped, never fatal
-    figures = serving_figures(of_model(log.frame, FRAUD_MODEL.name)[0])
-    check = alert_on(
-        graded_check(
-            SERVING_HEALTH,
-            "latency_p99",
-            "latency_p99_ms",
-            figures.get("latency_p99_ms", float("nan")),
-            monitoring.latency_p99_warn_ms,
-            monitoring.latency_p99_error_ms,
-            day=day,
-            unjudged_reason=None if figures.get("requests") else f"no online traffic on {day}",
-        ),
-        alerts,
-        day,
-        "latency_p99_ms",
-    )
-    return MaterializeResult(
-        metadata={
-            **{k: round(float(v), 4) for k, v in figures.items()},
-            "corrupt_log_lines": log.corrupt_lines,
-            "corrupt_log_files": MetadataValue.json(log.corrupt_files),
-        },
-        check_results=[check, log_lines_check(log.corrupt_lines, log.corrupt_files)],
-    )
-
-
-def log_lines_check(corrupt_lines: int, corrupt_files: list[str]) -> AssetCheckResult:
-    """A WARN naming the files when prediction log lines had to be skipped; they never fail the day."""
-    return judged(
-        corrupt_lines == 0,
-        severity=AssetCheckSeverity.WARN,
-        asset_key=SERVING_HEALTH,
-        check_name="log_lines_readable",
-        description=None
-        if corrupt_lines == 0
-        else f"skipped {corrupt_lines} corrupt prediction log line(s) in {', '.join(corrupt_files)}",
-        corrupt_log_lines=corrupt_lines,
-    )
-
-
-@asset(
-    key=SERVING_SKEW,
-    group_name="monitoring",
-    kinds={"feast", "fastapi"},
-    owners=["team:ml"],
-    partitions_def=DAILY_PARTITIONS,
-    deps=[
-        prediction_log,
-        AssetKey("online_customer_stats"),
-        AssetKey("online_merchant_stats"),
-        AssetKey(FRAUD_MODEL.champion_asset),
-    ],
-    check_specs=[
-        AssetCheckSpec(
-            "feature_skew",
-            asset=SERVING_SKEW,
-            partitions_def=DAILY_PARTITIONS,
-            description="Share of served predictions whose inputs differ from their offline point-in-time "
-            f"recomputation: WARN above {BOUNDS.skew_warn_rate:.0%}, ERROR above "
-            f"{BOUNDS.skew_error_rate:.0%}; not judged on a day without traffic.",
-        )
-    ],
-    description=(
-        "Online/offline skew: every input the API served a model with (prediction log) against the same "
-        "features recomputed offline by Feast as of the request's time: a stale online store, a broken "
-        "materialization or a diverging request-time transformation shows here (monitoring.serving_skew)."
-    ),
-)
-def serving_skew(
-    context: AssetExecutionContext,
-    prediction_log: PredictionLog,
-    feature_store: FeastFeatureStore,
-    model_registry: ModelRegistry,
-    warehouse: Warehouse,
-    monitoring: MonitoringSettings,
-    alerts: AlertSink,
-) -> MaterializeResult:
-    day = context.partition_key
-    log, _ = of_model(prediction_log.read(day), FRAUD_MODEL.name)
-    tables = [
-        recomputed_skew(
-            feature_store, load_model_version(model_registry, FRAUD_MODEL.name, str(version)), requests
-        )
-        for version, requests in (log.groupby("model_version") if len(log) else [])
-    ]
-    table = (
-        pd.concat(tables, ignore_index=True)
-        if tables
-        else pd.DataFrame(
-            {c: pd.Series(dtype=t) for c, t in {**MISMATCH_DTYPES, "model_version": "string"}.items()}
-        )
-    )
-    store_day(warehouse, "serving_skew", table, day)
-    worst = float(table["mismatch_rate"].max()) if len(table) else float("nan")
-    skewed = sorted(set(table.loc[table["mismatches"] > 0, "feature"]))
-    check = alert_on(
-        graded_check(
-            SERVING_SKEW,
-            "feature_skew",
-            "max_mismatch_rate",
-            worst,
-            monitoring.skew_warn_rate,
-            monitoring.skew_error_rate,
-            day=day,
-            unjudged_reason=None if len(log) else f"no online predictions logged on {day}",
-            predictions_compared=len(log),
-            skewed_features=MetadataValue.json(skewed),
-        ),
-        alerts,
-        day,
-        "max_mismatch_rate",
-    )
-    return MaterializeResult(
-        metadata={
-            "predictions_compared": len(log),
-            "max_mismatch_rate": round(worst, 5),
-            "skewed_features": len(skewed),
-            "mismatches_per_feature": MetadataValue.md(table.round(5).to_markdown(index=False)),
-        },
-        check_results=[check],
-    )
-
-
-def recomputed_skew(
-    feature_store: FeastFeatureStore, model: ScoringModel, requests: pd.DataFrame
-) -> pd.DataFrame:
-    """Mismatch rates of the inputs `model` was served (logged) against Feast's offline recomputation."""
-    fields = list(model.pipeline.feature_names_in_)
-    served = pd.json_normalize(requests["features"].tolist())
-    events = requests[[c for c in TRANSACTION_FIELDS if c not in ("transaction_id", "event_ts")]].assign(
-        event_ts=pd.to_datetime(requests["event_ts"], utc=True, format="ISO8601").dt.tz_localize(None)
-    )
-    recomputed = features_as_of_events(
-        feature_store.store(), events.reset_index(drop=True), model.feature_service
-    )
-    return mismatch_rates(served, recomputed, fields).assign(model_version=model.version)
-
-
-# what the day's report judges the day by
-REPORTED_CHECKS = [
-    *(AssetCheckKey(FEATURE_DRIFT, check) for check in drift_checks(FRAUD_MODEL)),
-    *(key for asset in (model_performance, serving_health, serving_skew) for key in asset.check_keys),
-]
-
-
-@asset(
-    key=MONITORING_REPORT,
-    group_name="monitoring",
-    kinds={"html"},
-    owners=["team:ml"],
-    partitions_def=DAILY_PARTITIONS,
-    deps=[FEATURE_DRIFT, MODEL_PERFORMANCE, SERVING_HEALTH, SERVING_SKEW],
-    automation_condition=FOLLOW_MONITORING,
-    description=(
-        "The day's monitoring as one static HTML page (PSI per feature, score distributions, performance "
-        "over time, serving skew), written to the report folder with an index of every day."
-    ),
-)
-def monitoring_report(
-    context: AssetExecutionContext, warehouse: Warehouse, monitoring: MonitoringSettings
-) -> MaterializeResult:
-    day = context.partition_key
-
-    def rows(table: str, days: int = 1) -> pd.DataFrame:
-        if not warehouse.table_exists("monitoring", table):
-            return pd.DataFrame(columns=["partition_date"])
-        return warehouse.read_sql(
-            f"select * from monitoring.{table} where partition_date between "
-            f"date '{day}' - interval '{days - 1} days' and date '{day}'"
-        )
-
-    drift_table_name = FEATURE_DRIFT.to_user_string()
-    drift, histogram = rows(drift_table_name), rows(f"{drift_table_name}_scores")
-    skew_table = rows("serving_skew")
-    history = rows("model_performance", monitoring.history_days)
-    charts = {}
-    if len(drift):
-        charts["PSI per feature"] = psi_chart(drift, monitoring.psi_warn, monitoring.psi_error)
-    if len(histogram):
-        charts["Score distribution"] = score_chart(histogram)
-    if len(history):
-        charts["Performance over time"] = performance_chart(
-            history, monitoring.min_roc_auc_warn, monitoring.min_roc_auc_error
-        )
-    figures = latest_figures(context, day)
-    verdicts = day_verdicts(context.instance, day)
-    folder = Path(monitoring.report_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    page = folder / f"monitoring-{day}.html"
-    tables = {
-        "Feature drift": (drift.drop(columns="partition_date"), "feature_drift has not run for this day."),
-        "Serving skew": (
-            skew_table.drop(columns="partition_date"),
-            "No online traffic logged for this day: nothing served to compare with its offline features.",
-        ),
-    }
-    page.write_text(html_report(day, verdicts, figures, charts, tables))
-    verdict = day_verdict(verdicts)
-    (folder / f"monitoring-{day}.json").write_text(json.dumps({"day": day, "verdict": verdict}))
-    index = {
-        summary["day"]: summary["verdict"]
-        for summary in (json.loads(p.read_text()) for p in folder.glob("monitoring-*.json"))
-    }
-    (folder / "index.html").write_text(html_index(index))
-    return MaterializeResult(
-        metadata={
-            "verdict": verdict,
-            "report": MetadataValue.path(str(page)),
-            "open": MetadataValue.url(page.resolve().as_uri()),
-            "charts": len(charts),
-            "checks": MetadataValue.md(
-                "\n".join(f"- **{v.verdict}** `{v.check}`: {v.detail}" for v in verdicts)
-            ),
-            **figures,
-        }
-    )
-
-
-def day_verdicts(instance: DagsterInstance, day: str) -> list[Verdict]:
-    """Each monitoring check's latest evaluation of `day` (checks not run for it are left out)."""
-    verdicts = []
-    for key in REPORTED_CHECKS:
-        records = instance.event_log_storage.get_asset_check_execution_history(
-            key, limit=1, partition_filter=PartitionKeyFilter(key=day)
-        )
-        evaluation = records[0].evaluation if records else None
-        if evaluation is None:  # never run, or still running
-            continue
-        if evaluation.passed:
-            verdict = "OK"
-        elif not was_judged(dict(evaluation.metadata)):
-            verdict = "NOT JUDGED"
-        else:
-            verdict = evaluation.severity.value
-        check = f"{key.asset_key.to_user_string()}:{key.name}"
-        verdicts.append(Verdict(check, verdict, evaluation.description or ""))
-    return verdicts
-
-
-def latest_figures(context: AssetExecutionContext, day: str) -> dict[str, float | str]:
-    """The headline numbers the monitoring assets recorded for `day` (their latest materialization)."""
-    wanted = {
-        FEATURE_DRIFT: ("max_psi", "max_transaction_psi", "score_psi", "drifted_features"),
-        MODEL_PERFORMANCE: ("roc_auc", "precision_at_threshold", "recall_at_threshold", "label_coverage"),
-        SERVING_HEALTH: ("requests", "latency_p99_ms"),
-        SERVING_SKEW: ("max_mismatch_rate",),
-    }
-    figures: dict[str, float | str] = {}
-    for key, names in wanted.items():
-        records = context.instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=key, asset_partitions=[day]), limit=1
-        ).records
-        metadata = records[0].asset_materialization.metadata if records else {}
-        figures |= {f"{key.to_user_string()}.{n}": metadata[n].value for n in names if n in metadata}
-    return figures
-
-
-@asset(
-    group_name="monitoring",
-    kinds={"mlflow"},
-    owners=["team:ml"],
-    deps=[AssetKey(FRAUD_MODEL.champion_asset)],
-    automation_condition=FOLLOW_UPSTREAM,
-    description=(
-        "DORA metrics of model delivery over the last 30 days, from the registry's audit trail and the "
-        "ingestion history: deployments per week, lead time from data landing to a new champion, change "
-        "failure rate (promotions rolled back) and time to restore."
-    ),
-)
-def delivery_metrics(context: AssetExecutionContext, model_registry: ModelRegistry) -> MaterializeResult:
-    loads = context.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=raw_transactions.key), limit=10_000
-    ).records
-    landed = [datetime.fromtimestamp(record.timestamp, UTC) for record in loads]
-    figures = dora_metrics(model_registry.audit_trail(FRAUD_MODEL.name), landed, timedelta(days=30))
-    return MaterializeResult(metadata={k: round(float(v), 3) for k, v in figures.items()})
-
-
-nightly_monitoring_job = define_asset_job(
-    "nightly_monitoring",
-    selection=[serving_health, serving_skew, model_performance],
-    description="Online traffic of a day, or the champion's performance on a day whose labels are in.",
-)
-
-
-@schedule(
-    job=nightly_monitoring_job,
-    cron_schedule="30 2 * * *",
-    execution_timezone="UTC",
-    default_status=DefaultScheduleStatus.RUNNING,  # the loop needs it: on by default
-)
-def nightly_monitoring(context: ScheduleEvaluationContext) -> list[RunRequest]:
-    """At 02:30 UTC: the online traffic of the day that just ended (its log is complete), and the
-    champion's performance on the day a week back, now that most of its labels have arrived."""
-    yesterday = context.scheduled_execution_time - timedelta(days=1)
-    labelled = yesterday - LABEL_DELAY
-    return [
-        RunRequest(
-            run_key=f"{yesterday:%Y-%m-%d}-serving",
-            partition_key=f"{yesterday:%Y-%m-%d}",
-            asset_selection=[SERVING_HEALTH, SERVING_SKEW],
-        ),
-        RunRequest(
-            run_key=f"{labelled:%Y-%m-%d}-performance",
-            partition_key=f"{labelled:%Y-%m-%d}",
-            asset_selection=[MODEL_PERFORMANCE],
-        ),
-    ]
-
-
-# what a landed day of transactions sets off once it is scored (serving health and skew wait for the night)
-daily_monitoring_assets = [model_performance, monitoring_report]
-monitoring_assets = [model_performance, serving_health, serving_skew, monitoring_report]

@@ -177,14 +177,14 @@ def html_report(
     )
 
 
-def html_index(days: dict[str, str]) -> str:
-    """The report folder's front page: every day's verdict and report, newest first."""
+def html_index(model: str, days: dict[str, str]) -> str:
+    """A model's report folder's front page: every day's verdict and report, newest first."""
     rows = "".join(
         f"<tr><td><a href='monitoring-{d}.html'>{d}</a></td><td>{_badge(days[d])}</td></tr>"
         for d in sorted(days, reverse=True)
     )
     return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>mlplatform monitoring</title>"
-        f"<style>{STYLE}</style></head><body><h1>Monitoring reports</h1>"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>mlplatform monitoring: {html.escape(model)}"
+        f"</title><style>{STYLE}</style></head><body><h1>Monitoring reports: {html.escape(model)}</h1>"
         f"<table><tr><th>day</th><th>verdict</th></tr>{rows}</table></body></html>"
     )

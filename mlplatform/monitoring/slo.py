@@ -17,17 +17,12 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
-    DefaultScheduleStatus,
     MaterializeResult,
-    RunRequest,
-    ScheduleDefinition,
-    ScheduleEvaluationContext,
     asset,
-    schedule,
 )
 
 from mlplatform.checks import judged, not_judged
-from mlplatform.inference.assets import prediction_log
+from mlplatform.inference.assets import PREDICTION_LOG
 from mlplatform.ingestion.assets import DAILY_PARTITIONS
 from mlplatform.monitoring.assets import follow_new_scores, store_day
 from mlplatform.profiles import warehouse_kind
@@ -144,45 +139,17 @@ def on_probation(audit: list[dict], version: str, days: int, now: datetime) -> b
 
 @dataclass(frozen=True)
 class SloDefinitions:
-    """What the factory builds from a spec's `slo`."""
+    """What the factory builds from a spec's `slo` (judged again nightly: `build_nightly`)."""
 
     quality: AssetsDefinition  # follows the batch decisions: part of a landed day's chain
     serving: AssetsDefinition | None  # judged from the prediction log, nightly (when `slo.serving`)
-    nightly: ScheduleDefinition
 
 
 def build_slo(spec: ModelSpec) -> SloDefinitions:
-    """The spec's SLO assets, with probation rollback, and the nightly schedule that judges the day whose
-    labels have just come in (quality) and yesterday's traffic (serving)."""
+    """The spec's SLO assets, with probation rollback."""
     if spec.slo is None:
         raise ValueError(f"{spec.name} declares no slo")
-    quality = build_quality_slo(spec)
-    serving = build_serving_slo(spec) if spec.slo.serving else None
-    label_delay = spec.slo.label_delay_days
-
-    @schedule(
-        name=f"{spec.name}_slo_nightly",
-        target=[quality, *([serving] if serving else [])],
-        cron_schedule="45 2 * * *",
-        execution_timezone="UTC",
-        default_status=DefaultScheduleStatus.RUNNING,
-    )
-    def nightly(context: ScheduleEvaluationContext) -> list[RunRequest]:
-        """At 02:45 UTC: the day whose labels have just come in (the spec's label delay back), and
-        yesterday's online traffic."""
-        now = context.scheduled_execution_time
-        labelled = f"{now - timedelta(days=1 + label_delay):%Y-%m-%d}"
-        requests = [RunRequest(run_key=labelled, partition_key=labelled, asset_selection=[quality.key])]
-        if serving:
-            yesterday = f"{now - timedelta(days=1):%Y-%m-%d}"
-            requests.append(
-                RunRequest(
-                    run_key=f"{yesterday}-serving", partition_key=yesterday, asset_selection=[serving.key]
-                )
-            )
-        return requests
-
-    return SloDefinitions(quality, serving, nightly)
+    return SloDefinitions(build_quality_slo(spec), build_serving_slo(spec) if spec.slo.serving else None)
 
 
 def build_quality_slo(spec: ModelSpec) -> AssetsDefinition:
@@ -294,7 +261,7 @@ def build_serving_slo(spec: ModelSpec) -> AssetsDefinition:
         kinds={"fastapi", warehouse_kind()},
         owners=spec.owners,
         partitions_def=DAILY_PARTITIONS,
-        deps=[prediction_log],
+        deps=[PREDICTION_LOG],
         check_specs=[
             AssetCheckSpec(
                 LATENCY_CHECK,

@@ -110,6 +110,28 @@ class Drift(Part):
     own_inputs_check: str = Field("own_input_psi", pattern=r"^[a-z][a-z0-9_]*$")
 
 
+class Monitoring(Part):
+    """A model's daily monitoring beside its drift and SLOs: its batch decisions' performance once labelled,
+    its route's traffic and online/offline skew, the day's report, and the DORA metrics of its delivery.
+    Each asset is `<name>_<field>` (`<name>_monitoring_report`, `<name>_delivery_metrics` for the last two)
+    unless named here."""
+
+    performance: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]*$")
+    serving_health: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]*$")
+    serving_skew: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]*$")
+    report: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]*$")
+    delivery: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]*$")
+
+
+MONITORING_SUFFIXES = {
+    "performance": "performance",
+    "serving_health": "serving_health",
+    "serving_skew": "serving_skew",
+    "report": "monitoring_report",
+    "delivery": "delivery_metrics",
+}
+
+
 class Inputs(Part):
     """What the estimator reads: every numeric feature of the feature service, plus these."""
 
@@ -166,6 +188,7 @@ class ModelSpec(Part):
     batch: Batch | None = None  # None: not scored in batch
     slo: Slo | None = None  # needs batch: judged on its batch decisions
     drift: Drift | None = None  # needs batch: measured on each scored day
+    monitoring: Monitoring | None = None  # needs slo: re-judged nightly once the labels are in
     estimator: Estimator
     seed: int
     holdout_fraction: float = Field(gt=0, lt=0.5)
@@ -182,6 +205,8 @@ class ModelSpec(Part):
             raise ValueError("slo is judged on batch decisions: declare batch too")
         if self.drift is not None and self.batch is None:
             raise ValueError("drift is measured on the scored days: declare batch too")
+        if self.monitoring is not None and self.slo is None:
+            raise ValueError("monitoring waits slo.label_delay_days for labels: declare slo too")
         return self
 
     @property
@@ -206,6 +231,12 @@ class ModelSpec(Part):
         if self.drift is None:
             raise ModelSpecError(f"{self.name} declares no drift monitoring")
         return self.drift.asset or f"{self.name}_feature_drift"
+
+    def monitoring_asset(self, part: str) -> str:
+        """The key of one of the monitoring assets (`MONITORING_SUFFIXES`), also its `monitoring` table."""
+        if self.monitoring is None:
+            raise ModelSpecError(f"{self.name} declares no monitoring")
+        return getattr(self.monitoring, part) or f"{self.name}_{MONITORING_SUFFIXES[part]}"
 
     def with_settings(self, settings: dict[str, str]) -> "ModelSpec":
         """This spec with dotted fields set from text (`--set estimator.learning_rate=0.05`), each value
@@ -297,6 +328,10 @@ def load_specs(directory: Path = SPECS_DIR) -> dict[str, ModelSpec]:
     for what, assets in (
         ("batch asset", [s.batch_asset for s in specs.values() if s.batch]),
         ("drift asset", [s.drift_asset for s in specs.values() if s.drift]),
+        *(
+            (f"monitoring {part} asset", [s.monitoring_asset(part) for s in specs.values() if s.monitoring])
+            for part in MONITORING_SUFFIXES
+        ),
     ):
         if len(set(assets)) < len(assets):
             raise ModelSpecError(f"{directory}: two models declare the same {what}")

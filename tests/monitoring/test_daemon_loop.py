@@ -59,9 +59,9 @@ def ingested(instance: DagsterInstance, day) -> list[float | None]:
 
 
 def step_failures(instance: DagsterInstance, run_id: str) -> list[str]:
-    """The steps of a run that failed, with their errors: what a failed retry is reported with."""
+    """The steps of a run that failed, with their errors, stacks and causes (what a failed retry shows)."""
     return [
-        f"{entry.step_key}: {entry.dagster_event.event_specific_data.error.message}"
+        f"{entry.step_key}: {entry.dagster_event.event_specific_data.error.to_string()}"
         for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE)
     ]
 

@@ -45,8 +45,8 @@ def test_the_asset_reads_the_audit_trail_and_the_ingestion_history(tmp_path):
 
     from dagster import AssetMaterialization, DagsterInstance, materialize
 
+    from mlplatform.definitions import models
     from mlplatform.ingestion.assets import raw_transactions
-    from mlplatform.monitoring.assets import delivery_metrics
     from mlplatform.resources import ModelRegistry
 
     now = datetime.now(UTC)
@@ -80,7 +80,11 @@ def test_the_asset_reads_the_audit_trail_and_the_ingestion_history(tmp_path):
         instance.report_runless_asset_event(
             AssetMaterialization(raw_transactions.key, partition="2026-11-22")
         )
-        result = materialize([delivery_metrics], resources={"model_registry": registry}, instance=instance)
+        result = materialize(
+            [models["fraud_model"].monitoring.delivery],
+            resources={"model_registry": registry},
+            instance=instance,
+        )
     figures = {
         k: v.value for k, v in result.get_asset_materialization_events()[0].materialization.metadata.items()
     }

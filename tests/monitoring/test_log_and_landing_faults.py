@@ -8,9 +8,8 @@ from pathlib import Path
 import pandas as pd
 from dagster import AssetCheckSeverity, build_sensor_context
 
-from mlplatform.definitions import all_assets, landing_zone_sensor
+from mlplatform.definitions import all_assets, landing_zone_sensor, models
 from mlplatform.ingestion.assets import raw_customers, raw_merchants
-from mlplatform.monitoring.assets import serving_health
 from mlplatform.resources import PredictionLog
 from mlplatform.resources.prediction_log import PredictionLogWriter
 from mlplatform.training.spec import FRAUD_MODEL
@@ -60,7 +59,13 @@ def test_serving_health_warns_on_corrupt_lines_and_does_not_fail_the_day(resourc
     [path] = (directory / f"date={DAY}").glob("*.jsonl")
     with path.open("a") as out:
         out.write('{"logged_at": "2026-03-05T1')
-    result = run_assets(all_assets, resources, instance, partition_key=DAY, selection=[serving_health])
+    result = run_assets(
+        all_assets,
+        resources,
+        instance,
+        partition_key=DAY,
+        selection=[models["fraud_model"].monitoring.serving_health],
+    )
     assert result.success
     [materialization] = result.asset_materializations_for_node("serving_health")
     assert materialization.metadata["corrupt_log_lines"].value == 1

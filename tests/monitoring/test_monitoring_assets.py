@@ -8,17 +8,15 @@ from dagster import DagsterInstance, materialize
 
 from mlplatform.definitions import all_assets, models
 from mlplatform.ingestion.assets import raw_transactions
-from mlplatform.monitoring.assets import (
-    model_performance,
-    monitoring_report,
-    serving_health,
-    serving_skew,
-)
 from mlplatform.profiles import build_resources
 from tests.conftest import copy_state, land_transactions, run_assets
 
 pytestmark = pytest.mark.e2e
 feature_drift = models["fraud_model"].drift
+monitoring = models["fraud_model"].monitoring
+assert monitoring is not None
+model_performance, monitoring_report = monitoring.performance, monitoring.report
+serving_health, serving_skew = monitoring.serving_health, monitoring.serving_skew
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +104,6 @@ def test_a_day_without_labels_yet_is_not_judged(monitored):
 @pytest.mark.parametrize("asset_name", ["serving_health", "serving_skew"])
 def test_a_day_without_traffic_is_not_judged(monitored, asset_name):
     """latency_p99 and feature_skew have nothing to judge on a day the API served nobody."""
-    from mlplatform.monitoring.assets import serving_health, serving_skew
 
     _, resources, days = monitored
     asset = {"serving_health": serving_health, "serving_skew": serving_skew}[asset_name]
@@ -121,7 +118,6 @@ def test_a_day_without_traffic_is_not_judged(monitored, asset_name):
 
 def test_serving_health_reads_a_day_of_the_prediction_log(tmp_path):
     """Latency, volume and shadow agreement from a log written by the API's own writer."""
-    from mlplatform.monitoring.assets import serving_health
     from mlplatform.resources import JsonlAlertSink, MonitoringSettings, PredictionLog
 
     log = PredictionLog(directory=str(tmp_path / "predictions"))
@@ -194,3 +190,40 @@ def test_the_day_report_shows_charts_in_the_ui_and_as_a_static_page(monitored):
         f"select roc_auc from monitoring.model_performance where partition_date = '{day}'"
     )
     assert len(history) == 1 and history["roc_auc"].iloc[0] > 0.85  # stored once, whatever the re-runs
+
+
+def test_the_second_model_gets_the_same_monitoring_from_its_spec(monitored):
+    """merchant_risk's performance on a labelled day is judged on its own labels (merchant-days, 7-day
+    window), a day without its traffic is not judged, and its report lists its own checks in its folder."""
+    _, resources, days = monitored
+    chain = models["merchant_risk"]
+    assert chain.monitoring is not None and chain.drift is not None
+    day = str(days[-10])  # its 7-day windows closed: labelled
+    selection = [chain.drift, *chain.monitoring.daily, *chain.monitoring.traffic]
+    with DagsterInstance.ephemeral() as instance:
+        result = run_assets(all_assets, resources, instance, partition_key=day, selection=selection)
+    assert result.success
+    checks = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+    performance = checks[("merchant_risk_performance", "roc_auc")]
+    assert performance.metadata["judged"].value and performance.metadata["roc_auc"].value > 0.75
+    for traffic in (
+        ("merchant_risk_serving_health", "latency_p99"),
+        ("merchant_risk_serving_skew", "feature_skew"),
+    ):
+        assert not checks[traffic].passed and not checks[traffic].metadata["judged"].value  # no traffic
+    [report] = [
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == chain.monitoring.report.key
+    ]
+    page = Path(report["report"].value)
+    assert page.parent.name == "merchant_risk" and (page.parent / "index.html").exists()
+    text = page.read_text()
+    assert (
+        "merchant_risk_performance:roc_auc" in text and "merchant_risk_feature_drift:prediction_psi" in text
+    )
+    assert "model_performance" not in text  # fraud_model's checks are in fraud_model's report
+    stored = resources["warehouse"].read_sql(
+        f"select frauds, roc_auc from monitoring.merchant_risk_performance where partition_date = '{day}'"
+    )
+    assert len(stored) == 1 and stored["frauds"].iloc[0] > 10

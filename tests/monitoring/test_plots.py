@@ -67,9 +67,10 @@ def test_the_report_is_one_self_contained_page_with_verdicts_and_the_index_lists
     assert "No online traffic logged for this day." in page  # an empty section says why
     assert "<h1>Monitoring: 2026-11-20 <span class='verdict'" in page and ">WARN</span></h1>" in page
     assert "only 3 labelled frauds" in page
-    index = html_index({"2026-11-19": "OK", "2026-11-21": "ERROR", "2026-11-20": "WARN"})
+    index = html_index("fraud_model", {"2026-11-19": "OK", "2026-11-21": "ERROR", "2026-11-20": "WARN"})
     assert index.index("2026-11-21") < index.index("2026-11-20") < index.index("2026-11-19")
     assert ">ERROR</span>" in index and "href='monitoring-2026-11-21.html'" in index
+    assert "Monitoring reports: fraud_model" in index
 
 
 def test_the_days_verdict_is_its_worst_judged_check():

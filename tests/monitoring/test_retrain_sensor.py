@@ -23,7 +23,6 @@ from dagster._core.events.log import EventLogEntry
 from mlplatform.checks import not_judged
 from mlplatform.definitions import models
 from mlplatform.ingestion.assets import raw_labels
-from mlplatform.monitoring.assets import FEATURE_DRIFT, MODEL_PERFORMANCE
 from mlplatform.monitoring.retraining import (
     EVIDENCE_TAG,
     Evidence,
@@ -36,6 +35,8 @@ from mlplatform.resources import ModelRegistry, MonitoringSettings
 
 POLICY = MonitoringSettings(retrain_min_new_labels=1_000)
 RETRAIN_SENSOR = models["fraud_model"].retrain_sensor
+FEATURE_DRIFT = models["fraud_model"].drift.key
+MODEL_PERFORMANCE = models["fraud_model"].monitoring.performance.key
 
 
 @pytest.fixture

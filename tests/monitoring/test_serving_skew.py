@@ -9,15 +9,15 @@ import httpx
 import pytest
 from dagster import DagsterInstance
 
-from mlplatform.definitions import all_assets
+from mlplatform.definitions import all_assets, models
 from mlplatform.features.skew import latest_rows
 from mlplatform.localserver import api_in_thread
-from mlplatform.monitoring.assets import serving_skew
 from mlplatform.profiles import build_resources
 from mlplatform.serving.app import create_app
 from tests.conftest import copy_state, land_transactions, run_assets
 
 pytestmark = pytest.mark.e2e
+FRAUD_MONITORING = models["fraud_model"].monitoring
 
 
 def body(rows) -> dict:
@@ -44,7 +44,9 @@ def wait_for_log(resources, day: str, rows: int) -> None:
 
 def skew_check(resources, day: str):
     with DagsterInstance.ephemeral() as instance:
-        result = run_assets(all_assets, resources, instance, partition_key=day, selection=[serving_skew])
+        result = run_assets(
+            all_assets, resources, instance, partition_key=day, selection=[FRAUD_MONITORING.serving_skew]
+        )
     assert result.success
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
     return metadata, result.get_asset_check_evaluations()[0]

@@ -21,6 +21,11 @@ from mlplatform.training.model import evaluate, labels_of
 from mlplatform.training.spec import FRAUD_MODEL, SPECS_DIR, ModelSpecError, load_specs
 from tests.conftest import built_instance, copy_applied_state
 
+# what a model's monitoring is made of (fraud_model keeps the names it had before specs)
+MONITORING = ["feature_drift", "slo", "serving_slo", "performance", "serving_health", "serving_skew",
+              "monitoring_report", "delivery_metrics"]  # fmt: skip
+FRAUD_MONITORING = ["feature_drift", "fraud_model_slo", "fraud_model_serving_slo", "model_performance",
+                    "serving_health", "serving_skew", "monitoring_report", "delivery_metrics"]  # fmt: skip
 GATES = ["metric_floors", "not_worse_than_champion", "slice_gaps", "calibration", "one_row_latency"]
 
 
@@ -67,6 +72,9 @@ def test_fraud_model_is_the_chain_it_was_before_specs():
         "fraud_model", "training_set", {"training_labels", "customer_features", "merchant_features"}
     )
     assert defs.resolve_job_def("retrain_fraud_model").tags["mlplatform/workload"] == "training"
+    fraud_model = {a.key.to_user_string() for a in models["fraud_model"].assets}
+    assert {"batch_predictions", *FRAUD_MONITORING} <= fraud_model
+    assert "fraud_model_nightly" in {s.name for s in defs.schedules}
 
 
 def test_every_declared_model_is_built(tmp_path):
@@ -75,6 +83,8 @@ def test_every_declared_model_is_built(tmp_path):
     assert chain(defs, "merchant_risk", "merchant_risk_training_set") == expected_chain(
         "merchant_risk", "merchant_risk_training_set", {"merchant_risk_labels", "merchant_features"}
     )
+    merchant_risk = {a.key.to_user_string() for a in models["merchant_risk"].assets}
+    assert {f"merchant_risk_{m}" for m in ("predictions", *MONITORING)} <= merchant_risk
 
 
 def throwaway_spec(folder: Path) -> Path:
@@ -82,8 +92,9 @@ def throwaway_spec(folder: Path) -> Path:
     folder.mkdir()
     shutil.copy(SPECS_DIR / "fraud_model.yaml", folder)
     data = yaml.safe_load((SPECS_DIR / "fraud_model.yaml").read_text())
-    # the default asset names: <name>_training_set, <name>_predictions, <name>_feature_drift
+    # the default asset names: <name>_training_set, <name>_predictions, <name>_feature_drift, ...
     del data["training_set"], data["batch"]["asset"], data["drift"]["asset"]
+    data["monitoring"] = {}
     data.update(name="fraud_velocity", feature_service="fraud_model_velocity", owners=["team:experiments"])
     path = folder / "fraud_velocity.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -102,10 +113,14 @@ def test_a_spec_in_a_folder_brings_its_whole_chain(tmp_path):
     )
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert "merchant_risk" not in keys  # only what the folder declares
-    # its batch scoring and monitoring: quality and serving SLOs, judged nightly
-    monitoring = {"feature_drift", "slo", "serving_slo"}
-    assert {"fraud_velocity_predictions", *(f"fraud_velocity_{m}" for m in monitoring)} <= keys
-    assert "fraud_velocity_slo_nightly" in {s.name for s in defs.schedules}
+    # its batch scoring and monitoring: drift, quality and serving SLOs, performance, traffic, the day's
+    # report and its delivery metrics, judged again nightly
+    assert {f"fraud_velocity_{m}" for m in ("predictions", *MONITORING)} <= keys
+    assert "fraud_velocity_nightly" in {s.name for s in defs.schedules}
+    report = defs.resolve_asset_graph().get(AssetKey("fraud_velocity_monitoring_report"))
+    assert {"fraud_velocity_feature_drift", "fraud_velocity_serving_skew"} <= {
+        k.to_user_string() for k in report.parent_keys
+    }
     # its gate bounds are a resource of its own, from its spec
     assert defs.resources["fraud_velocity_gates"].min_roc_auc == 0.85
     assert defs.resolve_asset_graph().get(AssetKey("fraud_velocity")).owners == ["team:experiments"]
@@ -129,6 +144,9 @@ def test_two_models_on_one_training_set_are_refused(tmp_path):
     # nor two on one monitoring table
     spec.write_text(yaml.safe_dump({**data, "drift": {"asset": "feature_drift"}}))
     with pytest.raises(ModelSpecError, match="same drift asset"):
+        load_specs(folder)
+    spec.write_text(yaml.safe_dump({**data, "monitoring": {"report": "monitoring_report"}}))
+    with pytest.raises(ModelSpecError, match="same monitoring report asset"):
         load_specs(folder)
 
 

@@ -39,6 +39,8 @@ def write_spec(folder: Path, change) -> Path:
             "retrain.on_failed_checks.0: String should match pattern",
         ),
         (lambda d: d.pop("batch"), "slo is judged on batch decisions: declare batch too"),
+        (lambda d: d.pop("slo"), "monitoring waits slo.label_delay_days for labels: declare slo too"),
+        (lambda d: d["monitoring"].update(report="Report"), "monitoring.report: String should match"),
     ],
 )
 def test_a_bad_field_fails_naming_the_file_and_the_field(tmp_path, change, named):
