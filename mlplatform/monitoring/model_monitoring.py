@@ -60,6 +60,7 @@ from mlplatform.monitoring.plots import (
     psi_chart,
     score_chart,
 )
+from mlplatform.monitoring.retraining import RESOLVED
 from mlplatform.monitoring.slo import SloDefinitions
 from mlplatform.profiles import warehouse_kind
 from mlplatform.resources import (
@@ -503,14 +504,16 @@ def replace_text(path: Path, text: str) -> None:
 
 
 def day_verdicts(instance: DagsterInstance, checks: list[AssetCheckKey], day: str) -> list[Verdict]:
-    """Each check's latest evaluation of `day` (checks not run for it are left out)."""
+    """Each check's latest completed evaluation of `day`; checks never completed for it are left out. A
+    planned evaluation (a run in flight, or one killed before it evaluated) is not an evaluation: Dagster
+    stores it as the check's newest record, with no verdict in it."""
     verdicts = []
     for key in checks:
         records = instance.event_log_storage.get_asset_check_execution_history(
-            key, limit=1, partition_filter=PartitionKeyFilter(key=day)
+            key, limit=1, status=RESOLVED, partition_filter=PartitionKeyFilter(key=day)
         )
         evaluation = records[0].evaluation if records else None
-        if evaluation is None:  # never run, or still running
+        if evaluation is None:
             continue
         if evaluation.passed:
             verdict = "OK"
