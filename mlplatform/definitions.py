@@ -80,8 +80,8 @@ def build_stage_jobs(chains: list[ModelDefinitions]) -> list[UnresolvedAssetJobD
     monitor_day = define_asset_job(
         "monitor_day",
         selection=AssetSelection.assets(*(a for a in monitoring if a.partitions_def is not None)),
-        description="A day's monitoring: drift, delayed-label performance, serving health and skew, each "
-        "model's quality SLO, the report.",
+        description="A day's monitoring, for each model: drift, delayed-label performance, serving health "
+        "and skew, quality and serving SLOs, the report.",
     )
     return [refresh, monitor_day]
 

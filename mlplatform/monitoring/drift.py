@@ -6,6 +6,7 @@ import pandas as pd
 PSI_BINS = 10
 EPSILON = 1e-4  # an empty bin on one side must not make PSI infinite
 AT_THRESHOLD = ("precision_at_threshold", "recall_at_threshold")
+LABELLED_FIGURES = ("roc_auc", *AT_THRESHOLD)  # the figures that wait for labels
 
 
 def psi(reference: pd.Series, current: pd.Series) -> float:

@@ -33,7 +33,7 @@ from dagster import (
 from dagster._core.event_api import PartitionKeyFilter  # the check history of one day
 
 from mlplatform.automation import FOLLOW_UPSTREAM, follow_updates_of
-from mlplatform.checks import judged, was_judged
+from mlplatform.checks import judged, not_judged, was_judged
 from mlplatform.features import online_feature_assets
 from mlplatform.features.retrieval import features_as_of_events
 from mlplatform.features.skew import MISMATCH_DTYPES, mismatch_rates
@@ -49,7 +49,7 @@ from mlplatform.monitoring.assets import (
     store_day,
 )
 from mlplatform.monitoring.dora import dora_metrics
-from mlplatform.monitoring.drift import labelled_performance, serving_figures
+from mlplatform.monitoring.drift import LABELLED_FIGURES, labelled_performance, serving_figures
 from mlplatform.monitoring.plots import (
     Verdict,
     day_verdict,
@@ -150,6 +150,12 @@ def build_performance(spec: ModelSpec) -> AssetsDefinition:
         alerts: AlertSink,
     ) -> MaterializeResult:
         day = context.partition_key
+        if not warehouse.table_exists("inference", spec.batch_asset):
+            reason = f"inference.{spec.batch_asset} holds no decision yet: {spec.name} has scored nothing"
+            return MaterializeResult(
+                metadata={"note": reason},
+                check_results=[not_judged(reason, asset_key=key, check_name="roc_auc")],
+            )
         scored = warehouse.read_sql(
             f"select p.score, p.decision, p.model_version, l.{spec.label.column} as label "
             f"from inference.{spec.batch_asset} as p left join {spec.label.table} as l on {keys} "
@@ -232,8 +238,12 @@ def build_serving_health(spec: ModelSpec) -> AssetsDefinition:
         ],
         description=(
             f"The day's online {spec.name} traffic from the prediction log: requests, latency p50/p99, "
-            "flag rate, and how often a shadowed challenger agreed with the served decision. Its serving "
-            f"SLO is judged by `{spec.name}_serving_slo`."
+            "flag rate, and how often a shadowed challenger agreed with the served decision."
+            + (
+                f" Its serving SLO is judged by `{spec.name}_serving_slo`."
+                if spec.slo and spec.slo.serving
+                else ""
+            )
         ),
     )
     def serving_health(
@@ -411,7 +421,7 @@ def build_report(
     sources = [*([drift] if drift else []), *judged_by]
     # the headline numbers each asset records, at the top of the page
     headlines = {
-        performance.key: ("roc_auc", "precision_at_threshold", "recall_at_threshold", "label_coverage"),
+        performance.key: (*LABELLED_FIGURES, "label_coverage"),
         serving_health.key: ("requests", "latency_p99_ms"),
         serving_skew.key: ("max_mismatch_rate",),
     }

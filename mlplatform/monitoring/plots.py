@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from dagster import MetadataValue
 
+from mlplatform.monitoring.drift import LABELLED_FIGURES
+
 SCORE_BINS = np.linspace(0.0, 1.0, 21)
 STABLE, SHIFTING, DRIFTED = "#4c9a6a", "#e0a030", "#c8453b"
 
@@ -133,7 +135,7 @@ def _badge(verdict: str) -> str:
 def _figure(name: str, value: float | str) -> str:
     """A headline figure for people: NaN says why there is no number."""
     if isinstance(value, float) and np.isnan(value):
-        return "not enough labels yet" if name.startswith("model_performance.") else "no data"
+        return "not enough labels yet" if name.rsplit(".", 1)[-1] in LABELLED_FIGURES else "no data"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
