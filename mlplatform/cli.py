@@ -514,7 +514,8 @@ def feature_server(
         click.echo(repo)
         return
     command = feast_serve_command(repo, host, port or FEAST_SERVE_PORT, workers)
-    os.execv(command[0], command)  # nosec B606: argv from this module and the CLI's own options
+    # bandit B606: the argv comes from this module and the CLI's own options
+    os.execv(command[0], command)  # nosec B606
 
 
 @main.command()

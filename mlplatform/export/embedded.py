@@ -218,6 +218,6 @@ def tree_function(trees: dict):
     for root in trees["roots"].tolist():
         emit(root, 4)
     lines.append("    return r")
-    # nosec: runs only the code generated just above from the model's own arrays, never any input
+    # bandit B102: runs only the code generated just above from the model's own arrays, never any input
     exec(compile("\n".join(lines), "<compiled trees>", "exec"), namespace)  # nosec B102
     return namespace["raw"]

@@ -13,7 +13,8 @@ ENV_VARS = {
     "host": "MLPLATFORM_PG_HOST",
     "port": "MLPLATFORM_PG_PORT",
     "user": "MLPLATFORM_PG_USER",
-    "password": "MLPLATFORM_PG_PASSWORD",  # nosec B105: the variable's name, not a password
+    # bandit B105: the variable's name, not a password
+    "password": "MLPLATFORM_PG_PASSWORD",  # nosec B105
     "database": "MLPLATFORM_PG_DATABASE",
 }
 

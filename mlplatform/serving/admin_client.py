@@ -12,7 +12,8 @@ import urllib.request
 
 from mlplatform.serving.routing import RoutingPolicy
 
-ADMIN_TOKEN_VARIABLE = "MLPLATFORM_ADMIN_TOKEN"  # nosec B105: the variable's name, not a secret
+# bandit B105: the variable's name, not a secret
+ADMIN_TOKEN_VARIABLE = "MLPLATFORM_ADMIN_TOKEN"  # nosec B105
 TIMEOUT_SECONDS = 10
 
 
