@@ -12,7 +12,7 @@ import signal
 import subprocess
 import time
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -66,6 +66,21 @@ def step_failures(instance: DagsterInstance, run_id: str) -> list[str]:
     ]
 
 
+def loop_state(instance: DagsterInstance, state: Path, landed_at: float) -> str:
+    """What the loop did since the drifted day landed: every run with its status, trigger and reason, the
+    steps of each failed one, and the alerts sent: what a stalled loop is reported with."""
+    lines = []
+    since = RunsFilter(created_after=datetime.fromtimestamp(landed_at, UTC))
+    for record in reversed(instance.get_run_records(since)):
+        run = record.dagster_run
+        tags = {k: v for k, v in run.tags.items() if k.startswith(("mlplatform/", "dagster/partition"))}
+        lines.append(f"{run.job_name} {run.status.value} {tags}")
+        if run.status == DagsterRunStatus.FAILURE:
+            lines.extend(f"  {failure[:2000]}" for failure in step_failures(instance, run.run_id))
+    lines.extend(f"alert: {a.get('kind')} {a.get('message')}" for a in alerts(state)[-10:])
+    return "\n".join(lines)
+
+
 def day_runs(instance: DagsterInstance, day: str) -> list:
     return instance.get_runs(RunsFilter(tags={TRIGGER_TAG: "landing_zone_sensor", "dagster/partition": day}))
 
@@ -116,12 +131,16 @@ def test_under_the_daemon_a_killed_day_is_retried_and_a_drifted_day_ends_with_a_
             600, "the drifted day monitored", 1,
         )  # fmt: skip
         monitored = time.monotonic() - landed
-        wait_until(
-            lambda: registry.version_for(FRAUD_MODEL.name, CHAMPION) != champion_before,
-            900,
-            "a new champion",
-            2,
-        )
+        try:
+            wait_until(
+                lambda: registry.version_for(FRAUD_MODEL.name, CHAMPION) != champion_before,
+                900,
+                "a new champion",
+                2,
+            )
+        except TimeoutError as timeout:
+            since = time.time() - (time.monotonic() - landed)
+            raise AssertionError(loop_state(instance, state, since)) from timeout
         champion_after = registry.version_for(FRAUD_MODEL.name, CHAMPION)
         promotion = registry.audit_trail(FRAUD_MODEL.name)[-1]
         assert promotion["action"] == "promote" and str(promotion["version"]) == champion_after
