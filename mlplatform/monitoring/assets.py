@@ -127,6 +127,20 @@ def store_day(warehouse: Warehouse, table: str, rows: pd.DataFrame, day: str) ->
     )
 
 
+def labelled_decisions(warehouse: Warehouse, spec: ModelSpec, day: str) -> pd.DataFrame | None:
+    """A model's batch decisions of `day` (score, decision, model version) with their label where it has
+    arrived (`label`, else null), joined on the spec's label keys and event time; None before the model
+    has scored anything (its predictions table does not exist yet)."""
+    if not warehouse.table_exists("inference", spec.batch_asset):
+        return None
+    keys = " and ".join(f"l.{column} = p.{column}" for column in [*spec.label.keys, "event_ts"])
+    return warehouse.read_sql(
+        f"select p.score, p.decision, p.model_version, l.{spec.label.column} as label "
+        f"from inference.{spec.batch_asset} as p left join {spec.label.table} as l on {keys} "
+        f"where p._partition_date = '{day}'"
+    )
+
+
 def drift_checks(spec: ModelSpec) -> list[str]:
     """The checks of a spec's drift asset, in the order they are reported."""
     drift = spec.drift

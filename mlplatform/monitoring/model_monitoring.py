@@ -4,7 +4,6 @@ the DORA metrics of its delivery, and the nightly schedule that judges a day aga
 whole traffic are in. Failing checks go to the alert sink."""
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,6 +36,7 @@ from mlplatform.checks import judged, not_judged, was_judged
 from mlplatform.features import online_feature_assets
 from mlplatform.features.retrieval import features_as_of_events
 from mlplatform.features.skew import MISMATCH_DTYPES, mismatch_rates
+from mlplatform.files import replace_text
 from mlplatform.inference.assets import PREDICTION_LOG
 from mlplatform.inference.scoring import ScoringModel, load_model_version
 from mlplatform.ingestion.assets import DAILY_PARTITIONS, raw_transactions
@@ -46,6 +46,7 @@ from mlplatform.monitoring.assets import (
     drift_checks,
     follow_new_scores,
     graded_check,
+    labelled_decisions,
     store_day,
 )
 from mlplatform.monitoring.dora import dora_metrics
@@ -117,7 +118,6 @@ def build_model_monitoring(spec: ModelSpec, drift: AssetsDefinition | None) -> M
 def build_performance(spec: ModelSpec) -> AssetsDefinition:
     """How a model's batch decisions of a day did once their labels arrived, with a graded ROC AUC check."""
     key, table = AssetKey(spec.monitoring_asset("performance")), spec.monitoring_asset("performance")
-    keys = " and ".join(f"l.{column} = p.{column}" for column in [*spec.label.keys, "event_ts"])
 
     @asset(
         key=key,
@@ -150,17 +150,13 @@ def build_performance(spec: ModelSpec) -> AssetsDefinition:
         alerts: AlertSink,
     ) -> MaterializeResult:
         day = context.partition_key
-        if not warehouse.table_exists("inference", spec.batch_asset):
+        scored = labelled_decisions(warehouse, spec, day)
+        if scored is None:
             reason = f"inference.{spec.batch_asset} holds no decision yet: {spec.name} has scored nothing"
             return MaterializeResult(
                 metadata={"note": reason},
                 check_results=[not_judged(reason, asset_key=key, check_name="roc_auc")],
             )
-        scored = warehouse.read_sql(
-            f"select p.score, p.decision, p.model_version, l.{spec.label.column} as label "
-            f"from inference.{spec.batch_asset} as p left join {spec.label.table} as l on {keys} "
-            f"where p._partition_date = '{day}'"
-        )
         labelled = scored.dropna(subset=["label"])
         figures = labelled_performance(
             labelled["label"].astype(int), labelled["score"], labelled["decision"].astype(int)
@@ -504,13 +500,6 @@ def build_report(
         )
 
     return report
-
-
-def replace_text(path: Path, text: str) -> None:
-    """Write `path` whole or not at all (a reader, e.g. the index of another run, never sees half a file)."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    partial.write_text(text)
-    partial.replace(path)
 
 
 def day_verdicts(instance: DagsterInstance, checks: list[AssetCheckKey], day: str) -> list[Verdict]:

@@ -24,7 +24,7 @@ from dagster import (
 from mlplatform.checks import judged, not_judged
 from mlplatform.inference.assets import PREDICTION_LOG
 from mlplatform.ingestion.assets import DAILY_PARTITIONS
-from mlplatform.monitoring.assets import follow_new_scores, store_day
+from mlplatform.monitoring.assets import follow_new_scores, labelled_decisions, store_day
 from mlplatform.profiles import warehouse_kind
 from mlplatform.resources import AlertSink, ModelRegistry, PredictionLog, Warehouse
 from mlplatform.resources.model_registry import CHAMPION, PREVIOUS
@@ -158,7 +158,6 @@ def build_quality_slo(spec: ModelSpec) -> AssetsDefinition:
     if slo is None:
         raise ValueError(f"{spec.name} declares no slo")
     predictions = AssetKey(spec.batch_asset)
-    keys = " and ".join(f"l.{key} = p.{key}" for key in [*spec.label.keys, "event_ts"])
 
     @asset(
         name=name,
@@ -188,16 +187,12 @@ def build_quality_slo(spec: ModelSpec) -> AssetsDefinition:
         context: AssetExecutionContext, warehouse: Warehouse, model_registry: ModelRegistry, alerts: AlertSink
     ) -> MaterializeResult:
         day = context.partition_key
-        if not warehouse.table_exists("inference", spec.batch_asset):
+        scored = labelled_decisions(warehouse, spec, day)
+        if scored is None:
             reason = f"inference.{spec.batch_asset} holds no decision yet"
             return MaterializeResult(
                 metadata={"note": reason}, check_results=[not_judged(reason, check_name=SLO_CHECK)]
             )
-        scored = warehouse.read_sql(
-            f"select p.score, p.model_version, l.{spec.label.column} as label "
-            f"from inference.{spec.batch_asset} as p left join {spec.label.table} as l on {keys} "
-            f"where p._partition_date = '{day}'"
-        )
         verdict = judge_day(scored, "label", slo.min_labelled_positives)
         store_day(
             warehouse,

@@ -2,12 +2,12 @@
 
 import hashlib
 import json
-import os
-import tempfile
 from enum import StrEnum
 from pathlib import Path
 
 from pydantic import BaseModel, Field, model_validator
+
+from mlplatform.files import replace_text
 
 
 class Mode(StrEnum):
@@ -82,7 +82,5 @@ class RoutingFile:
 
     def write(self, policy: RoutingPolicy) -> RoutingPolicy:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=self.path.parent, delete=False, suffix=".tmp") as out:
-            out.write(json.dumps(policy.model_dump(mode="json"), indent=2) + "\n")
-        os.replace(out.name, self.path)
+        replace_text(self.path, json.dumps(policy.model_dump(mode="json"), indent=2) + "\n")
         return self.current()
