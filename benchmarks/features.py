@@ -67,7 +67,10 @@ FEAST_PATH = "/get-online-features"
 # the graph up to the training set (not definitions.all_assets: model training is not measured here)
 TRAINING_SET = models["fraud_model"].training_set
 ASSETS = [*ingestion_assets, dbt_models, *feature_assets, TRAINING_SET]
-CHECKS = [*feature_checks, *(c for c in models["fraud_model"].checks if c.asset_key == TRAINING_SET.key)]
+CHECKS = [
+    *feature_checks,
+    *(c for c in models["fraud_model"].checks if {k.asset_key for k in c.check_keys} == {TRAINING_SET.key}),
+]
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 STORED_VIEWS = {
     "customer_stats": ("customer_features", "customer_id"),
@@ -112,7 +115,7 @@ def bare_asof(
         ]
         joins.append(
             f"asof left join (select {key}, feature_ts::timestamptz as feature_ts, {', '.join(fields)} "
-            f"from read_parquet('{data_dir / mart}.parquet')) as {view} "
+            f"from read_parquet('{data_dir / mart}/**/*.parquet')) as {view} "
             f"on {view}.{key} = e.{key} and e.event_timestamp >= {view}.feature_ts"
         )
     if on_demand:

@@ -23,30 +23,34 @@ here it needs ibis (not installed) and breaks on the compiled sqlglot dagster-db
 import hashlib
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from feast.data_source import DataSource
 from feast.feature_view import DUMMY_ENTITY_ID, DUMMY_ENTITY_VAL, FeatureView
 from feast.infra.offline_stores.file_source import FileSource
-from feast.infra.offline_stores.offline_store import OfflineStore, RetrievalJob, RetrievalMetadata
+from feast.infra.offline_stores.offline_store import OfflineStore, RetrievalJob
 from feast.infra.registry.base_registry import BaseRegistry
-from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import FeastConfigBaseModel, RepoConfig
-from feast.utils import _get_requested_feature_views_to_features_dict
 
+from mlplatform.point_in_time import (
+    ROW,
+    TIME,
+    ArrowRetrievalJob,
+    PointInTimeRequest,
+    ViewColumns,
+    literal,
+    quoted,
+    timestamp_literal,
+)
 from mlplatform.pushed_history import history_rows, history_schema
 
 STORE_TYPE = "mlplatform.duckdb_offline_store.DuckDBOfflineStore"
-EVENT_TIMESTAMP = "event_timestamp"  # Feast's name for the entity rows' time column
-ROW = "__feast_row"  # position of each entity row: results come back in the order given
-TIME = "__feast_ts"  # each entity row's time as TIMESTAMPTZ
 
 
 class DuckDBOfflineStoreConfig(FeastConfigBaseModel):
@@ -56,23 +60,6 @@ class DuckDBOfflineStoreConfig(FeastConfigBaseModel):
         "mlplatform.duckdb_offline_store.DuckDBOfflineStore"
     )
     threads: int | None = None
-
-
-def quoted(name: str) -> str:
-    """A SQL identifier, whatever characters it holds."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def literal(text: str) -> str:
-    """A SQL string literal (a ' inside is doubled)."""
-    return "'" + text.replace("'", "''") + "'"
-
-
-def timestamp_literal(at: datetime) -> str:
-    """A TIMESTAMPTZ literal; a naive `at` is UTC."""
-    stamp = pd.Timestamp(at)
-    utc = stamp.tz_convert("UTC") if stamp.tzinfo else stamp.tz_localize("UTC")
-    return literal(utc.isoformat()) + "::timestamptz"
 
 
 def connect(config: RepoConfig) -> duckdb.DuckDBPyConnection:
@@ -132,102 +119,8 @@ def create_history(config: RepoConfig, view: FeatureView) -> Path:
     return folder
 
 
-class DuckDBRetrievalJob(RetrievalJob):
-    """Runs `query` (an arrow table producer) when the result is asked for, then the on-demand views.
-
-    Feast's `RetrievalJob.to_arrow` would hand each on-demand view the whole result (every entity column
-    and feature), which a python-mode view turns into Python objects: at 50k rows 0.9 s of a 1.3 s
-    retrieval. Here each view gets only the columns it declares as inputs (its request data and its source
-    views' features), the same inputs it gets online, and runs its own transformation on them."""
-
-    def __init__(
-        self,
-        query: Callable[[], pa.Table],
-        full_feature_names: bool,
-        on_demand_feature_views: list[OnDemandFeatureView] | None = None,
-        metadata: RetrievalMetadata | None = None,
-    ) -> None:
-        self._query = query
-        self._full_feature_names = full_feature_names
-        self._on_demand = on_demand_feature_views or []
-        self._metadata = metadata
-
-    @property
-    def full_feature_names(self) -> bool:
-        return self._full_feature_names
-
-    @property
-    def on_demand_feature_views(self) -> list[OnDemandFeatureView]:
-        return []  # run by _to_arrow_internal: none left for RetrievalJob.to_arrow to run again
-
-    @property
-    def metadata(self) -> RetrievalMetadata | None:
-        return self._metadata
-
-    def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
-        table = self._query()
-        for view in self._on_demand:
-            computed = view.transform_arrow(view_inputs(view, table), self.full_feature_names)
-            for column in self.requested_outputs(view):
-                table = table.append_column(column, computed[column])
-        return table
-
-    def _to_df_internal(self, timeout: int | None = None) -> pd.DataFrame:
-        return self._to_arrow_internal(timeout).to_pandas()
-
-    def requested_outputs(self, view: OnDemandFeatureView) -> list[str]:
-        """The view's columns that were asked for (all of them when the job does not say)."""
-        name = view.projection.name_to_use()
-        refs = [ref.split(":", 1) for ref in (self._metadata.features if self._metadata else [])]
-        features = [feature for view_name, feature in refs if view_name in (name, view.name)]
-        features = features or [f.name for f in view.features]
-        return [f"{name}__{feature}" if self.full_feature_names else feature for feature in features]
-
-
-def view_inputs(view: OnDemandFeatureView, table: pa.Table) -> pa.Table:
-    """The columns of `table` an on-demand view reads: its request data, its sources' features (by full
-    or short name). Timestamps at DuckDB's microseconds: a python-mode view then gets `datetime`s, not
-    pandas `Timestamp`s (about 1 us per value less to build)."""
-    names = set(view.get_request_data_schema())
-    for projection in view.source_feature_view_projections.values():
-        for feature in projection.features:
-            names |= {
-                feature.name,
-                f"{projection.name}__{feature.name}",
-                f"{projection.name_to_use()}__{feature.name}",
-            }
-    inputs = table.select([column for column in table.column_names if column in names])
-    for i, field in enumerate(inputs.schema):
-        if pa.types.is_timestamp(field.type) and field.type.unit == "ns":
-            micros = pc.cast(inputs[i], pa.timestamp("us", tz=field.type.tz), safe=False)
-            inputs = inputs.set_column(i, field.name, micros)
-    return inputs
-
-
-class ViewJoin:
+class ViewJoin(ViewColumns):
     """What one feature view contributes to the point-in-time statement."""
-
-    def __init__(self, view: FeatureView, features: list[str], full_feature_names: bool, alias: str):
-        source = view.batch_source
-        if source is None:
-            raise ValueError(f"feature view {view.name} has no batch source to read")
-        reverse = {column: name for name, column in (source.field_mapping or {}).items()}
-        self.source, self.alias = source, alias
-        # (source column, entity row column) per join key
-        self.keys = [
-            (reverse.get(c.name, c.name), view.projection.join_key_map.get(c.name, c.name))
-            for c in view.entity_columns
-        ]
-        self.features = [
-            (
-                reverse.get(feature, feature),
-                f"{view.projection.name_to_use()}__{feature}" if full_feature_names else feature,
-            )
-            for feature in features
-        ]
-        self.timestamp = source.timestamp_field
-        self.created = source.created_timestamp_column or None
-        self.ttl = view.ttl if view.ttl and view.ttl > timedelta(0) else None
 
     def subquery(self, config: RepoConfig, events_from: datetime, events_to: datetime) -> str:
         """The view's rows that can give some event a value (not newer than the newest event, not older
@@ -270,36 +163,6 @@ class ViewJoin:
                 value = f"case when {self.alias}.ts >= e.{TIME} - to_microseconds({micros}) then {value} end"
             selected.append(f"{value} as {quoted(name)}")
         return selected
-
-
-def entity_table(entity_df: pd.DataFrame | pa.Table) -> pa.Table:
-    if isinstance(entity_df, pd.DataFrame):
-        return pa.Table.from_pandas(entity_df, preserve_index=False)
-    if isinstance(entity_df, pa.Table):
-        return entity_df
-    raise TypeError(
-        f"{STORE_TYPE} takes the entity rows as a pandas DataFrame or an arrow table, "
-        f"not {type(entity_df).__name__}"
-    )
-
-
-def spine(entities: pa.Table, keys: list[str]) -> pa.Table:
-    """The entity rows' join keys, time (naive values are UTC) and position: all the join needs."""
-    missing = [c for c in [*keys, EVENT_TIMESTAMP] if c not in entities.column_names]
-    if missing:
-        raise ValueError(f"the entity rows lack the column(s) {missing}")
-    time = entities[EVENT_TIMESTAMP]
-    if not pa.types.is_timestamp(time.type):
-        time = pa.chunked_array([pa.array(pd.to_datetime(time.to_pandas(), utc=True))])
-    # DuckDB's TIMESTAMPTZ: microseconds (arrow keeps UTC values, so naive ones are read as UTC)
-    time = pc.cast(time, pa.timestamp("us", tz="UTC"), safe=False)
-    return pa.table(
-        {
-            **{k: entities[k] for k in keys},
-            TIME: time,
-            ROW: pa.array(range(entities.num_rows), pa.int64()),
-        }
-    )
 
 
 def pull_all(
@@ -345,7 +208,7 @@ def pull_all(
         with connect(config) as con:
             return con.sql(sql).to_arrow_table()
 
-    return DuckDBRetrievalJob(query, full_feature_names=False)
+    return ArrowRetrievalJob(query, full_feature_names=False)
 
 
 class DuckDBOfflineStore(OfflineStore):
@@ -363,46 +226,22 @@ class DuckDBOfflineStore(OfflineStore):
         full_feature_names: bool = False,
         **kwargs: Any,
     ) -> RetrievalJob:
-        if entity_df is None or isinstance(entity_df, str):
-            raise NotImplementedError(f"{STORE_TYPE} needs the entity rows as a DataFrame")
-        on_demand = OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry)
-        requested, _ = _get_requested_feature_views_to_features_dict(feature_refs, feature_views, on_demand)
-        joins = [
-            ViewJoin(view, features, full_feature_names, alias=f"v{i}")
-            for i, (view, features) in enumerate(requested.items())
-        ]
-        entities = entity_table(entity_df)
-        keys = list(dict.fromkeys(column for j in joins for _, column in j.keys))
-        events = spine(entities, keys)
-        bounds = pc.min_max(events[TIME])
-        first, last = (bounds[side].as_py() for side in ("min", "max"))
+        request = PointInTimeRequest(
+            ViewJoin, feature_views, feature_refs, entity_df, registry, project, full_feature_names
+        )
 
-        def query() -> pa.Table:
-            now = datetime.now(UTC)
+        def features() -> pa.Table:
+            joins = request.joins
             selections = [f"e.{ROW}", *(s for j in joins for s in j.selections())]
             sql = (
                 f"select {', '.join(selections)} from events as e "
-                f"{' '.join(j.join(config, first or now, last or now) for j in joins)} order by e.{ROW}"
+                f"{' '.join(j.join(config, request.first, request.last) for j in joins)} order by e.{ROW}"
             )
             with connect(config) as con:
-                con.register("events", events)
-                features: pa.Table = con.sql(sql).to_arrow_table()
-            result = entities
-            for name in features.column_names[1:]:
-                result = result.append_column(name, features[name])
-            return result
+                con.register("events", request.events)
+                return con.sql(sql).to_arrow_table()
 
-        return DuckDBRetrievalJob(
-            query,
-            full_feature_names,
-            on_demand_feature_views=on_demand,
-            metadata=RetrievalMetadata(
-                features=feature_refs,
-                keys=[c for c in entities.column_names if c != EVENT_TIMESTAMP],
-                min_event_timestamp=first,
-                max_event_timestamp=last,
-            ),
-        )
+        return request.job(features)
 
     @staticmethod
     def offline_write_batch(

@@ -9,11 +9,13 @@ from datetime import timedelta
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import pytest
 from feast import Entity, FeatureStore, FeatureView, Field, FileSource, RequestSource, ValueType
+from feast.data_source import DataSource
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.repo_config import RepoConfig
-from feast.types import Float64, Int64, String
+from feast.types import Float64, Int64, String, UnixTimestamp
 
 from mlplatform.duckdb_offline_store import STORE_TYPE
 
@@ -73,11 +75,28 @@ def events() -> pd.DataFrame:
     )
 
 
-def build_store(tmp_path, offline_store: dict) -> FeatureStore:
+def parquet_sources(tmp_path) -> dict[str, DataSource]:
+    """The customer and merchant rows as parquet files, the sources of the local stores."""
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
     customer_rows().to_parquet(data / "customers.parquet", index=False)
     merchant_rows().to_parquet(data / "merchants.parquet", index=False)
+    return {
+        "customers": FileSource(
+            name="customers", path=str(data / "customers.parquet"), timestamp_field="feature_ts"
+        ),
+        "merchants": FileSource(
+            name="merchants",
+            path=str(data / "merchants.parquet"),
+            timestamp_field="feature_ts",
+            created_timestamp_column="created_ts",
+        ),
+    }
+
+
+def build_store(tmp_path, offline_store: dict, sources: dict[str, DataSource] | None = None) -> FeatureStore:
+    """The test's views on `sources` (by default `parquet_sources`) in a store with `offline_store`."""
+    sources = sources or parquet_sources(tmp_path)
     folder = tmp_path / offline_store["type"].rsplit(".", 1)[-1]
     folder.mkdir()
     store = FeatureStore(
@@ -102,21 +121,14 @@ def build_store(tmp_path, offline_store: dict) -> FeatureStore:
             Field(name="avg", dtype=Float64),
             Field(name="home", dtype=String),
         ],
-        source=FileSource(
-            name="customers", path=str(data / "customers.parquet"), timestamp_field="feature_ts"
-        ),
+        source=sources["customers"],
     )
     merchant_stats = FeatureView(
         name="merchant_stats",
         entities=[merchant],
         ttl=TTL,
         schema=[Field(name="risk", dtype=Int64)],
-        source=FileSource(
-            name="merchants",
-            path=str(data / "merchants.parquet"),
-            timestamp_field="feature_ts",
-            created_timestamp_column="created_ts",
-        ),
+        source=sources["merchants"],
     )
     request = RequestSource(name="request", schema=[Field(name="amount", dtype=Float64)])
 
@@ -126,7 +138,22 @@ def build_store(tmp_path, offline_store: dict) -> FeatureStore:
     def doubled(inputs: dict) -> dict:
         return {"amount_x2": [a * 2 for a in inputs["amount"]]}
 
-    store.apply([customer, merchant, customer_stats, merchant_stats, request, doubled])
+    clock = RequestSource(name="clock", schema=[Field(name="event_ts", dtype=UnixTimestamp)])
+
+    @on_demand_feature_view(
+        sources=[customer_stats, clock],
+        schema=[Field(name="utc_hour", dtype=Int64), Field(name="avg_missing", dtype=Int64)],
+        mode="python",
+    )
+    def local_clock(inputs: dict) -> dict:
+        from datetime import UTC
+
+        return {
+            "utc_hour": [(at.astimezone(UTC) if at.tzinfo else at).hour for at in inputs["event_ts"]],
+            "avg_missing": [int(avg is None) for avg in inputs["avg"]],
+        }
+
+    store.apply([customer, merchant, customer_stats, merchant_stats, request, clock, doubled, local_clock])
     return store
 
 
@@ -198,6 +225,28 @@ def test_point_in_time_values_equal_a_bare_duckdb_asof_join(duckdb_store, tmp_pa
     assert by_feast["merchant_stats__risk"].tolist()[1] == 21  # the later created of two rows
     assert by_feast["doubled__amount_x2"][2:4].tolist() == [14.0, 16.0]  # same second, own request data
     assert by_feast["customer_stats__home"][4] == "FR" and pd.isna(by_feast["customer_stats__avg"][4])
+
+
+def test_on_demand_views_get_python_values_as_online(duckdb_store):
+    """A python-mode view runs through Feast's `transform_dict` on Python values, as it does online: an event
+    time in any zone arrives as the same instant (naive UTC), a missing feature as None; its answers equal
+    Feast's own arrow path on the same inputs."""
+    rows = events().assign(event_ts=events()["event_timestamp"].dt.tz_convert("Asia/Kolkata"))
+    got = duckdb_store.get_historical_features(
+        entity_df=rows, features=["local_clock:utc_hour", "local_clock:avg_missing"], full_feature_names=True
+    ).to_df()
+    assert got["local_clock__utc_hour"].tolist() == [12, 0, 9, 9, 23, 0, 8, 8]
+    assert got["local_clock__avg_missing"].tolist() == [1, 0, 0, 0, 1, 1, 1, 1]
+
+    view = duckdb_store.get_on_demand_feature_view("local_clock")
+    inputs = pa.Table.from_pandas(
+        duckdb_store.get_historical_features(entity_df=rows, features=["customer_stats:avg"]).to_df()[
+            ["event_ts", "avg"]
+        ]
+    )
+    by_feast = view.transform_arrow(inputs, full_feature_names=True).to_pandas()
+    assert by_feast["local_clock__utc_hour"].tolist() == got["local_clock__utc_hour"].tolist()
+    assert by_feast["local_clock__avg_missing"].tolist() == got["local_clock__avg_missing"].tolist()
 
 
 def test_short_feature_names(duckdb_store):

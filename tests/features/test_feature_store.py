@@ -10,10 +10,12 @@ from dagster import AssetSelection, DagsterInstance
 
 from mlplatform.definitions import all_assets, models
 from mlplatform.features.assets import feast_registry, online_customer_stats
+from mlplatform.features.retrieval import features_as_of_events, historical_features
 from mlplatform.features.skew import latest_rows
 from mlplatform.localserver import feast_server
 from mlplatform.profiles import build_resources
 from tests.conftest import copy_state, run_assets
+from tests.features.test_duckdb_offline_store import build_store, events
 
 pytestmark = pytest.mark.e2e
 
@@ -96,22 +98,20 @@ def test_training_set_joins_the_features_valid_at_each_event(built):
     assert known.loc[~merchant_known, "merchant_stats__txn_count_30d"].isna().all()
 
 
-def test_one_call_on_the_duckdb_store_gives_the_rows_of_the_per_view_chunked_path(built, monkeypatch):
-    """The local profile asks the DuckDB offline store once for the whole service; other stores go view by
-    view, on distinct (keys, time) events, in chunks: both give the same rows."""
-    from mlplatform.features import retrieval
-
+def test_the_whole_service_comes_in_one_call_for_every_event_in_order(built):
     resources = built[1]
-    labels = mart(resources["warehouse"], "training_labels").head(3_000)
-    spine = labels.drop(columns=["home_country", "category"])
+    spine = mart(resources["warehouse"], "training_labels").head(3_000)
     store = resources["feature_store"].store()
-    assert retrieval.keeps_every_event(store)
-    whole = retrieval.features_as_of_events(store, spine, "fraud_model_v1")
-    assert whole["transaction_id"].tolist() == spine["transaction_id"].tolist()  # every event, in order
-    monkeypatch.setattr(retrieval, "keeps_every_event", lambda store: False)
-    monkeypatch.setattr(retrieval, "CHUNK_EVENTS", 700)
-    chunked = retrieval.features_as_of_events(store, spine, "fraud_model_v1")
-    pd.testing.assert_frame_equal(chunked, whole)
+    whole = features_as_of_events(store, spine.drop(columns=["home_country", "category"]), "fraud_model_v1")
+    assert whole["transaction_id"].tolist() == spine["transaction_id"].tolist()
+
+
+def test_an_offline_store_that_drops_or_merges_events_is_refused(tmp_path):
+    """Feast's file store drops an event when one view has no earlier row and merges two events of one
+    customer in the same second: training sets and batch scoring refuse it, naming the stores they take."""
+    file_store = build_store(tmp_path, {"type": "file"})
+    with pytest.raises(ValueError, match="keeps every event"):
+        historical_features(file_store, events(), "any_service")
 
 
 def test_online_store_serves_each_entitys_newest_offline_row(built):

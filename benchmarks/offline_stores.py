@@ -1,0 +1,128 @@
+"""Point-in-time retrieval on the prod offline store (Postgres) against the local one (DuckDB): the same
+marts, the same events, the same process, the same run.
+
+    python benchmarks/offline_stores.py --state <a built local state> [--repeats 3]
+
+The state's feature marts are copied into a fresh Postgres database (127.0.0.1:5432, user postgres unless
+MLPLATFORM_PG_* say otherwise; dropped at the end) under `marts`, where dbt builds them in prod, and
+registered with the prod profile's Feast configuration (Postgres offline store and SQL registry; the Redis
+online store is configured, database 11, and not read). `features_as_of_events` for the fraud model's
+service (the 25 stored features and the on-demand view: what training sets and batch scoring call) is
+timed on both stores for every labelled transaction (training-set size) and for the last day's
+transactions (batch-scoring size), best of `--repeats` interleaved. Figures (JSON in
+benchmarks/results/offline_stores.json): seconds per store, Postgres' time over DuckDB's, rows differing
+(0: every value equal, nulls included).
+"""
+
+import argparse
+import json
+import os
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+from features import best_of, rows_differing
+from psycopg import sql
+
+from mlplatform.features.retrieval import features_as_of_events
+from mlplatform.inference.scoring import TRANSACTION_FIELDS
+from mlplatform.profiles import build_resources
+from mlplatform.resources.feature_store import PostgresRedisFeastFeatureStore
+from mlplatform.resources.postgres import PostgresConnection
+from mlplatform.training.spec import FRAUD_MODEL
+
+RESULTS = Path(__file__).parent / "results" / "offline_stores.json"
+MARTS = ("customer_features", "merchant_features")
+
+
+def copy_marts(warehouse, connection: PostgresConnection) -> dict[str, int]:
+    """The local warehouse's feature marts as tables of `marts` in the Postgres database."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    rows = {}
+    params = connection.params()
+    params["dbname"] = params.pop("database")
+    with adbc.connect(psycopg.conninfo.make_conninfo(**params)) as conn, conn.cursor() as cur:
+        cur.execute("create schema marts")
+        for mart in MARTS:
+            with warehouse.connect(read_only=True) as con:
+                table = con.sql(f"select * from marts.{mart}").to_arrow_table()
+            cur.adbc_ingest(mart, table, mode="create", db_schema_name="marts")
+            rows[mart] = table.num_rows
+        conn.commit()
+    return rows
+
+
+def compare(local_store, prod_store, events, repeats: int) -> dict:
+    measured = best_of(
+        repeats,
+        {
+            store: lambda s=s: features_as_of_events(s, events, FRAUD_MODEL.feature_service)
+            for store, s in (("duckdb", local_store), ("postgres", prod_store))
+        },
+    )
+    (duckdb_s, duckdb_mb, by_duckdb), (postgres_s, postgres_mb, by_postgres) = (
+        measured["duckdb"],
+        measured["postgres"],
+    )
+    features = [c for c in by_duckdb.columns if "__" in c]
+    return {
+        "events": len(events),
+        "features": len(features),
+        "duckdb_s": round(duckdb_s, 3),
+        "postgres_s": round(postgres_s, 3),
+        "postgres_over_duckdb": round(postgres_s / duckdb_s, 2),
+        "peak_rss_added_mb": {"duckdb": round(duckdb_mb), "postgres": round(postgres_mb)},
+        "rows_differing": rows_differing(by_postgres, by_duckdb, features),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--state", type=Path, required=True, help="a built local state (read only)")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    os.environ["FEAST_USAGE"] = "False"
+
+    local = build_resources(profile="local", state=args.state)
+    warehouse = local["warehouse"]
+    database = f"mlplatform_bench_{uuid.uuid4().hex[:8]}"
+    login = {
+        "host": os.environ.get("MLPLATFORM_PG_HOST", "127.0.0.1"),
+        "port": int(os.environ.get("MLPLATFORM_PG_PORT", "5432")),
+        "user": os.environ.get("MLPLATFORM_PG_USER", "postgres"),
+        "password": os.environ.get("MLPLATFORM_PG_PASSWORD", ""),
+    }
+    admin = psycopg.connect(**{**login, "password": login["password"] or None}, dbname="postgres")
+    admin.autocommit = True
+    admin.execute(sql.SQL("create database {}").format(sql.Identifier(database)))
+    try:
+        connection = PostgresConnection(**login, database=database)
+        copied = copy_marts(warehouse, connection)
+        prod = PostgresRedisFeastFeatureStore(postgres=connection, redis_connection="127.0.0.1:6379,db=11")
+        prod.apply()
+        labelled = warehouse.read_sql("select * from marts.training_labels").drop(
+            columns=["home_country", "category"]
+        )
+        last_day = warehouse.read_sql(
+            f"select {', '.join(TRANSACTION_FIELDS)} from raw.transactions "
+            "where _partition_date = (select max(_partition_date) from raw.transactions)"
+        )
+        stores = (local["feature_store"].store(), prod.store())
+        report = {
+            "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "load_average_start": os.getloadavg(),
+            "mart_rows": copied,
+            "training_set_size": compare(*stores, labelled, args.repeats),
+            "batch_scoring_size": compare(*stores, last_day, args.repeats),
+            "load_average_end": os.getloadavg(),
+        }
+    finally:
+        admin.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(database)))
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""The prod offline store's point-in-time join on the local Postgres, through Feast's API, on the hand-made
+sources of tests/features/test_duckdb_offline_store.py (events before any row, rows past the ttl, an event
+exactly at a row, two rows with one timestamp, two events with the same keys in the same second, an entity
+with no rows): the same answers as the bare DuckDB ASOF join and the local DuckDB store."""
+
+import pandas as pd
+import psycopg
+import pytest
+from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
+
+from mlplatform.duckdb_offline_store import STORE_TYPE as DUCKDB_STORE
+from mlplatform.resources.feature_store import POSTGRES_OFFLINE_STORE
+from tests.features.test_duckdb_offline_store import (
+    FEATURES,
+    bare_asof,
+    build_store,
+    customer_rows,
+    events,
+    merchant_rows,
+)
+from tests.prod.conftest import PG_HOST, PG_PASSWORD, PG_PORT, PG_USER
+
+TABLES = {
+    "customers": "customer_id text, feature_ts timestamp, txn_count bigint, avg double precision, home text",
+    "merchants": "merchant_id text, feature_ts timestamp, created_ts timestamp, risk bigint",
+}
+
+
+@pytest.fixture
+def postgres_store(tmp_path, throwaway_database):
+    database = throwaway_database("pit")
+    login = {"host": PG_HOST, "port": PG_PORT, "user": PG_USER, "password": PG_PASSWORD or None}
+    with psycopg.connect(**login, dbname=database, autocommit=True) as con:
+        con.execute("create schema features")
+        for (table, columns), rows in zip(TABLES.items(), (customer_rows(), merchant_rows()), strict=True):
+            con.execute(f"create table features.{table} ({columns})")
+            values = rows.astype(object).where(rows.notna(), None)
+            with con.cursor().copy(f"copy features.{table} from stdin") as copy:
+                for row in values.itertuples(index=False):
+                    copy.write_row(row)
+    sources = {
+        "customers": PostgreSQLSource(
+            name="customers", table="features.customers", timestamp_field="feature_ts"
+        ),
+        "merchants": PostgreSQLSource(
+            name="merchants",
+            table="features.merchants",
+            timestamp_field="feature_ts",
+            created_timestamp_column="created_ts",
+        ),
+    }
+    offline = {"type": POSTGRES_OFFLINE_STORE, **login, "password": PG_PASSWORD, "database": database}
+    offline["sslmode"] = "prefer"  # Feast defaults to require; the test server has no TLS
+    return build_store(tmp_path, offline, sources)
+
+
+def test_point_in_time_values_equal_a_bare_asof_join_and_the_duckdb_store(postgres_store, tmp_path):
+    duckdb_store = build_store(tmp_path, {"type": DUCKDB_STORE})  # also writes the bare join's files
+    by_postgres = postgres_store.get_historical_features(
+        entity_df=events(), features=FEATURES, full_feature_names=True
+    ).to_df()
+    pd.testing.assert_frame_equal(by_postgres, bare_asof(tmp_path), check_dtype=False)
+
+    features = [*FEATURES, "local_clock:utc_hour", "local_clock:avg_missing"]
+    rows = events().assign(event_ts=events()["event_timestamp"].dt.tz_convert("Asia/Kolkata"))
+    by_each = [
+        store.get_historical_features(entity_df=rows, features=features, full_feature_names=True).to_df()
+        for store in (postgres_store, duckdb_store)
+    ]
+    pd.testing.assert_frame_equal(*by_each)
+    # every event once and in order, the two in the same second with their own request data
+    assert by_each[0]["amount"].tolist() == events()["amount"].tolist()
+    assert by_each[0]["doubled__amount_x2"][2:4].tolist() == [14.0, 16.0]
+
+
+def test_no_events_give_no_rows(postgres_store):
+    empty = postgres_store.get_historical_features(entity_df=events().head(0), features=FEATURES).to_df()
+    assert empty.empty
+    assert {"txn_count", "risk", "amount_x2"} <= set(empty.columns)
