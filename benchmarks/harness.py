@@ -1,6 +1,7 @@
 """What the benchmarks share: the data-size arguments, timers, memory sampling and HTTP load clients."""
 
 import argparse
+import contextlib
 import http.client
 import os
 import statistics
@@ -52,8 +53,11 @@ class PeakRSS:
         self._stop = threading.Event()
 
     def _rss_mb(self) -> float:
-        processes = [self.process, *self.process.children(recursive=True)]
-        return sum(p.memory_info().rss for p in processes) / 2**20
+        rss = 0
+        for process in [self.process, *self.process.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):  # a child that exited since the listing
+                rss += process.memory_info().rss
+        return rss / 2**20
 
     def _sample(self) -> None:
         while not self._stop.wait(0.02):

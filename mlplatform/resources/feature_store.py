@@ -38,6 +38,10 @@ COMMON_CONFIG = {
     "provider": "local",
     "entity_key_serialization_version": 3,
     "auth": {"type": "no_auth"},
+    # each entity's newest row from the offline store (a SQL window there); by default Feast's materialization
+    # pulls every row of the interval into one arrow table and keeps the newest in pandas: a first load of a
+    # year's customer_features (69M rows) took over 22 GB and was killed by the kernel (benchmarks/scale.py)
+    "materialization": {"pull_latest_features": True},
 }
 
 
