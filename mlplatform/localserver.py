@@ -15,6 +15,10 @@ import uvicorn
 
 from mlplatform.resources.feature_store import feast_serve_command
 
+# longer than a client's idle expiry (httpx: 5 s, uvicorn's default too): with equal timeouts a request sent
+# on a connection idle for ~5 s can meet the server closing it ("Server disconnected without a response")
+KEEP_ALIVE_SECONDS = 30
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -64,7 +68,10 @@ def feast_server(feature_store, repo: Path) -> Iterator[int]:
 def api_in_thread(app, timeout: float = 60) -> Iterator[str]:
     """Serve an ASGI `app` on a free 127.0.0.1 port from a thread of this process; yields its base URL."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=KEEP_ALIVE_SECONDS
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout

@@ -18,13 +18,12 @@ def historical_features(store: "FeatureStore", events: pd.DataFrame, service: st
     events; then each on-demand view's own transformation runs on its inputs. Feast's file store would
     drop an event when one view has no earlier row and merge two events of one customer in the same
     second, so it is refused."""
-    from mlplatform.duckdb_offline_store import STORE_TYPE
-    from mlplatform.resources.feature_store import POSTGRES_OFFLINE_STORE
+    from mlplatform.resources.feature_store import DUCKDB_OFFLINE_STORE, POSTGRES_OFFLINE_STORE
 
-    if store.config.offline_store.type not in (STORE_TYPE, POSTGRES_OFFLINE_STORE):
+    if store.config.offline_store.type not in (DUCKDB_OFFLINE_STORE, POSTGRES_OFFLINE_STORE):
         raise ValueError(
             f"offline store {store.config.offline_store.type!r}: training sets and batch scoring need one "
-            f"that keeps every event ({STORE_TYPE} or {POSTGRES_OFFLINE_STORE})"
+            f"that keeps every event ({DUCKDB_OFFLINE_STORE} or {POSTGRES_OFFLINE_STORE})"
         )
     events = events.assign(**{EVENT_TIME: pd.to_datetime(events[EVENT_TIME], utc=True)})
     features = store.get_feature_service(service)
