@@ -54,21 +54,26 @@ STORE_TYPE = "mlplatform.duckdb_offline_store.DuckDBOfflineStore"
 
 
 class DuckDBOfflineStoreConfig(FeastConfigBaseModel):
-    """`threads`: DuckDB threads per query (None: one per core)."""
+    """`threads`: DuckDB threads per query (None: one per core); `memory_limit`: its buffer pool (None:
+    DuckDB's default, 80% of RAM), spilling into `temp_directory` beyond it (None: `.tmp` here)."""
 
     type: Literal["mlplatform.duckdb_offline_store.DuckDBOfflineStore"] = (
         "mlplatform.duckdb_offline_store.DuckDBOfflineStore"
     )
     threads: int | None = None
+    memory_limit: str | None = None
+    temp_directory: str | None = None
 
 
 def connect(config: RepoConfig) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB whose session time zone is UTC: naive source timestamps are read as UTC."""
-    con = duckdb.connect()
-    con.execute("set TimeZone = 'UTC'")
-    threads = getattr(config.offline_store, "threads", None)
-    if threads:
-        con.execute(f"set threads = {int(threads)}")
+    settings = {
+        name: str(value)
+        for name in ("threads", "memory_limit", "temp_directory")
+        if (value := getattr(config.offline_store, name, None))
+    }
+    con = duckdb.connect(config=settings)
+    con.execute("set TimeZone = 'UTC'")  # after connecting: it needs the ICU extension loaded
     return con
 
 

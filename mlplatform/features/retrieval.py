@@ -19,6 +19,7 @@ def historical_features(store: "FeatureStore", events: pd.DataFrame, service: st
     drop an event when one view has no earlier row and merge two events of one customer in the same
     second, so it is refused."""
     from mlplatform.resources.feature_store import DUCKDB_OFFLINE_STORE, POSTGRES_OFFLINE_STORE
+    from mlplatform.resources.warehouse import compact_frame
 
     if store.config.offline_store.type not in (DUCKDB_OFFLINE_STORE, POSTGRES_OFFLINE_STORE):
         raise ValueError(
@@ -29,10 +30,11 @@ def historical_features(store: "FeatureStore", events: pd.DataFrame, service: st
     features = store.get_feature_service(service)
     result = store.get_historical_features(
         entity_df=events, features=features, full_feature_names=True
-    ).to_df()
+    ).to_arrow()
     # the events' own columns as given (Feast makes every datetime column tz-aware on the way in)
-    added = result[[c for c in result.columns if c not in events.columns]]
-    return pd.concat([events.reset_index(drop=True), added], axis=1, copy=False)
+    added = result.select([c for c in result.column_names if c not in events.columns])
+    del result  # the added columns' buffers are freed as they are converted
+    return pd.concat([events.reset_index(drop=True), compact_frame(added, release=True)], axis=1, copy=False)
 
 
 def features_as_of_events(store: "FeatureStore", rows: pd.DataFrame, service: str) -> pd.DataFrame:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # feast takes seconds to import: only the code that uses it p
 
 from mlplatform.resources.env import resolved, yaml_reference
 from mlplatform.resources.postgres import PostgresConnection
+from mlplatform.resources.warehouse import DUCKDB_MEMORY_LIMIT
 from mlplatform.settings import FEATURE_REPO_DIR
 
 PROJECT = "mlplatform"
@@ -134,6 +135,7 @@ class LocalFeastFeatureStore(FeastFeatureStore):
     registry."""
 
     state_dir: str
+    duckdb_memory_limit: str = DUCKDB_MEMORY_LIMIT  # the offline store's point-in-time joins
 
     @property
     def feast_dir(self) -> Path:
@@ -145,7 +147,11 @@ class LocalFeastFeatureStore(FeastFeatureStore):
             "registry": {"registry_type": "file", "path": str(self.feast_dir / "registry.db")},
             "online_store": {"type": "sqlite", "path": str(self.feast_dir / "online_store.db")},
             # point-in-time joins as DuckDB ASOF joins over the parquet files (duckdb_offline_store.py)
-            "offline_store": {"type": DUCKDB_OFFLINE_STORE},
+            "offline_store": {
+                "type": DUCKDB_OFFLINE_STORE,
+                "memory_limit": self.duckdb_memory_limit,
+                "temp_directory": str(self.feast_dir / "spill"),
+            },
         }
 
     def source_factory(self, repo: ModuleType) -> Callable[[str], "DataSource"]:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
@@ -19,11 +20,29 @@ from mlplatform.resources.postgres import ENV_VARS, PostgresConnection
 from mlplatform.schemas import LOAD_COLUMNS, RawTable
 
 RAW_SCHEMA = "raw"
+# DuckDB's buffer pool in every DuckDB the local profile runs (the warehouse, dbt's, the offline store's);
+# beyond it joins, sorts and windows spill to disk. DuckDB's own default, 80% of RAM, let a year's dbt
+# build reach 21 GB (benchmarks/scale.py).
+DUCKDB_MEMORY_LIMIT = "4GB"
+if TYPE_CHECKING:  # pyarrow is imported by the reads that use it
+    import pyarrow as pa
 
 
 def sql_literals(values) -> str:
     """Values from landed files as quoted SQL literals (a ' inside is doubled), never pasted raw."""
     return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
+
+
+def compact_frame(table: "pa.Table", release: bool = False) -> pd.DataFrame:
+    """`table` in pandas with its text left in arrow buffers (pandas' pyarrow string dtype, NaN when
+    missing as in an object column), not one Python str per value: at 9.8M labels of 10 text columns
+    the objects took 8 GB. `release`: free each column of `table` once converted (the caller's
+    reference is its last: `table` is unusable after)."""
+    import pyarrow as pa
+
+    text = pd.StringDtype("pyarrow", na_value=np.nan)
+    mapper = {pa.string(): text, pa.large_string(): text}.get
+    return table.to_pandas(types_mapper=mapper, self_destruct=release, split_blocks=release)
 
 
 class Warehouse(ConfigurableResource):
@@ -48,6 +67,11 @@ class Warehouse(ConfigurableResource):
 
     def read_sql(self, sql: str) -> pd.DataFrame:
         raise NotImplementedError
+
+    def read_large(self, sql: str) -> pd.DataFrame:
+        """`read_sql` for millions of rows: text kept compact (`compact_frame`) where the engine answers
+        in arrow."""
+        return self.read_sql(sql)
 
     def write_table(self, schema: str, table: str, rows: pd.DataFrame) -> None:
         """Create or replace `schema.table` with `rows`."""
@@ -77,6 +101,7 @@ class DuckDBWarehouse(Warehouse):
 
     path: str
     feature_export_dir: str
+    memory_limit: str = DUCKDB_MEMORY_LIMIT  # here and in dbt's DuckDB
     sql_types: dict[str, str] = {
         "string": "varchar",
         "float": "double",
@@ -89,7 +114,9 @@ class DuckDBWarehouse(Warehouse):
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         if not read_only:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        connection = duckdb.connect(self.path, read_only=read_only)
+        connection = duckdb.connect(
+            self.path, read_only=read_only, config={"memory_limit": self.memory_limit}
+        )
         try:
             yield connection
         finally:
@@ -126,11 +153,20 @@ class DuckDBWarehouse(Warehouse):
             con.execute("commit")
         return len(rows)
 
-    def read_sql(self, sql: str) -> pd.DataFrame:
+    @contextmanager
+    def reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
         if not Path(self.path).exists():
             raise FileNotFoundError(f"the warehouse {self.path} does not exist yet: ingest data first")
         with self.connect(read_only=True) as con:
+            yield con
+
+    def read_sql(self, sql: str) -> pd.DataFrame:
+        with self.reading() as con:
             return con.execute(sql).df()
+
+    def read_large(self, sql: str) -> pd.DataFrame:
+        with self.reading() as con:
+            return compact_frame(con.execute(sql).to_arrow_table(), release=True)
 
     def write_table(self, schema: str, table: str, rows: pd.DataFrame) -> None:
         with self.connect() as con:
@@ -148,6 +184,7 @@ class DuckDBWarehouse(Warehouse):
         Path(self.feature_export_dir).mkdir(parents=True, exist_ok=True)
         return {
             "MLPLATFORM_DUCKDB_PATH": str(Path(self.path).resolve()),
+            "MLPLATFORM_DUCKDB_MEMORY_LIMIT": self.memory_limit,
             "MLPLATFORM_FEAST_DATA_DIR": str(Path(self.feature_export_dir).resolve()),
         }
 

@@ -59,7 +59,7 @@ def run_experiment(
     champion, trained_from = champion_spec(registry, committed)
     if spec.feature_service == trained_from.feature_service:
         # what the champion trained on
-        rows = warehouse.read_sql(f"select * from training.{spec.training_set_asset}")
+        rows = warehouse.read_large(f"select * from training.{spec.training_set_asset}")
     else:
         rows = labelled_rows(feature_store.store(), warehouse, spec)
     train, holdout = time_split(spec, rows)

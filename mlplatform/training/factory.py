@@ -5,7 +5,6 @@ import hashlib
 import subprocess
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import pandas as pd
@@ -97,13 +96,17 @@ def labelled_rows(
 ) -> pd.DataFrame:
     """The spec's labelled events joined point-in-time with its feature service by Feast, in event order:
     the training set, and what an experiment on another feature service trains on."""
-    labels = warehouse.read_sql(f"select * from {spec.label.table}")
-    if lookback_days:
-        labels = labels[labels["event_ts"] >= labels["event_ts"].max() - timedelta(days=lookback_days)]
-    spine = labels.drop(columns=[c for c in spec.label.exclude if c in labels])
-    return features_as_of_events(store, spine, spec.feature_service).sort_values(
-        ["event_ts", *spec.label.keys], ignore_index=True
+    table = spec.label.table
+    recent = (
+        f" where event_ts >= (select max(event_ts) from {table}) - interval '{int(lookback_days)} days'"
+        if lookback_days
+        else ""
     )
+    # in event order from the warehouse: the offline stores answer in the order given (no copy to sort)
+    order = ", ".join(["event_ts", *spec.label.keys])
+    labels = warehouse.read_large(f"select * from {table}{recent} order by {order}")
+    spine = labels.drop(columns=[c for c in spec.label.exclude if c in labels])
+    return features_as_of_events(store, spine, spec.feature_service)
 
 
 def run_in_progress(instance: DagsterInstance, run_id: str | None) -> bool:
@@ -214,8 +217,8 @@ def build_training_set(spec: ModelSpec) -> tuple[AssetsDefinition, AssetChecksDe
                 "features": len(features),
                 "feature_service": spec.feature_service,
                 "time_range": f"{rows['event_ts'].min()} .. {rows['event_ts'].max()}",
-                "data_partitions": MetadataValue.json(
-                    sorted({str(d) for d in rows["event_ts"].dt.date.unique()})
+                "data_partitions": MetadataValue.json(  # days, not one date object per row
+                    [f"{day:%Y-%m-%d}" for day in sorted(rows["event_ts"].dt.normalize().unique())]
                 ),
                 "feature_null_rates": MetadataValue.md(null_rates.to_frame("null_rate").to_markdown()),
             }
@@ -304,7 +307,7 @@ def build_candidate(spec: ModelSpec, training_set: AssetsDefinition) -> AssetsDe
         )
         for repair in repaired:
             context.log.warning(f"reconciled after an interrupted training: {repair}")
-        rows = warehouse.read_sql(f"select * from {table}")
+        rows = warehouse.read_large(f"select * from {table}")
         trained = settings.spec_from(spec)
         train, holdout = time_split(trained, rows)
         started = time.perf_counter()
@@ -481,7 +484,7 @@ def build_gates(spec: ModelSpec, candidate: AssetsDefinition) -> list[AssetCheck
         if champion == judged_version.version:
             champion_auc = candidate_auc
         else:
-            holdout = warehouse.read_sql(
+            holdout = warehouse.read_large(
                 f"select * from {table} where event_ts >= '{judged_version.holdout_from}'"
             )
             champion_model = model_registry.load_sklearn_model(spec.name, champion)

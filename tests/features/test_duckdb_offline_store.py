@@ -17,7 +17,7 @@ from feast.on_demand_feature_view import on_demand_feature_view
 from feast.repo_config import RepoConfig
 from feast.types import Float64, Int64, String, UnixTimestamp
 
-from mlplatform.duckdb_offline_store import STORE_TYPE
+from mlplatform.duckdb_offline_store import STORE_TYPE, connect
 
 TTL = timedelta(days=2)
 DAY = pd.Timestamp("2026-03-01")
@@ -295,8 +295,15 @@ def test_the_local_profile_and_the_cli_configuration_name_this_store(tmp_path):
     from mlplatform.features.cli_config import write_cli_config
     from mlplatform.resources.feature_store import LocalFeastFeatureStore
 
-    local = LocalFeastFeatureStore(state_dir=str(tmp_path))
-    assert local.store_config()["offline_store"] == {"type": STORE_TYPE}
-    assert local.repo_config().offline_store.type == STORE_TYPE
+    local = LocalFeastFeatureStore(state_dir=str(tmp_path), duckdb_memory_limit="1GB")
+    assert local.store_config()["offline_store"]["type"] == STORE_TYPE
+    config = local.repo_config()
+    assert config.offline_store.type == STORE_TYPE
+    # its joins stay inside the profile's memory limit and spill into the state folder beyond it
+    with connect(config) as con:
+        settings = "select current_setting('memory_limit'), current_setting('temp_directory')"
+        limit, spill = con.execute(settings).fetchone()
+    assert limit == "953.6 MiB"
+    assert spill == str(tmp_path / "feast" / "spill")
     cli = yaml.safe_load(write_cli_config(tmp_path / "feature_repo").read_text())
     assert cli["offline_store"]["type"] == STORE_TYPE
