@@ -67,7 +67,7 @@ class DuckDBOfflineStoreConfig(FeastConfigBaseModel):
 
 def connect(config: RepoConfig) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB whose session time zone is UTC: naive source timestamps are read as UTC."""
-    settings = {
+    settings: dict[str, str | bool | int | float | list[str]] = {
         name: str(value)
         for name in ("threads", "memory_limit", "temp_directory")
         if (value := getattr(config.offline_store, name, None))
