@@ -146,19 +146,21 @@ def dbt_run_results(run_id: str) -> list[dict]:
     return json.loads(path.read_text())["results"]
 
 
-def bare_model(warehouse_path: str, compiled_sql: str) -> dict:
+def bare_model(warehouse_path: str, memory_limit: str, compiled_sql: str) -> dict:
     """DuckDB alone running a model's compiled SELECT into a temporary table, on the built warehouse, in a
-    process of its own (DuckDB keeps the memory it took after the connection closes)."""
+    process of its own (DuckDB keeps the memory it took after the connection closes), with the memory limit
+    dbt's DuckDB has."""
     code = (
         "import sys, time, duckdb\n"
-        "con = duckdb.connect(sys.argv[1])\n"
+        "con = duckdb.connect(sys.argv[1], config={'memory_limit': sys.argv[2]})\n"
+        "con.execute('set enable_progress_bar = false')\n"
         "started = time.perf_counter()\n"
         "con.execute('create temp table bare_model as ' + sys.stdin.read())\n"
         "print(time.perf_counter() - started)\n"
     )
     with PeakRSS() as rss:
         done = subprocess.run(
-            [sys.executable, "-c", code, warehouse_path],
+            [sys.executable, "-c", code, warehouse_path, memory_limit],
             input=compiled_sql,
             capture_output=True,
             text=True,
@@ -167,7 +169,7 @@ def bare_model(warehouse_path: str, compiled_sql: str) -> dict:
     return {"s": float(done.stdout), "peak_rss_mb": round(rss.peak_mb)}
 
 
-def dbt_figures(run_id: str, warehouse_path: str) -> dict:
+def dbt_figures(run_id: str, warehouse) -> dict:
     """dbt's own time per model and for its tests, and the bare engine on the heaviest model."""
     results = dbt_run_results(run_id)
     models_s = {
@@ -179,7 +181,7 @@ def dbt_figures(run_id: str, warehouse_path: str) -> dict:
         (r for r in results if r["unique_id"].startswith("model.")), key=lambda r: r["execution_time"]
     )
     name = heaviest["unique_id"].split(".")[-1]
-    bare = bare_model(warehouse_path, heaviest["compiled_code"])
+    bare = bare_model(warehouse.path, warehouse.memory_limit, heaviest["compiled_code"])
     return {
         "dbt_models_s": models_s,
         "dbt_all_models_s": round(sum(models_s.values()), 2),
@@ -190,6 +192,7 @@ def dbt_figures(run_id: str, warehouse_path: str) -> dict:
         "bare_duckdb_heaviest_model_select_s": round(bare["s"], 2),
         "bare_duckdb_heaviest_model_peak_rss_mb": bare["peak_rss_mb"],
         "heaviest_model_ratio": round(models_s[name] / bare["s"], 2),
+        "duckdb_memory_limit": warehouse.memory_limit,
     }
 
 
@@ -333,7 +336,7 @@ def main() -> None:
             done("ingest", ingest_stage(args, landing, warehouse, state, run))
         if "dbt" not in stages:
             figures, result = measured("dbt", lambda: run("refresh_features_and_model", [dbt_models]))
-            done("dbt", {**figures, **dbt_figures(result.run_id, warehouse.path)})
+            done("dbt", {**figures, **dbt_figures(result.run_id, warehouse)})
         if "feast" not in stages:
             figures, _ = measured(
                 "feast", lambda: run("refresh_features_and_model", [feast_registry, *online_feature_assets])
