@@ -12,7 +12,7 @@ import pandas as pd
 from mlplatform.resources import FeastFeatureStore, ModelRegistry, Warehouse
 from mlplatform.resources.model_registry import CHAMPION
 from mlplatform.training.candidate import version_spec
-from mlplatform.training.factory import labelled_rows
+from mlplatform.training.factory import labelled_rows, training_rows
 from mlplatform.training.model import Hyperparameters, evaluate, fit, labels_of, predict_scores, time_split
 from mlplatform.training.spec import RUN_CONFIG_FIELDS, SPEC_ARTIFACT, ModelSpec, flatten
 
@@ -59,7 +59,7 @@ def run_experiment(
     champion, trained_from = champion_spec(registry, committed)
     if spec.feature_service == trained_from.feature_service:
         # what the champion trained on
-        rows = warehouse.read_large(f"select * from training.{spec.training_set_asset}")
+        rows = training_rows(warehouse, spec)
     else:
         rows = labelled_rows(feature_store.store(), warehouse, spec)
     train, holdout = time_split(spec, rows)

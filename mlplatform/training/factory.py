@@ -105,8 +105,21 @@ def labelled_rows(
     # in event order from the warehouse: the offline stores answer in the order given (no copy to sort)
     order = ", ".join(["event_ts", *spec.label.keys])
     labels = warehouse.read_large(f"select * from {table}{recent} order by {order}")
-    spine = labels.drop(columns=[c for c in spec.label.exclude if c in labels])
-    return features_as_of_events(store, spine, spec.feature_service)
+    for column in set(spec.label.exclude) & set(labels.columns):
+        del labels[column]  # in place: read_large gives each column its own block, nothing is copied
+    return features_as_of_events(store, labels, spec.feature_service)
+
+
+def training_rows(warehouse: Warehouse, spec: ModelSpec, since: str | None = None) -> pd.DataFrame:
+    """The spec's stored training set (from `since`, an event time) in event order, with only the columns
+    training reads: its inputs, label, slices, event time and keys (a year's set is gigabytes)."""
+    table = f"training.{spec.training_set_asset}"
+    stored = list(warehouse.read_sql(f"select * from {table} limit 0").columns)
+    wanted = [*feature_columns(spec, stored), spec.label.column, *spec.slices, "event_ts", *spec.label.keys]
+    columns = ", ".join(f'"{c}"' for c in dict.fromkeys(wanted) if c in stored)
+    where = f" where event_ts >= '{since}'" if since else ""
+    order = ", ".join(["event_ts", *spec.label.keys])
+    return warehouse.read_large(f"select {columns} from {table}{where} order by {order}")
 
 
 def run_in_progress(instance: DagsterInstance, run_id: str | None) -> bool:
@@ -271,7 +284,6 @@ def build_training_set(spec: ModelSpec) -> tuple[AssetsDefinition, AssetChecksDe
 
 def build_candidate(spec: ModelSpec, training_set: AssetsDefinition) -> AssetsDefinition:
     run_config = run_config_class(spec)
-    table = f"training.{spec.training_set_asset}"
 
     @asset(
         name=spec.name,
@@ -307,8 +319,8 @@ def build_candidate(spec: ModelSpec, training_set: AssetsDefinition) -> AssetsDe
         )
         for repair in repaired:
             context.log.warning(f"reconciled after an interrupted training: {repair}")
-        rows = warehouse.read_large(f"select * from {table}")
         trained = settings.spec_from(spec)
+        rows = training_rows(warehouse, trained)
         train, holdout = time_split(trained, rows)
         started = time.perf_counter()
         model = fit(trained, train, settings.threads)
@@ -484,9 +496,7 @@ def build_gates(spec: ModelSpec, candidate: AssetsDefinition) -> list[AssetCheck
         if champion == judged_version.version:
             champion_auc = candidate_auc
         else:
-            holdout = warehouse.read_large(
-                f"select * from {table} where event_ts >= '{judged_version.holdout_from}'"
-            )
+            holdout = training_rows(warehouse, spec, since=judged_version.holdout_from)
             champion_model = model_registry.load_sklearn_model(spec.name, champion)
             scores = predict_scores(champion_model, holdout)
             champion_auc = evaluate(labels_of(spec, holdout), scores).metrics["roc_auc"]

@@ -100,8 +100,15 @@ def predict_scores(model: "Pipeline", rows: pd.DataFrame) -> np.ndarray:
 
 
 def time_split(spec: ModelSpec, rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train on the past, validate on the spec's most recent share of events: how the model will be used."""
-    ordered = rows.sort_values(["event_ts", *spec.label.keys], ignore_index=True)
+    """Train on the past, validate on the spec's most recent share of events: how the model will be used.
+
+    Rows already in event order (as the warehouse reads give them, ties by key) are cut as they are:
+    sorting copies every column."""
+    ordered = (
+        rows
+        if rows["event_ts"].is_monotonic_increasing
+        else rows.sort_values(["event_ts", *spec.label.keys], ignore_index=True)
+    )
     cut = int(len(ordered) * (1 - spec.holdout_fraction))
     return ordered.iloc[:cut], ordered.iloc[cut:]
 
