@@ -21,6 +21,8 @@ from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.utils import _get_requested_feature_views_to_features_dict
 
 EVENT_TIMESTAMP = "event_timestamp"  # Feast's name for the entity rows' time column
+# rows an on-demand view computes at a time: python-mode views get Python objects (~100 MB a slice)
+ON_DEMAND_ROWS = 250_000
 ROW = "__feast_row"  # position of each entity row: results come back in the order given
 TIME = "__feast_ts"  # each entity row's time as TIMESTAMPTZ
 
@@ -77,7 +79,14 @@ class ArrowRetrievalJob(RetrievalJob):
     def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
         table = self._query()
         for view in self._on_demand:
-            computed = on_demand_columns(view, view_inputs(view, table), self.full_feature_names)
+            inputs = view_inputs(view, table)
+            computed = pa.concat_tables(  # a slice at a time: a python view holds its rows as objects
+                [
+                    on_demand_columns(view, inputs.slice(start, ON_DEMAND_ROWS), self.full_feature_names)
+                    for start in range(0, inputs.num_rows, ON_DEMAND_ROWS) or [0]
+                ],
+                promote_options="default",  # a slice whose values are all null has the others' type
+            )
             for column in self.requested_outputs(view):
                 table = table.append_column(column, computed[column])
         return table

@@ -4,7 +4,7 @@ Assets talk to the `Warehouse` interface; the profile decides which implementati
 """
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
@@ -24,6 +24,7 @@ RAW_SCHEMA = "raw"
 # beyond it joins, sorts and windows spill to disk. DuckDB's own default, 80% of RAM, let a year's dbt
 # build reach 21 GB (benchmarks/scale.py).
 DUCKDB_MEMORY_LIMIT = "4GB"
+BUILDING_SUFFIX = "__building"  # a table being written in chunks, renamed when whole
 if TYPE_CHECKING:  # pyarrow is imported by the reads that use it
     import pyarrow as pa
 
@@ -75,6 +76,11 @@ class Warehouse(ConfigurableResource):
 
     def write_table(self, schema: str, table: str, rows: pd.DataFrame) -> None:
         """Create or replace `schema.table` with `rows`."""
+        self.write_chunks(schema, table, [rows])
+
+    def write_chunks(self, schema: str, table: str, chunks: Iterable[pd.DataFrame]) -> int:
+        """Create or replace `schema.table` with the rows of every chunk, taken one at a time (a table larger
+        than memory can be written); readers see the old table until the whole new one replaces it."""
         raise NotImplementedError
 
     def sample_rows(self, table: str, n: int, seed: int = 7) -> pd.DataFrame:
@@ -166,13 +172,31 @@ class DuckDBWarehouse(Warehouse):
 
     def read_large(self, sql: str) -> pd.DataFrame:
         with self.reading() as con:
-            return compact_frame(con.execute(sql).to_arrow_table(), release=True)
+            # streamed: DuckDB hands batches over as it goes instead of holding the whole answer too
+            return compact_frame(con.sql(sql).to_arrow_reader().read_all(), release=True)
 
-    def write_table(self, schema: str, table: str, rows: pd.DataFrame) -> None:
+    def write_chunks(self, schema: str, table: str, chunks: Iterable[pd.DataFrame]) -> int:
+        building, written = f"{schema}.{table}{BUILDING_SUFFIX}", 0
+        try:
+            for number, rows in enumerate(chunks):
+                with self.connect() as con:  # one per chunk: the file is free while the next is computed
+                    con.register("incoming_rows", rows)
+                    if number == 0:
+                        con.execute(f"create schema if not exists {schema}")
+                        con.execute(f"create or replace table {building} as select * from incoming_rows")
+                    else:
+                        con.execute(f"insert into {building} by name select * from incoming_rows")
+                written += len(rows)
+        except BaseException:
+            with self.connect() as con:
+                con.execute(f"drop table if exists {building}")
+            raise
         with self.connect() as con:
-            con.execute(f"create schema if not exists {schema}")
-            con.register("incoming_rows", rows)
-            con.execute(f"create or replace table {schema}.{table} as select * from incoming_rows")
+            con.execute("begin transaction")
+            con.execute(f"drop table if exists {schema}.{table}")
+            con.execute(f"alter table {building} rename to {table}")
+            con.execute("commit")
+        return written
 
     def sample_rows(self, table: str, n: int, seed: int = 7) -> pd.DataFrame:
         return self.read_sql(f"select * from {table} using sample reservoir({n} rows) repeatable ({seed})")
@@ -244,13 +268,18 @@ class PostgresWarehouse(Warehouse):
             cursor.execute(sql)
             return postgres_frame(cursor.description, cursor.fetchall())
 
-    def write_table(self, schema: str, table: str, rows: pd.DataFrame) -> None:
-        with self.connect() as con:
+    def write_chunks(self, schema: str, table: str, chunks: Iterable[pd.DataFrame]) -> int:
+        written = 0
+        with self.connect() as con:  # one transaction: readers see the old table until it commits
             lock_schema(con, schema)  # a replacement: always under the lock, so two never interleave
             con.execute(f"create schema if not exists {schema}")
             con.execute(f"drop table if exists {schema}.{table}")
-            con.execute(create_table_sql(f"{schema}.{table}", rows))
-            copy_rows(con, f"{schema}.{table}", rows)
+            for number, rows in enumerate(chunks):
+                if number == 0:
+                    con.execute(create_table_sql(f"{schema}.{table}", rows))
+                copy_rows(con, f"{schema}.{table}", rows)
+                written += len(rows)
+        return written
 
     def sample_rows(self, table: str, n: int, seed: int = 7) -> pd.DataFrame:
         # ordered by a hash of the row's content: the same rows for the same table and seed, whatever

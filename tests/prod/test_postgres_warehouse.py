@@ -118,3 +118,20 @@ def test_reads_have_the_dtypes_duckdb_gives(warehouse, tmp_path):
     assert warehouse.sample_rows("t.types", 2).equals(warehouse.sample_rows("t.types", 2))
     assert len(warehouse.sample_rows("t.types", 2)) == 2
     assert warehouse.table_exists("t", "types") and not warehouse.table_exists("t", "missing")
+
+
+def test_a_table_written_in_chunks_is_replaced_whole_or_not_at_all(warehouse):
+    warehouse.write_table("training", "chunked", transactions(date(2026, 3, 9), 5))
+
+    def chunks():
+        yield transactions(date(2026, 3, 10), 3)
+        raise RuntimeError("the retrieval of the second chunk failed")
+
+    with pytest.raises(RuntimeError, match="second chunk"):
+        warehouse.write_chunks("training", "chunked", chunks())
+    kept = warehouse.read_sql("select transaction_id from training.chunked order by event_ts")
+    assert kept["transaction_id"].tolist() == [f"T-2026-03-09-{i}" for i in range(5)]
+    days = [transactions(date(2026, 3, d), 2) for d in (11, 12)]
+    assert warehouse.write_chunks("training", "chunked", iter(days)) == 4
+    written = warehouse.read_sql("select transaction_id from training.chunked order by event_ts")
+    assert written["transaction_id"].tolist() == [*days[0]["transaction_id"], *days[1]["transaction_id"]]

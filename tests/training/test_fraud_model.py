@@ -8,7 +8,7 @@ from mlplatform.definitions import all_assets, all_checks, build_definitions, mo
 from mlplatform.profiles import build_resources
 from mlplatform.resources.model_registry import CHALLENGER, CHAMPION, PREVIOUS
 from mlplatform.training.spec import FRAUD_MODEL
-from tests.conftest import copy_state, run_assets
+from tests.conftest import copy_applied_state, copy_state, run_assets
 
 pytestmark = pytest.mark.e2e
 TRAIN_AND_PROMOTE = AssetSelection.assets(models["fraud_model"].candidate, models["fraud_model"].champion)
@@ -145,3 +145,21 @@ def test_the_rollback_command_explains_when_there_is_nothing_to_roll_back_to(
         )
         == "1"
     )
+
+
+def test_a_training_set_built_in_chunks_is_the_one_built_at_once(built_state, tmp_path, monkeypatch):
+    from mlplatform.training import factory
+
+    _, resources = copy_applied_state(built_state[0], tmp_path / "state")
+    warehouse, training_set = resources["warehouse"], models["fraud_model"].training_set
+    at_once = warehouse.read_sql("select * from training.training_set")
+    monkeypatch.setattr(factory, "TRAINING_CHUNK_EVENTS", 997)  # many chunks, one cut inside a second
+    with DagsterInstance.ephemeral() as instance:
+        result = run_assets([*all_assets], resources, instance, selection=[training_set])
+    assert result.success
+    in_chunks = warehouse.read_sql("select * from training.training_set")
+    assert len(at_once) > 5 * 997
+    pd.testing.assert_frame_equal(in_chunks, at_once)
+    (materialization,) = result.asset_materializations_for_node(training_set.op.name)
+    assert materialization.metadata["dagster/row_count"].value == len(at_once)
+    assert not warehouse.table_exists("training", "training_set__building")

@@ -1,0 +1,50 @@
+"""The DuckDB warehouse: a table replaced from chunks is replaced whole or not at all."""
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from mlplatform.resources import DuckDBWarehouse
+from mlplatform.resources.warehouse import compact_frame
+
+
+@pytest.fixture
+def warehouse(tmp_path) -> DuckDBWarehouse:
+    return DuckDBWarehouse(
+        path=str(tmp_path / "warehouse.duckdb"), feature_export_dir=str(tmp_path / "feast")
+    )
+
+
+def frame(start: int, n: int) -> pd.DataFrame:
+    return pd.DataFrame({"id": range(start, start + n), "name": [f"n{i}" for i in range(start, start + n)]})
+
+
+def test_chunks_become_one_table_in_their_order(warehouse):
+    written = warehouse.write_chunks("training", "t", iter([frame(0, 3), frame(3, 0), frame(3, 4)]))
+    assert written == 7
+    assert warehouse.read_sql("select id from training.t")["id"].tolist() == list(range(7))
+    assert not warehouse.table_exists("training", "t__building")
+
+
+def test_a_write_that_fails_midway_leaves_the_old_table_whole(warehouse):
+    warehouse.write_table("training", "t", frame(0, 5))
+
+    def chunks():
+        yield frame(100, 3)
+        raise RuntimeError("the retrieval of the second chunk failed")
+
+    with pytest.raises(RuntimeError, match="second chunk"):
+        warehouse.write_chunks("training", "t", chunks())
+    assert warehouse.read_sql("select id from training.t")["id"].tolist() == list(range(5))
+    assert not warehouse.table_exists("training", "t__building")
+
+
+def test_large_reads_keep_text_in_arrow_with_nan_for_missing(warehouse):
+    warehouse.write_table("training", "t", pd.DataFrame({"name": ["a", None], "x": [1.0, None]}))
+    read = warehouse.read_large("select * from training.t")
+    assert read["name"].dtype == pd.StringDtype("pyarrow", na_value=float("nan"))
+    assert read["name"].isna().tolist() == [False, True]
+    pd.testing.assert_frame_equal(
+        read.astype({"name": object}), warehouse.read_sql("select * from training.t")
+    )
+    assert compact_frame(pa.table({"s": ["x"]}))["s"].dtype.storage == "pyarrow"
