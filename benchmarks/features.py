@@ -59,6 +59,7 @@ from mlplatform.inference.scoring import TRANSACTION_FIELDS
 from mlplatform.ingestion import ingestion_assets
 from mlplatform.localserver import feast_server
 from mlplatform.profiles import build_resources
+from mlplatform.resources.warehouse import compact_frame
 from mlplatform.training.spec import FRAUD_MODEL
 from mlplatform.transform import dbt_models
 
@@ -100,10 +101,13 @@ def bare_asof(
     views: dict[str, list[str]],
     ttls: dict[str, timedelta],
     on_demand: bool,
+    memory_limit: str | None = None,
 ) -> pd.DataFrame:
     """The floor: the same point-in-time columns in one DuckDB statement over the same parquet files Feast
     reads, from the same entity DataFrame to a DataFrame: an ASOF LEFT JOIN per view, nulls past the
-    view's ttl; with `on_demand`, the on-demand view's three columns computed in SQL."""
+    view's ttl; with `on_demand`, the on-demand view's three columns computed in SQL. `memory_limit`:
+    DuckDB's buffer pool, as the platform's store has (None: DuckDB's default, 80% of RAM); text comes
+    out in arrow buffers, as the platform's retrieval gives it."""
     columns, joins = [], []
     for view, fields in views.items():
         mart, key = STORED_VIEWS[view]
@@ -129,16 +133,15 @@ def bare_asof(
             f"as {CONTEXT_VIEW}__is_foreign",
         ]
     rows = pa.Table.from_pandas(events, preserve_index=False)  # arrow both ways: DuckDB's fastest route
-    with duckdb.connect() as con:
+    with duckdb.connect(config={"memory_limit": memory_limit} if memory_limit else {}) as con:
         con.execute("set TimeZone = 'UTC'")
         con.register("entity_rows", rows.append_column("row_position", pa.array(range(len(events)))))
-        return (
+        return compact_frame(
             con.sql(
                 f"select e.* exclude (row_position), {', '.join(columns)} from entity_rows as e "
                 f"{' '.join(joins)} order by e.row_position"
-            )
-            .to_arrow_table()
-            .to_pandas()
+            ).to_arrow_table(),
+            release=True,
         )
 
 

@@ -43,6 +43,11 @@ def compact_frame(table: "pa.Table", release: bool = False) -> pd.DataFrame:
 
     text = pd.StringDtype("pyarrow", na_value=np.nan)
     mapper = {pa.string(): text, pa.large_string(): text}.get
+    for position, field in enumerate(table.schema):
+        if mapper(field.type):  # text copied out of the producer's batches: a batch exported by DuckDB
+            column = table.column(position)  # is freed as a whole, so one text column kept all of it
+            copied = pa.concat_arrays([*column.chunks, pa.array([], field.type)])
+            table = table.set_column(position, field, pa.chunked_array([copied], field.type))
     return table.to_pandas(types_mapper=mapper, self_destruct=release, split_blocks=release)
 
 
