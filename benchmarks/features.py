@@ -140,8 +140,7 @@ def bare_asof(
             con.sql(
                 f"select e.* exclude (row_position), {', '.join(columns)} from entity_rows as e "
                 f"{' '.join(joins)} order by e.row_position"
-            ).to_arrow_table(),
-            release=True,
+            ).to_arrow_table()
         )
 
 

@@ -36,7 +36,7 @@ def historical_features(store: "FeatureStore", events: pd.DataFrame, service: st
     # the events' own columns as given (Feast makes every datetime column tz-aware on the way in)
     added = result.select([c for c in result.column_names if c not in events.columns])
     del result  # the added columns' buffers are freed as they are converted
-    return pd.concat([events.reset_index(drop=True), compact_frame(added, release=True)], axis=1, copy=False)
+    return pd.concat([events.reset_index(drop=True), compact_frame(added)], axis=1, copy=False)
 
 
 def entity_columns(store: "FeatureStore", service: "FeatureService") -> set[str]:

@@ -34,21 +34,23 @@ def sql_literals(values) -> str:
     return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
 
 
-def compact_frame(table: "pa.Table", release: bool = False) -> pd.DataFrame:
+def compact_frame(table: "pa.Table") -> pd.DataFrame:
     """`table` in pandas with its text left in arrow buffers (pandas' pyarrow string dtype, NaN when
     missing as in an object column), not one Python str per value: at 9.8M labels of 10 text columns
-    the objects took 8 GB. `release`: free each column of `table` once converted (the caller's
-    reference is its last: `table` is unusable after)."""
+    the objects took 8 GB. `table` is consumed: each column is freed once converted (pass a table
+    nothing else refers to)."""
     import pyarrow as pa
 
     text = pd.StringDtype("pyarrow", na_value=np.nan)
     mapper = {pa.string(): text, pa.large_string(): text}.get
     for position, field in enumerate(table.schema):
-        if mapper(field.type):  # text copied out of the producer's batches: a batch exported by DuckDB
-            column = table.column(position)  # is freed as a whole, so one text column kept all of it
+        # text copied out of the producer's batches: DuckDB frees a batch it exported as a whole, so a
+        # text column kept in pandas would keep every column of its batches
+        if mapper(field.type):
+            column = table.column(position)
             copied = pa.concat_arrays([*column.chunks, pa.array([], field.type)])
             table = table.set_column(position, field, pa.chunked_array([copied], field.type))
-    return table.to_pandas(types_mapper=mapper, self_destruct=release, split_blocks=release)
+    return table.to_pandas(types_mapper=mapper, self_destruct=True, split_blocks=True)
 
 
 class Warehouse(ConfigurableResource):
@@ -178,7 +180,7 @@ class DuckDBWarehouse(Warehouse):
     def read_large(self, sql: str) -> pd.DataFrame:
         with self.reading() as con:
             # streamed: DuckDB hands batches over as it goes instead of holding the whole answer too
-            return compact_frame(con.sql(sql).to_arrow_reader().read_all(), release=True)
+            return compact_frame(con.sql(sql).to_arrow_reader().read_all())
 
     def write_chunks(self, schema: str, table: str, chunks: Iterable[pd.DataFrame]) -> int:
         building, written = f"{schema}.{table}{BUILDING_SUFFIX}", 0

@@ -119,8 +119,9 @@ def labelled_chunks(
     for column in set(spec.label.exclude) & set(labels.columns):
         del labels[column]  # in place: read_large gives each column its own block, nothing is copied
     for start in range(0, len(labels), TRAINING_CHUNK_EVENTS) or [0]:
-        chunk = labels.iloc[start : start + TRAINING_CHUNK_EVENTS].reset_index(drop=True)
-        yield features_as_of_events(store, chunk, spec.feature_service)
+        yield features_as_of_events(
+            store, labels.iloc[start : start + TRAINING_CHUNK_EVENTS], spec.feature_service
+        )
 
 
 @dataclass
