@@ -48,3 +48,12 @@ def test_large_reads_keep_text_in_arrow_with_nan_for_missing(warehouse):
         read.astype({"name": object}), warehouse.read_sql("select * from training.t")
     )
     assert compact_frame(pa.table({"s": ["x"]}))["s"].dtype.storage == "pyarrow"
+
+
+def test_the_warehouse_and_dbt_run_duckdb_inside_the_memory_limit(tmp_path):
+    limited = DuckDBWarehouse(
+        path=str(tmp_path / "w.duckdb"), feature_export_dir=str(tmp_path / "feast"), memory_limit="1GB"
+    )
+    with limited.connect() as con:
+        assert con.execute("select current_setting('memory_limit')").fetchone() == ("953.6 MiB",)
+    assert limited.dbt_env()["MLPLATFORM_DUCKDB_MEMORY_LIMIT"] == "1GB"  # what dbt's profile reads
