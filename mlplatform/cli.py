@@ -185,7 +185,7 @@ def rollback(reason: str, model: str) -> None:
 
     try:
         record = rollback_champion(
-            build_resources()["model_registry"], model, actor=getpass.getuser(), reason=reason
+            build_resources(with_dbt=False)["model_registry"], model, actor=getpass.getuser(), reason=reason
         )
     except NothingToRollBackError as error:
         raise click.ClickException(str(error)) from error
@@ -199,7 +199,7 @@ def _decide(decision: str, model: str, version: str, reason: str, actor: str | N
     from mlplatform.profiles import build_resources
     from mlplatform.training.registry import PromotionRefusedError, approve, reject
 
-    registry = build_resources()["model_registry"]
+    registry = build_resources(with_dbt=False)["model_registry"]
     decide = {"approve": approve, "reject": reject}[decision]
     try:
         record = decide(registry, model, version, actor=actor or getpass.getuser(), reason=reason)
@@ -255,7 +255,7 @@ def retire(model: str, reason: str, actor: str | None, idle_hours: float, force:
     from mlplatform.training.registry import RetirementRefusedError
     from mlplatform.training.registry import retire as retire_model
 
-    resources = build_resources()
+    resources = build_resources(with_dbt=False)
     served = resources["prediction_log"].recent(model, idle_hours)
     in_use = f"{served:,} predictions in the last {idle_hours:g} h" if served else None
     try:
@@ -336,7 +336,7 @@ def routing(mode: str | None, challenger_percent: float, threshold: float | None
     from mlplatform.profiles import build_resources
     from mlplatform.serving.routing import RoutingFile
 
-    resources = build_resources()
+    resources = build_resources(with_dbt=False)
     routing_file = RoutingFile(Path(resources["serving"].routing_file))
     if policy is None:
         click.echo(routing_file.current().model_dump_json(indent=2))
@@ -400,7 +400,9 @@ def model_card(version: str, model: str) -> None:
     from mlplatform.training.model_card import read_model_card
 
     try:
-        click.echo(read_model_card(build_resources()["model_registry"], model, version), nl=False)
+        click.echo(
+            read_model_card(build_resources(with_dbt=False)["model_registry"], model, version), nl=False
+        )
     except (MlflowException, OSError) as error:
         raise click.ClickException(f"{model} version {version} has no model card: {error}") from error
 
@@ -443,7 +445,7 @@ def experiment(spec_file: Path | None, settings: tuple[str, ...], propose: bool)
         run_config = propose_run_config(spec, committed) if propose else None
     except (ModelSpecError, ValueError) as error:
         raise click.ClickException(str(error)) from error
-    resources = build_resources()
+    resources = build_resources(with_dbt=False)
     result = run_experiment(
         spec, committed, resources["model_registry"], resources["warehouse"], resources["feature_store"]
     )
@@ -509,7 +511,7 @@ def feature_server(
     from mlplatform.resources.feature_store import FEAST_SERVE_PORT, feast_serve_command
 
     repo = repo_dir or Path(tempfile.mkdtemp(prefix="feast-repo-"))
-    build_resources()["feature_store"].write_serving_repo(repo)
+    build_resources(with_dbt=False)["feature_store"].write_serving_repo(repo)
     if config_only:
         click.echo(repo)
         return
@@ -529,7 +531,7 @@ def stream(metrics_port: int, batch_size: int | None, name: str | None) -> None:
     from mlplatform.profiles import build_resources
     from mlplatform.streaming.runner import run_consumer
 
-    resources = build_resources()
+    resources = build_resources(with_dbt=False)
     if batch_size:
         resources["streaming"] = resources["streaming"].model_copy(update={"batch_size": batch_size})
     run_consumer(resources, metrics_port or None, name)
@@ -544,7 +546,7 @@ def stream_replay(day: datetime, limit: int | None, rate: float) -> None:
     from mlplatform.profiles import build_resources
     from mlplatform.streaming.replay import landed_transactions, send
 
-    resources = build_resources()
+    resources = build_resources(with_dbt=False)
     try:
         rows = landed_transactions(resources["landing_zone"], f"{day:%Y-%m-%d}")[:limit]
     except FileNotFoundError as error:
@@ -563,7 +565,7 @@ def velocity_push(name: str | None, metrics_port: int) -> None:
     from mlplatform.profiles import build_resources
     from mlplatform.streaming.pusher import run_pusher
 
-    run_pusher(build_resources(), name, metrics_port or None)
+    run_pusher(build_resources(with_dbt=False), name, metrics_port or None)
 
 
 @main.command("velocity-backfill")
@@ -572,7 +574,7 @@ def velocity_backfill() -> None:
     from mlplatform.profiles import build_resources
     from mlplatform.streaming.pusher import backfill, landed_transactions
 
-    resources = build_resources()
+    resources = build_resources(with_dbt=False)
     rows = backfill(resources["feature_store"].store(), landed_transactions(resources["warehouse"]))
     click.echo(f"stored {rows:,} velocity rows in the offline store")
 
@@ -595,7 +597,7 @@ def export(alias: str, out_dir: Path) -> None:
     from mlplatform.training.spec import FRAUD_MODEL
 
     try:
-        model = load_scoring_model(build_resources()["model_registry"], FRAUD_MODEL.name, alias)
+        model = load_scoring_model(build_resources(with_dbt=False)["model_registry"], FRAUD_MODEL.name, alias)
     except NoModelError as error:
         raise click.ClickException(str(error)) from error
     folder = export_model(model, out_dir)

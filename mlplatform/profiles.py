@@ -7,10 +7,9 @@ never asks which profile it runs under.
 import os
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from dagster import ConfigurableResource, EnvVar, ExecutorDefinition
-from dagster_dbt import DbtCliResource
 
 from mlplatform.resources import (
     DuckDBWarehouse,
@@ -30,6 +29,9 @@ from mlplatform.resources.gates import default_gate_bounds
 from mlplatform.settings import DBT_PROJECT_DIR, state_dir
 from mlplatform.streaming.settings import STREAM_REDIS_URL_ENV_VAR, StreamSettings
 from mlplatform.training.spec import load_specs
+
+if TYPE_CHECKING:  # dagster-dbt imports dbt-core's adapters: seconds, paid only where dbt runs
+    from dagster_dbt import DbtCliResource
 
 PROFILE_ENV_VAR = "MLPLATFORM_PROFILE"
 EXECUTOR_ENV_VAR = "MLPLATFORM_EXECUTOR"
@@ -79,7 +81,6 @@ def local_resources(state: Path) -> dict[str, ConfigurableResource]:
             promotion_policy=promotion_policy(),
         ),
         "alerts": JsonlAlertSink(path=str(state / "alerts" / "alerts.jsonl")),
-        "dbt": dbt_resource("local"),
         # streaming needs a Redis in every profile: the local one unless the variable says otherwise
         "streaming": StreamSettings(
             redis_url=os.environ.get(STREAM_REDIS_URL_ENV_VAR, "redis://127.0.0.1:6379/0"),
@@ -105,7 +106,6 @@ def prod_resources(state: Path) -> dict[str, ConfigurableResource]:
             promotion_policy=promotion_policy(),
         ),
         "alerts": WebhookAlertSink(url=EnvVar("MLPLATFORM_ALERT_WEBHOOK_URL")),
-        "dbt": dbt_resource("prod"),
         "streaming": StreamSettings(
             redis_url=EnvVar(STREAM_REDIS_URL_ENV_VAR), health_log_dir=str(state / "streaming")
         ),
@@ -125,8 +125,10 @@ def file_resources(state: Path) -> dict[str, ConfigurableResource]:
     }
 
 
-def dbt_resource(target: str) -> DbtCliResource:
+def dbt_resource(target: str) -> "DbtCliResource":
     """The one dbt project, run against `target` of dbt_project/profiles.yml."""
+    from dagster_dbt import DbtCliResource
+
     return DbtCliResource(
         project_dir=str(DBT_PROJECT_DIR),
         profiles_dir=str(DBT_PROJECT_DIR),
@@ -153,7 +155,14 @@ def run_executor() -> ExecutorDefinition:
     return in_process_executor
 
 
-def build_resources(profile: str | None = None, state: Path | None = None) -> dict[str, ConfigurableResource]:
+def build_resources(
+    profile: str | None = None, state: Path | None = None, *, with_dbt: bool = True
+) -> dict[str, ConfigurableResource]:
+    """The resources of `profile` (the active one by default) on `state`. `with_dbt=False` leaves out the
+    dbt CLI, whose import costs seconds: for commands and servers that never run dbt."""
     profile = profile or active_profile()
     builders = {"local": local_resources, "prod": prod_resources}
-    return builders[profile](state or state_dir())
+    resources = builders[profile](state or state_dir())
+    if with_dbt:
+        resources["dbt"] = dbt_resource(target=profile)  # dbt_project/profiles.yml names its targets so
+    return resources

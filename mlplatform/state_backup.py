@@ -74,7 +74,7 @@ def reroot(state: Path) -> None:
     from mlplatform.profiles import build_resources
     from mlplatform.resources import FeastFeatureStore, ModelRegistry
 
-    resources = build_resources(profile="local", state=state)
+    resources = build_resources(profile="local", state=state, with_dbt=False)
     registry, features = resources["model_registry"], resources["feature_store"]
     if not isinstance(registry, ModelRegistry) or not isinstance(features, FeastFeatureStore):
         raise TypeError("the local profile's resources are not a ModelRegistry and a FeastFeatureStore")

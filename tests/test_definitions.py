@@ -203,3 +203,42 @@ def test_runs_have_names_that_say_what_they_do():
     # nothing partitioned in the unpartitioned refresh (a partitioned asset there fails the run)
     partitioned = {k.to_user_string() for k in GRAPH.get_all_asset_keys() if GRAPH.get(k).is_partitioned}
     assert not refresh & partitioned
+
+
+# what the steps that need them import: a run, a daemon tick or a command must not pay for them to load
+ENGINES = {
+    "pandas",
+    "numpy",
+    "pyarrow",
+    "duckdb",
+    "psycopg",
+    "sklearn",
+    "mlflow",
+    "feast",
+    "great_expectations",
+}
+IMPORTED = "import sys; {statement}; print(' '.join(sorted(m for m in sys.modules if '.' not in m)))"
+
+
+def imported_by(statement: str, env: dict | None = None) -> set[str]:
+    """The top-level modules a fresh interpreter holds after `statement`."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORTED.format(statement=statement)],
+        capture_output=True, text=True, check=True, env=env,
+    )  # fmt: skip
+    return set(done.stdout.split())
+
+
+def test_loading_the_code_location_imports_none_of_the_engines_its_steps_drive():
+    assert imported_by("import mlplatform.definitions") & ENGINES == set()
+
+
+def test_a_command_that_runs_no_dbt_and_no_step_imports_neither(tmp_path):
+    import os
+
+    env = {**os.environ, "MLPLATFORM_STATE_DIR": str(tmp_path)}
+    command = "from mlplatform.cli import main; main(['routing'], standalone_mode=False)"
+    assert imported_by(command, env) & (ENGINES | {"dagster_dbt", "dbt"}) == set()

@@ -3,8 +3,8 @@
 import hashlib
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -24,6 +24,9 @@ from mlplatform.checks import judged, not_judged
 from mlplatform.features.skew import latest_rows, skew
 from mlplatform.resources import FeastFeatureStore, Warehouse
 from mlplatform.settings import FEATURE_REPO_DIR
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SKEW_SAMPLE = 5_000  # every entity up to this many; a repeatable sample beyond
 
@@ -60,7 +63,7 @@ def feast_registry(feature_store: FeastFeatureStore) -> MaterializeResult:
     )
 
 
-def newest_valid_row(warehouse: Warehouse, mart: str, now: datetime) -> pd.Timestamp:
+def newest_valid_row(warehouse: Warehouse, mart: str, now: datetime) -> "pd.Timestamp":
     """The feature time of the mart's newest row that is valid `now` (NaT for an empty mart)."""
     return warehouse.read_sql(
         f"select max(feature_ts) as t from marts.{mart} where feature_ts <= '{_naive(now)}'"
@@ -83,6 +86,8 @@ def build_online_features(view: str, mart: str, key: str) -> tuple[AssetsDefinit
     def online_view(
         context: AssetExecutionContext, feature_store: FeastFeatureStore, warehouse: Warehouse
     ) -> MaterializeResult:
+        import pandas as pd
+
         now = datetime.now(UTC)
         # every entity has a row for the newest feature date: reloading it always leaves each entity's
         # newest valid row online, even when dbt rebuilt it after the last materialization
@@ -108,6 +113,8 @@ def build_online_features(view: str, mart: str, key: str) -> tuple[AssetsDefinit
 
     @asset_check(asset=asset_key, description="The online store holds the newest rows that are valid now.")
     def fresh(feature_store: FeastFeatureStore, warehouse: Warehouse) -> AssetCheckResult:
+        import pandas as pd
+
         online_until = feature_store.store().get_feature_view(view).most_recent_end_time
         newest = newest_valid_row(warehouse, mart, datetime.now(UTC))
         figures = {"online_until": str(online_until), "newest_valid_offline_row": str(newest)}

@@ -18,7 +18,7 @@ HEADER = (
 
 def write_cli_config(feature_repo: Path) -> Path:
     """The local profile's configuration, for the state folder in force (MLPLATFORM_STATE_DIR or state/)."""
-    feature_store = cast(FeastFeatureStore, build_resources(profile="local")["feature_store"])
+    feature_store = cast(FeastFeatureStore, build_resources(profile="local", with_dbt=False)["feature_store"])
     written = feature_store.write_serving_repo(feature_repo) / "feature_store.yaml"
     written.write_text(HEADER.format(state=state_dir()) + written.read_text())
     return written

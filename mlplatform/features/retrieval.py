@@ -1,16 +1,17 @@
 """Point-in-time retrieval of a feature service for labelled or scored events."""
 
+from __future__ import annotations
+
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 if TYPE_CHECKING:  # feast takes seconds to import: paid by the steps that retrieve features
+    import pandas as pd
     from feast import FeatureService, FeatureStore
 
 EVENT_TIME = "event_timestamp"
 
 
-def historical_features(store: "FeatureStore", events: pd.DataFrame, service: str) -> pd.DataFrame:
+def historical_features(store: FeatureStore, events: pd.DataFrame, service: str) -> pd.DataFrame:
     """`events` plus every feature of `service` as of each event's `event_timestamp` (full feature names).
 
     One `get_historical_features` call for the whole service: the platform's offline stores (DuckDB
@@ -18,6 +19,8 @@ def historical_features(store: "FeatureStore", events: pd.DataFrame, service: st
     events; then each on-demand view's own transformation runs on its inputs. Feast's file store would
     drop an event when one view has no earlier row and merge two events of one customer in the same
     second, so it is refused."""
+    import pandas as pd
+
     from mlplatform.resources.feature_store import DUCKDB_OFFLINE_STORE, POSTGRES_OFFLINE_STORE
     from mlplatform.resources.warehouse import compact_frame
 
@@ -39,7 +42,7 @@ def historical_features(store: "FeatureStore", events: pd.DataFrame, service: st
     return pd.concat([events.reset_index(drop=True), compact_frame(added)], axis=1, copy=False)
 
 
-def entity_columns(store: "FeatureStore", service: "FeatureService") -> set[str]:
+def entity_columns(store: FeatureStore, service: FeatureService) -> set[str]:
     """The columns of an event Feast reads to answer `service`: each view's join keys (as projected, also
     of the views an on-demand view reads) and each on-demand view's request data."""
     from feast.on_demand_feature_view import OnDemandFeatureView
@@ -59,7 +62,7 @@ def entity_columns(store: "FeatureStore", service: "FeatureService") -> set[str]
     return columns
 
 
-def features_as_of_events(store: "FeatureStore", rows: pd.DataFrame, service: str) -> pd.DataFrame:
+def features_as_of_events(store: FeatureStore, rows: pd.DataFrame, service: str) -> pd.DataFrame:
     """`rows` (warehouse rows, `event_ts` naive UTC) with `service`'s features as of each `event_ts`.
 
     What training sets and batch predictions both use, so their features are computed the same way."""

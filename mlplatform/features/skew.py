@@ -2,8 +2,13 @@
 compares the online store with the newest offline rows, monitoring compares what the API was served
 with an offline recomputation."""
 
-import numpy as np
-import pandas as pd
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 TOLERANCE = 1e-9
 MISMATCH_DTYPES = {
@@ -23,6 +28,9 @@ def latest_rows(offline: pd.DataFrame, key: str, timestamp: str = "feature_ts") 
 def differs(expected: pd.Series, got: pd.Series) -> pd.Series:
     """Elementwise, on aligned series: True where the values differ. NULL equals NULL; numbers are equal
     within a relative and absolute 1e-9 (float round trips through a store); anything else compares as is."""
+    import numpy as np
+    import pandas as pd
+
     expected_missing, got_missing = expected.isna().to_numpy(), got.isna().to_numpy()
     both = ~expected_missing & ~got_missing
     expected_numbers = pd.to_numeric(expected, errors="coerce")
@@ -43,6 +51,8 @@ def differs(expected: pd.Series, got: pd.Series) -> pd.Series:
 def skew(offline: pd.DataFrame, online: pd.DataFrame, key: str, fields: list[str]) -> list[dict]:
     """Every (entity, feature) whose online value differs from the offline one (`offline` is indexed by
     `key`), entity by entity; an entity missing online has None for every value."""
+    import pandas as pd
+
     online = online.set_index(key)
     aligned = online.reindex(offline.index)
     present = offline.index.isin(online.index)
@@ -63,6 +73,8 @@ def skew(offline: pd.DataFrame, online: pd.DataFrame, key: str, fields: list[str
 def mismatch_rates(served: pd.DataFrame, recomputed: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
     """Per feature, over aligned rows: how often the served value differs from the recomputed one, and by
     how much at most (numbers only)."""
+    import pandas as pd
+
     rows = []
     for field in fields:
         bad = differs(recomputed[field], served[field])

@@ -3,8 +3,8 @@ and where online predictions go."""
 
 import warnings
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
@@ -40,6 +40,9 @@ from mlplatform.resources.model_registry import CHAMPION
 from mlplatform.training.registry import is_retired
 from mlplatform.training.spec import ModelSpec, table_asset
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 SCORE_QUANTILES = (0.5, 0.9, 0.99, 0.999)
 
 FEATURES_COVER_DAYS = "features_cover_partition"
@@ -64,6 +67,8 @@ def stale_features(day: date, newest: dict[str, date | None]) -> str | None:
 
 
 def newest_feature_dates(warehouse: Warehouse, marts: list[str]) -> dict[str, date | None]:
+    import pandas as pd
+
     newest: dict[str, date | None] = {}
     for mart in marts:
         if not warehouse.table_exists("marts", mart):
@@ -74,7 +79,7 @@ def newest_feature_dates(warehouse: Warehouse, marts: list[str]) -> dict[str, da
     return newest
 
 
-def score_distribution(scores: pd.Series) -> dict[str, float]:
+def score_distribution(scores: "pd.Series") -> dict[str, float]:
     """Mean and upper quantiles: a shift here is the first sign of drift or a broken feature."""
     if scores.empty:
         return {}
@@ -136,6 +141,8 @@ def build_batch_predictions(spec: ModelSpec) -> AssetsDefinition:
         warehouse: Warehouse,
         model_registry: ModelRegistry,
     ) -> MaterializeResult:
+        import pandas as pd
+
         days = [date.fromisoformat(key) for key in context.partition_keys]
         retired = is_retired(model_registry, spec.name)
         champion = None if retired else model_registry.version_for(spec.name, CHAMPION)

@@ -6,20 +6,21 @@ thread: batch from a DataFrame's columns, online from a list of dicts, the same 
 A pipeline the compiler does not know falls back to `predict_scores` on a DataFrame.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
-
-from mlplatform.export.compile import NotCompilable, compile_pipeline
-from mlplatform.export.embedded import CompiledModel
 from mlplatform.resources.model_registry import ModelRegistry
 from mlplatform.training.model import predict_scores
 
-if TYPE_CHECKING:  # scikit-learn takes seconds to import: paid by the steps that score
+if TYPE_CHECKING:  # scikit-learn, pandas and numpy take seconds to import: paid by the steps that score
+    import numpy as np
+    import pandas as pd
     from sklearn.pipeline import Pipeline
+
+    from mlplatform.export.embedded import CompiledModel
 
 # what a transaction carries at request time, besides its entity keys
 TRANSACTION_FIELDS = [
@@ -46,12 +47,14 @@ class ScoringModel:
 
     name: str
     version: str
-    pipeline: "Pipeline"
+    pipeline: Pipeline
     threshold: float  # the score at which its evaluation held false positives to the alert budget
     feature_service: str
     compiled: CompiledModel | None = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        from mlplatform.export.compile import NotCompilable, compile_pipeline
+
         try:
             compiled = compile_pipeline(self.pipeline, self.identity())
         except NotCompilable:
@@ -73,6 +76,8 @@ class ScoringModel:
 
     def score(self, rows: pd.DataFrame, threshold: float | None = None) -> pd.DataFrame:
         """`score` and `decision` (1 = flag as fraud) per row; `threshold` overrides the model's own."""
+        import pandas as pd
+
         cut = self.threshold if threshold is None else threshold
         if self.compiled is None:
             scores = predict_scores(self.pipeline, rows)
@@ -83,6 +88,8 @@ class ScoringModel:
     def score_rows(self, rows: list[dict]) -> list[float]:
         """The score of each row (a dict of model inputs by name). A few rows go through the trees
         compiled to Python (~0.05 ms a row); more through the classifier's own trees."""
+        import pandas as pd
+
         if self.compiled is None:
             return predict_scores(self.pipeline, pd.DataFrame(rows)).tolist()
         if len(rows) <= FEW_ROWS:
@@ -94,6 +101,8 @@ class ScoringModel:
         `rows` positions if given): the online path, without a dict per row. A few rows through the
         compiled per-row trees, more through the classifier's own trees on the matrix built column by
         column (the same encoding `score` gives a batch DataFrame)."""
+        import pandas as pd
+
         if rows is not None:
             columns = {name: [values[i] for i in rows] for name, values in columns.items()}
         count = len(next(iter(columns.values())))
@@ -108,6 +117,8 @@ class ScoringModel:
         """The classifier's probability of fraud for encoded rows (the compiled encoding, in the
         classifier's column order): its own trees, leaf sums and link, as `predict_proba` runs them, on
         one thread, without threadpoolctl (4.6 ms a call) or DataFrame validation."""
+        import numpy as np
+
         classifier = self.pipeline.steps[-1][1]
         known, feature_map = classifier._bin_mapper.make_known_categories_bitsets()
         raw = np.zeros((len(x), 1), dtype=classifier._baseline_prediction.dtype)

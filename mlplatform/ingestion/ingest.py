@@ -7,14 +7,14 @@ Each file is judged for its own faults: a key it shares with a neighbour is blam
 transaction never loaded is quarantined (re-land it once its transaction is loaded).
 """
 
+from __future__ import annotations
+
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-
-import duckdb
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from mlplatform.ingestion.validation import (
     REFERENCES,
@@ -33,6 +33,10 @@ from mlplatform.ingestion.validation import (
 from mlplatform.resources.landing import LandingZone
 from mlplatform.resources.warehouse import DuckDBWarehouse, Warehouse, sql_literals
 from mlplatform.schemas import RAW_TABLES, RawTable
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
 
 LOOKUP_CHUNK = 10_000  # keys per warehouse query (an IN list)
 
@@ -158,6 +162,8 @@ def warehouse_rows(
     table: RawTable, day: str, validations: list[FileValidation], loaded_at: datetime
 ) -> pd.DataFrame:
     """The validated files as one frame with contract types and lineage columns."""
+    import pandas as pd
+
     frames = []
     for validation in validations:
         frame = validation.frame[list(table.columns)].copy()
@@ -222,6 +228,8 @@ def loaded_on_other_days(
     """{key: day} for the keys already loaded in another partition of `table`: a semi-join of the file's
     keys with the key column (DuckDB: the keys as a registered frame; else chunks of IN lists). Only the
     collisions come back. `con`: the partition's `lookup_connection`."""
+    import pandas as pd
+
     if not keys or not _raw_table_exists(warehouse, table, con):
         return {}
     if con is not None:
@@ -247,6 +255,8 @@ def loaded_on_other_days(
 
 def existing_keys(warehouse: Warehouse, table: RawTable, keys: list[str], con=None) -> frozenset[str]:
     """Which of `keys` are loaded in `table` (any partition)."""
+    import pandas as pd
+
     if not keys or not _raw_table_exists(warehouse, table, con):
         return frozenset()
     if con is not None:

@@ -5,16 +5,14 @@ suite. Every expectation carries the name of the Dagster asset check it belongs 
 one GX run feeds several readable checks (schema, not_null, unique_key, ...). Nothing here knows Dagster.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from functools import cached_property
 from itertools import count
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from mlplatform.schemas import (
     CHANNELS,
@@ -26,6 +24,9 @@ from mlplatform.schemas import (
     SEGMENTS,
     RawTable,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CHECK_DESCRIPTIONS = {
     "schema": "The file is readable, not empty, has exactly the contract's columns and their types.",
@@ -69,10 +70,6 @@ DOMAINS = {
 }
 
 
-# parquet text -> pandas' string dtype (Python storage: the dtype GX's type list can name)
-_TEXT_AS_STRING_DTYPE = {pa.string(): pd.StringDtype("python"), pa.large_string(): pd.StringDtype("python")}
-
-
 class UnreadableFileError(ValueError):
     """The file cannot be parsed as its format at all."""
 
@@ -99,11 +96,18 @@ def read_landing_file(path: Path, table: RawTable, *, for_validation: bool = Fal
     columns its type check tests every value's Python type; on microsecond timestamps its range check
     compares value by value): the values are the same, the loader gives them the warehouse's types.
     """
+    # parquet text -> pandas' string dtype (Python storage: the dtype GX's type list can name)
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    text = pd.StringDtype("python")
+    text_as_string = {pa.string(): text, pa.large_string(): text}.get
     try:
         if path.suffix == ".csv":
             frame = _coerce_csv_columns(pd.read_csv(path, dtype=str, keep_default_na=True), table)
         elif for_validation:
-            frame = pq.read_table(path).to_pandas(types_mapper=_TEXT_AS_STRING_DTYPE.get)
+            frame = pq.read_table(path).to_pandas(types_mapper=text_as_string)
         else:
             frame = pq.read_table(path).to_pandas()
     except Exception as error:  # any parser error means the same thing: the bytes are not a table
@@ -119,6 +123,8 @@ def read_landing_file(path: Path, table: RawTable, *, for_validation: bool = Fal
 def _as_nanoseconds(values: pd.Series) -> pd.Series:
     """A naive datetime column in nanoseconds when every value fits (years 1677-2262); else unchanged
     (the range check then compares value by value, and a value outside the day still fails it)."""
+    import pandas as pd
+
     if not pd.api.types.is_datetime64_dtype(values.dtype) or values.dtype == "datetime64[ns]":
         return values
     try:
@@ -133,6 +139,8 @@ def _coerce_csv_columns(frame: pd.DataFrame, table: RawTable) -> pd.DataFrame:
     A column with values that do not parse stays text, so the schema check reports the wrong type
     instead of the values silently becoming nulls.
     """
+    import pandas as pd
+
     parsers = {
         "float": lambda s: pd.to_numeric(s, errors="coerce"),
         "bool": lambda s: s.str.lower().map({"true": True, "false": False, "1": True, "0": False}),
@@ -219,10 +227,10 @@ class SuiteRunner:
     """
 
     _names = count()
-    _shared: "SuiteRunner | None" = None
+    _shared: SuiteRunner | None = None
 
     @classmethod
-    def shared(cls) -> "SuiteRunner":
+    def shared(cls) -> SuiteRunner:
         if cls._shared is None:
             cls._shared = cls()
         return cls._shared

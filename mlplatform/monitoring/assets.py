@@ -3,10 +3,8 @@ each model's feature and prediction drift against its champion's training set. F
 alert sink."""
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -45,6 +43,9 @@ from mlplatform.resources import (
 )
 from mlplatform.resources.model_registry import CHAMPION
 from mlplatform.training.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 BOUNDS = MonitoringSettings()  # the defaults, quoted in the checks' descriptions; runs use the resource
 # The checks below are partitioned like their assets: each evaluation belongs to its day (the UI's per-day
@@ -86,6 +87,8 @@ def graded_check(
 ) -> AssetCheckResult:
     """The check result for `figure` = `value` against its WARN and ERROR bounds, with the value, the
     bounds and the day in its metadata. No value (NaN) or a stated reason: not judged, never passed."""
+    import numpy as np
+
     figures: dict[str, Any] = {"partition": day, "warn_bound": warn, "error_bound": error, **metadata}
     if unjudged_reason is not None or np.isnan(value):
         return not_judged(
@@ -116,9 +119,11 @@ def alert_on(result: AssetCheckResult, alerts: AlertSink, partition: str, figure
     return result
 
 
-def store_day(warehouse: Warehouse, table: str, rows: pd.DataFrame, day: str) -> None:
+def store_day(warehouse: Warehouse, table: str, rows: "pd.DataFrame", day: str) -> None:
     """Replace the day's rows of monitoring.`table`: a re-run of a day never duplicates it. The table is
     created by the first rows (an empty frame carries no column types)."""
+    import pandas as pd
+
     if rows.empty and not warehouse.table_exists("monitoring", table):
         return
     date = pd.Timestamp(day).date()
@@ -127,7 +132,7 @@ def store_day(warehouse: Warehouse, table: str, rows: pd.DataFrame, day: str) ->
     )
 
 
-def labelled_decisions(warehouse: Warehouse, spec: ModelSpec, day: str) -> pd.DataFrame | None:
+def labelled_decisions(warehouse: Warehouse, spec: ModelSpec, day: str) -> "pd.DataFrame | None":
     """A model's batch decisions of `day` (score, decision, model version) with their label where it has
     arrived (`label`, else null), joined on the spec's label keys and event time; None before the model
     has scored anything (its predictions table does not exist yet)."""

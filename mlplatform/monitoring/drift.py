@@ -1,7 +1,13 @@
 """Drift and delayed-label performance as plain functions: no Dagster, no warehouse."""
 
-import numpy as np
-import pandas as pd
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
 
 PSI_BINS = 10
 EPSILON = 1e-4  # an empty bin on one side must not make PSI infinite
@@ -12,6 +18,9 @@ LABELLED_FIGURES = ("roc_auc", *AT_THRESHOLD)  # the figures that wait for label
 def psi(reference: pd.Series, current: pd.Series) -> float:
     """Population stability index of `current` against `reference`: deciles of the reference for numbers,
     categories for strings. Rule of thumb: < 0.1 stable, 0.1-0.25 shifting, > 0.25 drifted."""
+    import numpy as np
+    import pandas as pd
+
     reference, current = reference.dropna(), current.dropna()
     if reference.empty or current.empty:
         return float("nan")
@@ -19,6 +28,8 @@ def psi(reference: pd.Series, current: pd.Series) -> float:
         edges = np.unique(np.quantile(reference.astype(float), np.linspace(0, 1, PSI_BINS + 1)[1:-1]))
 
         def counts(values: pd.Series) -> np.ndarray:
+            import numpy as np
+
             bins = np.searchsorted(edges, values.astype(float), side="right")
             return np.bincount(bins, minlength=len(edges) + 1)
 
@@ -36,6 +47,7 @@ def psi(reference: pd.Series, current: pd.Series) -> float:
 
 def drift_table(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Per column: PSI, and for numeric columns the two-sample Kolmogorov-Smirnov statistic and p-value."""
+    import pandas as pd
     from scipy.stats import ks_2samp  # a second to import: only when drift is measured
 
     rows = []
@@ -50,6 +62,7 @@ def drift_table(reference: pd.DataFrame, current: pd.DataFrame, columns: list[st
 
 def labelled_performance(labels: np.ndarray, scores: np.ndarray, decisions: np.ndarray) -> dict[str, float]:
     """How the served decisions did once the truth is known; AUC needs both classes."""
+    import numpy as np
     from sklearn import metrics  # seconds to import: only when performance is computed
 
     labels = np.asarray(labels).astype(int)

@@ -7,9 +7,8 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
-import pandas as pd
 from dagster import (
     AssetCheckKey,
     AssetCheckResult,
@@ -74,6 +73,9 @@ from mlplatform.resources import (
 )
 from mlplatform.resources.prediction_log import of_model
 from mlplatform.training.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # what a prediction log record holds besides the request's own fields (keys and request-time inputs)
 LOG_BOOKKEEPING = {
@@ -149,6 +151,8 @@ def build_performance(spec: ModelSpec) -> AssetsDefinition:
         monitoring: MonitoringSettings,
         alerts: AlertSink,
     ) -> MaterializeResult:
+        import pandas as pd
+
         day = context.partition_key
         scored = labelled_decisions(warehouse, spec, day)
         if scored is None:
@@ -332,6 +336,8 @@ def build_serving_skew(spec: ModelSpec) -> AssetsDefinition:
         monitoring: MonitoringSettings,
         alerts: AlertSink,
     ) -> MaterializeResult:
+        import pandas as pd
+
         day = context.partition_key
         log, _ = of_model(prediction_log.read(day), spec.name)
         tables = [
@@ -380,9 +386,11 @@ def build_serving_skew(spec: ModelSpec) -> AssetsDefinition:
     return serving_skew
 
 
-def request_events(requests: pd.DataFrame) -> pd.DataFrame:
+def request_events(requests: "pd.DataFrame") -> "pd.DataFrame":
     """The logged requests as events to look features up for: each request's own fields (entity keys,
     request-time inputs), at its event time when it sent one, else when it was served."""
+    import pandas as pd
+
     fields = [c for c in requests.columns if c not in LOG_BOOKKEEPING and requests[c].notna().any()]
     at = requests["event_ts"] if "event_ts" in fields else requests["logged_at"]
     return (
@@ -393,9 +401,11 @@ def request_events(requests: pd.DataFrame) -> pd.DataFrame:
 
 
 def recomputed_skew(
-    feature_store: FeastFeatureStore, model: ScoringModel, requests: pd.DataFrame
-) -> pd.DataFrame:
+    feature_store: FeastFeatureStore, model: ScoringModel, requests: "pd.DataFrame"
+) -> "pd.DataFrame":
     """Mismatch rates of the inputs `model` was served (logged) against Feast's offline recomputation."""
+    import pandas as pd
+
     served = pd.json_normalize(requests["features"].tolist())
     recomputed = features_as_of_events(feature_store.store(), request_events(requests), model.feature_service)
     fields = list(model.pipeline.feature_names_in_)
@@ -443,9 +453,13 @@ def build_report(
     def report(
         context: AssetExecutionContext, warehouse: Warehouse, monitoring: MonitoringSettings
     ) -> MaterializeResult:
+        import pandas as pd
+
         day = context.partition_key
 
-        def rows(table: str, days: int = 1) -> pd.DataFrame:
+        def rows(table: str, days: int = 1) -> "pd.DataFrame":
+            import pandas as pd
+
             if not warehouse.table_exists("monitoring", table):
                 return pd.DataFrame(columns=["partition_date"])
             return warehouse.read_sql(

@@ -4,18 +4,22 @@ The same PNGs go into Dagster materialization metadata (markdown with an inline 
 and into the HTML report written next to the data.
 """
 
+from __future__ import annotations
+
 import base64
 import html
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
 from dagster import MetadataValue
 
 from mlplatform.monitoring.drift import LABELLED_FIGURES
 
-SCORE_BINS = np.linspace(0.0, 1.0, 21)
+if TYPE_CHECKING:
+    import pandas as pd
+
+SCORE_BINS = 20  # equal-width bins of the scores, 0 to 1
 STABLE, SHIFTING, DRIFTED = "#4c9a6a", "#e0a030", "#c8453b"
 
 
@@ -52,11 +56,15 @@ def psi_chart(table: pd.DataFrame, warn: float, error: float, top: int = 15) -> 
 
 def score_histogram(reference: pd.Series, current: pd.Series) -> pd.DataFrame:
     """Share of scores per bin of [0, 1] for the reference and the day: small enough to store per day."""
+    import numpy as np
+    import pandas as pd
+
+    edges = np.linspace(0.0, 1.0, SCORE_BINS + 1)
     shares = {}
     for name, scores in (("reference_share", reference), ("current_share", current)):
-        counts, _ = np.histogram(np.clip(scores.to_numpy(dtype=float), 0, 1), bins=SCORE_BINS)
+        counts, _ = np.histogram(np.clip(scores.to_numpy(dtype=float), 0, 1), bins=edges)
         shares[name] = counts / max(counts.sum(), 1)
-    return pd.DataFrame({"bin_start": SCORE_BINS[:-1], "bin_end": SCORE_BINS[1:], **shares})
+    return pd.DataFrame({"bin_start": edges[:-1], "bin_end": edges[1:], **shares})
 
 
 def score_chart(histogram: pd.DataFrame) -> bytes:
@@ -85,6 +93,8 @@ def score_chart(histogram: pd.DataFrame) -> bytes:
 
 def performance_chart(history: pd.DataFrame, floor_warn: float, floor_error: float) -> bytes:
     """ROC AUC, precision and recall of the served decisions per day, with the AUC floors."""
+    import pandas as pd
+
     history = history.sort_values("partition_date")
     figure, axis = _pyplot().subplots(figsize=(7, 3))
     for column, marker in (("roc_auc", "o"), ("precision_at_threshold", "s"), ("recall_at_threshold", "^")):
@@ -134,6 +144,8 @@ def _badge(verdict: str) -> str:
 
 def _figure(name: str, value: float | str) -> str:
     """A headline figure for people: NaN says why there is no number."""
+    import numpy as np
+
     if isinstance(value, float) and np.isnan(value):
         return "not enough labels yet" if name.rsplit(".", 1)[-1] in LABELLED_FIGURES else "no data"
     return f"{value:.4g}" if isinstance(value, float) else str(value)

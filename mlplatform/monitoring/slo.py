@@ -9,9 +9,8 @@ previous champion at once: audited, alerted. Self-healing, level 3 of the seeds.
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
@@ -31,6 +30,9 @@ from mlplatform.resources.model_registry import CHAMPION, PREVIOUS
 from mlplatform.resources.prediction_log import of_model
 from mlplatform.training.registry import rollback
 from mlplatform.training.spec import ModelSpec, ServingSlo
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SLO_CHECK = "quality_slo"
 LATENCY_CHECK = "latency_slo"
@@ -52,7 +54,7 @@ class DayVerdict:
         return self.roc_auc is not None
 
 
-def judge_day(scored: pd.DataFrame, label: str, min_positives: int) -> DayVerdict:
+def judge_day(scored: "pd.DataFrame", label: str, min_positives: int) -> DayVerdict:
     """`scored`: the day's predictions (score, model_version) with their label (NaN: not known yet)."""
     from sklearn.metrics import roc_auc_score  # seconds to import: only when a day is judged
 
@@ -98,7 +100,7 @@ class ServingDay:
         return broken
 
 
-def serving_day(log: pd.DataFrame, model: str, min_requests: int) -> ServingDay:
+def serving_day(log: "pd.DataFrame", model: str, min_requests: int) -> ServingDay:
     """`log`: a day of the prediction log (every model's predictions and failed requests). A batch request's
     predictions share its request id and latency: one request each."""
     answered, failed = of_model(log, model)
@@ -113,7 +115,7 @@ def serving_day(log: pd.DataFrame, model: str, min_requests: int) -> ServingDay:
     return ServingDay(requests, len(failed), p99, served_by)
 
 
-def burn(breached: pd.Series, budget: float) -> dict[str, float]:
+def burn(breached: "pd.Series", budget: float) -> dict[str, float]:
     """Share of judged days (`breached` per day: True, False, or NA when not judged) that broke the SLO,
     and that share over the budget (1.0: the budget is spent)."""
     judged_days = breached.dropna()
@@ -186,6 +188,8 @@ def build_quality_slo(spec: ModelSpec) -> AssetsDefinition:
     def quality_slo(
         context: AssetExecutionContext, warehouse: Warehouse, model_registry: ModelRegistry, alerts: AlertSink
     ) -> MaterializeResult:
+        import pandas as pd
+
         day = context.partition_key
         scored = labelled_decisions(warehouse, spec, day)
         if scored is None:
@@ -287,6 +291,8 @@ def build_serving_slo(spec: ModelSpec) -> AssetsDefinition:
         model_registry: ModelRegistry,
         alerts: AlertSink,
     ) -> MaterializeResult:
+        import pandas as pd
+
         day = context.partition_key
         verdict = serving_day(prediction_log.read(day), spec.name, serving.min_requests)
         broken = verdict.breaches(serving)

@@ -1,6 +1,8 @@
 """The prediction log: every online prediction (and every request failed with a server error) as a JSON
 line, one folder per day, for monitoring to read."""
 
+from __future__ import annotations
+
 import collections
 import io
 import itertools
@@ -13,10 +15,13 @@ import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
-import pandas as pd
 from dagster import ConfigurableResource
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _STOP = object()
 logger = logging.getLogger(__name__)
@@ -255,6 +260,8 @@ def _non_finite(value: object) -> bool:
 def of_model(log: pd.DataFrame, model: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`model`'s records of a read log: its predictions, and its requests that failed with a server error
     (records with an `error`, written by the API: they carry no prediction)."""
+    import pandas as pd
+
     mine = log[log["model_name"] == model] if "model_name" in log else log.iloc[:0]
     failed = mine["error"].notna() if "error" in mine else pd.Series(False, index=mine.index)
     return mine[~failed], mine[failed]
@@ -287,6 +294,8 @@ class PredictionLog(ConfigurableResource):
 
     def recent(self, model: str, hours: float, now: datetime | None = None) -> int:
         """Predictions of `model` logged in the last `hours` (its route's recent traffic)."""
+        import pandas as pd
+
         now = now or datetime.now(UTC)
         days = {f"{now - timedelta(days=back):%Y-%m-%d}" for back in range(int(hours // 24) + 2)}
         frames = [frame for day in sorted(days) if not (frame := self.read(day)).empty]
@@ -299,6 +308,8 @@ class PredictionLog(ConfigurableResource):
 
     def read_counted(self, day: str = "*") -> PredictionLogRead:
         """Like `read`, also counting the lines that could not be parsed; they never fail the read."""
+        import pandas as pd
+
         frames: list[pd.DataFrame] = []
         corrupt, corrupt_files = 0, []
         for path in sorted(Path(self.directory).glob(f"date={day}/*.jsonl")):

@@ -3,6 +3,8 @@
 Assets talk to the `Warehouse` interface; the profile decides which implementation backs it.
 """
 
+from __future__ import annotations
+
 import io
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -10,10 +12,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import duckdb
-import numpy as np
-import pandas as pd
-import psycopg
 from dagster import ConfigurableResource
 
 from mlplatform.resources.postgres import ENV_VARS, PostgresConnection
@@ -26,6 +24,9 @@ RAW_SCHEMA = "raw"
 DUCKDB_MEMORY_LIMIT = "4GB"
 BUILDING_SUFFIX = "__building"  # a table being written in chunks, renamed when whole
 if TYPE_CHECKING:  # pyarrow is imported by the reads that use it
+    import duckdb
+    import pandas as pd
+    import psycopg
     import pyarrow as pa
 
 
@@ -34,11 +35,13 @@ def sql_literals(values) -> str:
     return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
 
 
-def compact_frame(table: "pa.Table") -> pd.DataFrame:
+def compact_frame(table: pa.Table) -> pd.DataFrame:
     """`table` in pandas with its text left in arrow buffers (pandas' pyarrow string dtype, NaN when
     missing as in an object column), not one Python str per value: at 9.8M labels of 10 text columns
     the objects took 8 GB. `table` is consumed: each column is freed once converted (pass a table
     nothing else refers to)."""
+    import numpy as np
+    import pandas as pd
     import pyarrow as pa
 
     text = pd.StringDtype("pyarrow", na_value=np.nan)
@@ -125,6 +128,8 @@ class DuckDBWarehouse(Warehouse):
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        import duckdb
+
         if not read_only:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         connection = duckdb.connect(
@@ -242,6 +247,8 @@ class PostgresWarehouse(Warehouse):
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection]:
         """One transaction: committed when the block ends, rolled back when it raises."""
+        import psycopg
+
         with psycopg.connect(self.postgres.conninfo()) as connection:
             yield connection
 
@@ -333,6 +340,9 @@ PG_DATE, PG_TIMESTAMP, PG_TIMESTAMPTZ = 1082, 1114, 1184
 
 def postgres_type(column: pd.Series) -> str:
     """The Postgres type DuckDB would give a pandas column in `create table as select * from frame`."""
+    import numpy as np
+    import pandas as pd
+
     dtype = column.dtype
     if pd.api.types.is_bool_dtype(dtype):
         return "boolean"
@@ -373,6 +383,8 @@ def copy_rows(con: psycopg.Connection, name: str, rows: pd.DataFrame) -> None:
 def postgres_frame(description, records: list[tuple]) -> pd.DataFrame:
     """A query result with the dtypes DuckDB's `.df()` gives: int64 (Int64 when NULLs occur), float64
     (numeric too), bool (boolean with NULLs), datetime64[us] for dates and timestamps, UTC for timestamptz."""
+    import pandas as pd
+
     names = [column.name for column in description]
     frame = pd.DataFrame.from_records(records, columns=names, coerce_float=False)
     for position, column in enumerate(description):

@@ -131,7 +131,7 @@ def create_app(
     """The app for the active profile (or the given resources); `uvicorn --factory` calls it bare.
     The admin token defaults to `$MLPLATFORM_ADMIN_TOKEN`; the models served by entity key are those
     declared in `models/` (or `specs`) other than the transaction model."""
-    resources = resources or build_resources()
+    resources = resources or build_resources(with_dbt=False)
     keyed = entity_specs(load_specs() if specs is None else specs)
     served_names = [spec.name for spec in keyed]
     settings = resources["serving"]

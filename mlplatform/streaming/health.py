@@ -2,8 +2,8 @@
 
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
@@ -19,6 +19,9 @@ from mlplatform.monitoring.assets import alert_on, graded_check
 from mlplatform.resources import AlertSink, PredictionLog
 from mlplatform.streaming.settings import StreamSettings
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 STREAMING_HEALTH = AssetKey("streaming_health")
 
 # the day that just ended (the partitions end today, still filling), once at 02:30 UTC
@@ -31,8 +34,10 @@ YESTERDAY_NIGHTLY = (
 ).with_label("yesterday_nightly")
 
 
-def stream_figures(batches: pd.DataFrame) -> dict[str, float]:
+def stream_figures(batches: "pd.DataFrame") -> dict[str, float]:
     """Volume, outcomes, enqueue-to-result latency and lag of a day of batches."""
+    import pandas as pd
+
     if batches.empty:
         return {"messages": 0}
     scored, dead = int(batches["scored"].sum()), int(batches["dead_letters"].sum())

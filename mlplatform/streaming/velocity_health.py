@@ -8,8 +8,8 @@ without pushes.
 """
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from dagster import AssetCheckSpec, AssetExecutionContext, AssetKey, MaterializeResult, asset
 
 from mlplatform.ingestion.assets import DAILY_PARTITIONS
@@ -17,11 +17,16 @@ from mlplatform.resources import AlertSink, PredictionLog
 from mlplatform.streaming.health import STREAM_BOUNDS, YESTERDAY_NIGHTLY, graded_checks
 from mlplatform.streaming.settings import StreamSettings
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 VELOCITY_FRESHNESS = AssetKey("velocity_freshness")
 
 
-def push_figures(batches: pd.DataFrame) -> dict[str, float]:
+def push_figures(batches: "pd.DataFrame") -> dict[str, float]:
     """Volume, push lag and stale probe reads of a day of pusher batches."""
+    import pandas as pd
+
     if batches.empty:
         return {"pushed": 0}
     lags = pd.Series([ms for batch in batches["lag_ms"] for ms in batch], dtype=float)

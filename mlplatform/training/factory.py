@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-import pandas as pd
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -79,6 +78,7 @@ from mlplatform.training.registry import (
 from mlplatform.training.spec import RUN_CONFIG_FIELDS, SPEC_ARTIFACT, ModelSpec, flatten
 
 if TYPE_CHECKING:  # feast takes seconds to import
+    import pandas as pd
     from feast import FeatureStore
 
 LEAKAGE_SAMPLE = 400
@@ -95,15 +95,17 @@ IN_PROGRESS = {
 
 def labelled_rows(
     store: "FeatureStore", warehouse: Warehouse, spec: ModelSpec, lookback_days: int | None = None
-) -> pd.DataFrame:
+) -> "pd.DataFrame":
     """The spec's labelled events joined point-in-time with its feature service by Feast, in event order:
     what an experiment on another feature service trains on."""
+    import pandas as pd
+
     return pd.concat(labelled_chunks(store, warehouse, spec, lookback_days), ignore_index=True)
 
 
 def labelled_chunks(
     store: "FeatureStore", warehouse: Warehouse, spec: ModelSpec, lookback_days: int | None = None
-) -> Iterator[pd.DataFrame]:
+) -> "Iterator[pd.DataFrame]":
     """`labelled_rows` in event order, `TRAINING_CHUNK_EVENTS` events at a time (at least one chunk, maybe
     empty): Feast retrieves a chunk while the previous one is written, so memory stays flat however long
     the history (a year's 9.8M labels at once took 13 GB)."""
@@ -131,12 +133,12 @@ class TrainingSetSummary:
     label: str
     rows: int = 0
     positives: float = 0.0
-    nulls: pd.Series | None = None
-    first: pd.Timestamp | None = None
-    last: pd.Timestamp | None = None
+    nulls: "pd.Series | None" = None
+    first: "pd.Timestamp | None" = None
+    last: "pd.Timestamp | None" = None
     days: set[str] = field(default_factory=set)
 
-    def add(self, chunk: pd.DataFrame) -> pd.DataFrame:
+    def add(self, chunk: "pd.DataFrame") -> "pd.DataFrame":
         nulls = chunk[[c for c in chunk.columns if "__" in c]].isna().sum()
         self.nulls = nulls if self.nulls is None else self.nulls + nulls
         self.rows += len(chunk)
@@ -149,6 +151,8 @@ class TrainingSetSummary:
         return chunk
 
     def metadata(self, feature_service: str) -> dict[str, Any]:
+        import pandas as pd
+
         null_rates = (self.nulls if self.nulls is not None else pd.Series(dtype=float)) / max(self.rows, 1)
         return {
             "dagster/row_count": self.rows,
@@ -163,7 +167,7 @@ class TrainingSetSummary:
         }
 
 
-def training_rows(warehouse: Warehouse, spec: ModelSpec, since: str | None = None) -> pd.DataFrame:
+def training_rows(warehouse: Warehouse, spec: ModelSpec, since: str | None = None) -> "pd.DataFrame":
     """The spec's stored training set (from `since`, an event time), with only the columns training reads:
     its inputs, label, slices, event time and keys (a year's set is gigabytes). Not sorted here: the set is
     written in event order, which DuckDB keeps (sorting would hold a second copy), and `time_split` sorts
@@ -183,7 +187,7 @@ def run_in_progress(instance: DagsterInstance, run_id: str | None) -> bool:
     return run is not None and run.status in IN_PROGRESS
 
 
-def lineage_tags(spec: ModelSpec, rows: pd.DataFrame) -> dict[str, str]:
+def lineage_tags(spec: ModelSpec, rows: "pd.DataFrame") -> dict[str, str]:
     manifest = DBT_PROJECT_DIR / "target" / "manifest.json"
     try:
         commit = subprocess.run(
@@ -202,7 +206,7 @@ def lineage_tags(spec: ModelSpec, rows: pd.DataFrame) -> dict[str, str]:
     }
 
 
-def markdown_table(frame: pd.DataFrame) -> MetadataValue:
+def markdown_table(frame: "pd.DataFrame") -> MetadataValue:
     return MetadataValue.md(frame.to_markdown())
 
 
@@ -347,6 +351,7 @@ def build_candidate(spec: ModelSpec, training_set: AssetsDefinition) -> AssetsDe
         model_registry: ModelRegistry,
     ) -> MaterializeResult:
         import mlflow
+        import pandas as pd
         from sklearn.inspection import permutation_importance
 
         from mlplatform.training.pyfunc import FraudScorer, signature_for
@@ -563,6 +568,8 @@ def build_gates(spec: ModelSpec, candidate: AssetsDefinition) -> list[AssetCheck
         ),
     )
     def slice_gaps(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        import pandas as pd
+
         model_registry = registry_of(context)
         judged_version = under_judgement(context, model_registry)
         gap = judged_version.metrics["slice_auc_gap"]

@@ -6,10 +6,14 @@ are valid from the midnight after their window), so an N-day window must equal t
 in [midnight - N days, midnight). NULL features (no row yet) count as no history.
 """
 
-from collections.abc import Iterator
+from __future__ import annotations
 
-import numpy as np
-import pandas as pd
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 CUSTOMER_WINDOWS = (1, 7, 30)
 MERCHANT_WINDOWS = (7, 30)
@@ -19,6 +23,8 @@ FAMILIES = ("customer_activity", "merchant_activity", "merchant_reported_fraud")
 
 
 def _window(history: pd.DataFrame, cutoff: pd.Timestamp, days: int) -> pd.DataFrame:
+    import pandas as pd
+
     return history[(history["event_ts"] >= cutoff - pd.Timedelta(days=days)) & (history["event_ts"] < cutoff)]
 
 
@@ -37,6 +43,9 @@ def expected_features(
     row, customer_history: pd.DataFrame, merchant_history: pd.DataFrame, labels: pd.DataFrame
 ) -> Iterator[tuple[str, str, float]]:
     """(family, feature, value recomputed from staging) for one training row."""
+    import numpy as np
+    import pandas as pd
+
     cutoff = pd.Timestamp(row.event_ts).floor("D")
     for n in CUSTOMER_WINDOWS:
         window = _window(customer_history, cutoff, n)
@@ -57,6 +66,8 @@ def expected_features(
 
 
 def _differs(got, expected) -> bool:
+    import pandas as pd
+
     if pd.isna(expected):
         return not pd.isna(got)
     got = 0 if pd.isna(got) else got

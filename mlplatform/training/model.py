@@ -1,15 +1,16 @@
 """A spec's estimator and its evaluation, as plain scikit-learn: no Dagster, no MLflow."""
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
-
 from mlplatform.training.spec import ModelSpec
 
 if TYPE_CHECKING:  # scikit-learn takes seconds to import: paid by the steps that train or score
+    import numpy as np
+    import pandas as pd
     from sklearn.pipeline import Pipeline
 
 MIN_SLICE_POSITIVES = 10
@@ -40,7 +41,7 @@ class Hyperparameters:
     seed: int
 
     @classmethod
-    def of(cls, spec: ModelSpec) -> "Hyperparameters":
+    def of(cls, spec: ModelSpec) -> Hyperparameters:
         estimator = spec.estimator
         return cls(
             estimator.learning_rate,
@@ -51,7 +52,7 @@ class Hyperparameters:
         )
 
 
-def build_pipeline(spec: ModelSpec, columns) -> "Pipeline":
+def build_pipeline(spec: ModelSpec, columns) -> Pipeline:
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.pipeline import Pipeline
@@ -83,7 +84,7 @@ def thread_limiter():
     return ThreadpoolController()
 
 
-def fit(spec: ModelSpec, rows: pd.DataFrame, threads: int = 1) -> "Pipeline":
+def fit(spec: ModelSpec, rows: pd.DataFrame, threads: int = 1) -> Pipeline:
     """The spec's estimator fitted on `rows`: the same pipeline `Pipeline.fit` would give, with less memory.
 
     The encoders learn from the rows with distinct categorical values (the categories they would learn from
@@ -91,6 +92,8 @@ def fit(spec: ModelSpec, rows: pd.DataFrame, threads: int = 1) -> "Pipeline":
     fits on: `Pipeline.fit` copied the inputs as a frame, as Python strings and as arrays at once (a year of
     9.8M labelled events: past 17 GB). OpenMP threads spin-wait: on a shared 2-core machine 2 threads fit
     7x slower than 1 (measured)."""
+    import numpy as np
+
     pipeline = build_pipeline(spec, rows.columns)
     prepare, classifier = pipeline.steps[0][1], pipeline.steps[-1][1]
     columns = feature_columns(spec, rows.columns)
@@ -105,7 +108,7 @@ def fit(spec: ModelSpec, rows: pd.DataFrame, threads: int = 1) -> "Pipeline":
     return pipeline
 
 
-def predict_scores(model: "Pipeline", rows: pd.DataFrame) -> np.ndarray:
+def predict_scores(model: Pipeline, rows: pd.DataFrame) -> np.ndarray:
     """Scores in the columns' fitted order, whatever order `rows` has (online features come unordered).
 
     Single-threaded: scoring one row with OpenMP threads took 60 ms instead of 10 ms here."""
@@ -138,6 +141,8 @@ class Evaluation:
     def slice_gap(self) -> float:
         """Largest ROC AUC difference between qualifying slices of the same attribute (segments against
         segments, regions against regions); NaN when no attribute has two qualifying slices."""
+        import numpy as np
+
         gaps = []
         for column in dict.fromkeys(name.split("=", 1)[0] for name in self.slices):
             aucs = [
@@ -158,6 +163,7 @@ def evaluate(
 ) -> Evaluation:
     """Holdout metrics, the threshold flagging the most fraud within `target_fpr` (the spec's decision
     rule), and ROC AUC per value of each column of `slice_values` (the spec's slices)."""
+    import numpy as np
     from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score, roc_curve
 
     labels = np.asarray(labels).astype(int)
@@ -195,6 +201,8 @@ def evaluate(
 
 def expected_calibration_error(labels: np.ndarray, scores: np.ndarray, bins: int = 10) -> float:
     """Mean |predicted - observed| fraud rate over equal-width score bins, weighted by bin size."""
+    import numpy as np
+
     edges = np.linspace(0, 1, bins + 1)
     which = np.clip(np.digitize(scores, edges) - 1, 0, bins - 1)
     error = 0.0

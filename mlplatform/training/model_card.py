@@ -3,12 +3,17 @@ what the registry knows of it (training run, gate results, audit trail), so the 
 the evidence. Written at registration and again at each decision (gates, promotion, approval,
 rejection, rollback)."""
 
-import pandas as pd
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from mlplatform.resources import ModelRegistry
 from mlplatform.training.candidate import LINEAGE_TAGS, load_candidate
 from mlplatform.training.gates import LIFECYCLE_TAG, gate_results
 from mlplatform.training.spec import ModelSpec
+
+if TYPE_CHECKING:
+    pass
 
 MODEL_CARD_ARTIFACT = "model_card.md"
 CARD_METRICS = ("roc_auc", "pr_auc", "recall_at_1pct_fpr", "expected_calibration_error", "slice_auc_gap")
@@ -28,6 +33,8 @@ def render_card(
 ) -> str:
     """The card as Markdown. `gates`: gate -> (verdict, figures); `decisions`: audit records of this
     version, oldest first. Sections without evidence say so instead of staying empty."""
+    import pandas as pd
+
     lines = [
         f"# Model card: {spec.name} version {version}",
         "",

@@ -119,7 +119,7 @@ def launch_through_daemon(
             runs = [instance.get_run_by_id(run_id) for run_id in run_ids]
             return all(run.is_finished for run in runs)
 
-        wait_until(finished, 300, f"queued runs (see {logs})", interval=0.5)
+        wait_until(finished, 900, f"queued runs (see {logs})", interval=0.5)
         extra = [
             {
                 "sensor": r.tags.get("dagster/sensor_name"),
