@@ -28,8 +28,6 @@ def psi(reference: pd.Series, current: pd.Series) -> float:
         edges = np.unique(np.quantile(reference.astype(float), np.linspace(0, 1, PSI_BINS + 1)[1:-1]))
 
         def counts(values: pd.Series) -> np.ndarray:
-            import numpy as np
-
             bins = np.searchsorted(edges, values.astype(float), side="right")
             return np.bincount(bins, minlength=len(edges) + 1)
 

@@ -458,8 +458,6 @@ def build_report(
         day = context.partition_key
 
         def rows(table: str, days: int = 1) -> "pd.DataFrame":
-            import pandas as pd
-
             if not warehouse.table_exists("monitoring", table):
                 return pd.DataFrame(columns=["partition_date"])
             return warehouse.read_sql(
