@@ -88,24 +88,84 @@ def fit(spec: ModelSpec, rows: pd.DataFrame, threads: int = 1) -> Pipeline:
     """The spec's estimator fitted on `rows`: the same pipeline `Pipeline.fit` would give, with less memory.
 
     The encoders learn from the rows with distinct categorical values (the categories they would learn from
-    all rows), then the inputs are prepared `PREPARE_ROWS` at a time into one float array the classifier
-    fits on: `Pipeline.fit` copied the inputs as a frame, as Python strings and as arrays at once (a year of
-    9.8M labelled events: past 17 GB). OpenMP threads spin-wait: on a shared 2-core machine 2 threads fit
-    7x slower than 1 (measured)."""
+    all rows), then the inputs are prepared `PREPARE_ROWS` at a time into float arrays the classifier fits
+    on: `Pipeline.fit` copied the inputs as a frame, as Python strings and as arrays at once (a year of
+    9.8M labelled events: past 17 GB). When the classifier stops early, its training and validation rows
+    are prepared apart (`early_stopping_split`) instead of it splitting a copy of all of them. OpenMP
+    threads spin-wait: on a shared 2-core machine 2 threads fit 7x slower than 1 (measured)."""
     import numpy as np
 
     pipeline = build_pipeline(spec, rows.columns)
     prepare, classifier = pipeline.steps[0][1], pipeline.steps[-1][1]
     columns = feature_columns(spec, rows.columns)
     prepare.fit(rows.iloc[np.flatnonzero(~rows[spec.inputs.categorical].duplicated())][columns])
-    inputs = np.empty((len(rows), len(prepare.get_feature_names_out())))
-    for start in range(0, len(rows), PREPARE_ROWS):
-        inputs[start : start + PREPARE_ROWS] = prepare.transform(
-            rows.iloc[start : start + PREPARE_ROWS][columns]
-        )
+
+    def prepared(positions: np.ndarray | None = None) -> np.ndarray:
+        """The prepared inputs of the rows at `positions` (all rows by default), in that order, gathered
+        `PREPARE_ROWS` at a time."""
+        count = len(rows) if positions is None else len(positions)
+        inputs = np.empty((count, len(prepare.get_feature_names_out())))
+        for start in range(0, count, PREPARE_ROWS):
+            part = slice(start, start + PREPARE_ROWS)
+            chunk = rows.iloc[part] if positions is None else rows.iloc[positions[part]]
+            inputs[part] = prepare.transform(chunk[columns])
+        return inputs
+
+    labels = labels_of(spec, rows)
+    split = early_stopping_split(classifier, labels)
     with thread_limiter().limit(limits=threads):
-        classifier.fit(inputs, labels_of(spec, rows))
+        if split is None:
+            classifier.fit(prepared(), labels)
+            return pipeline
+        train, validation = split
+        x_train, x_validation = prepared(train), prepared(validation)
+        categorical = slice(0, len(spec.inputs.categorical))
+        if all_seen(x_validation[:, categorical], x_train[:, categorical]):
+            classifier.fit(x_train, labels[train], X_val=x_validation, y_val=labels[validation])
+        else:  # the classifier learns its categories from every row: let it split them itself
+            inputs = np.empty((len(rows), x_train.shape[1]))
+            inputs[train], inputs[validation] = x_train, x_validation
+            del x_train, x_validation
+            classifier.fit(inputs, labels)
     return pipeline
+
+
+def early_stopping_split(classifier, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The training and validation positions a HistGradientBoosting classifier draws when it stops early
+    (scikit-learn's own stratified split, with the seed it derives from `random_state`), or None when
+    it would not split. Given apart, the two parts are never held beside a copy of all rows."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    stops_early = classifier.early_stopping is True or (
+        classifier.early_stopping == "auto" and len(labels) > 10_000
+    )
+    if (
+        not stops_early
+        or classifier.validation_fraction is None
+        or not isinstance(classifier.random_state, int)
+    ):
+        return None
+    seed = np.random.RandomState(classifier.random_state).randint(np.iinfo(np.uint32).max, dtype="u8")
+    train, validation = train_test_split(
+        np.arange(len(labels)),
+        test_size=classifier.validation_fraction,
+        stratify=labels,
+        random_state=seed,
+    )
+    if classifier.early_stopping == "auto" and len(train) <= 10_000:
+        return None  # given apart, "auto" would count the training rows alone and not stop early
+    return train, validation
+
+
+def all_seen(codes: np.ndarray, seen: np.ndarray) -> bool:
+    """Every column's codes in `codes` also appear in the same column of `seen`."""
+    import numpy as np
+
+    return all(
+        np.isin(np.unique(codes[:, column]), np.unique(seen[:, column])).all()
+        for column in range(codes.shape[1])
+    )
 
 
 def predict_scores(model: Pipeline, rows: pd.DataFrame) -> np.ndarray:

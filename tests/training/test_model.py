@@ -5,10 +5,20 @@ import pandas as pd
 import pytest
 
 from mlplatform.training import model
-from mlplatform.training.model import build_pipeline, feature_columns, fit, labels_of, time_split
+from mlplatform.training.model import (
+    all_seen,
+    build_pipeline,
+    early_stopping_split,
+    feature_columns,
+    fit,
+    labels_of,
+    time_split,
+)
 from mlplatform.training.spec import FRAUD_MODEL
 
 SPEC = FRAUD_MODEL.updated({"estimator.max_iter": 20}, "test")
+# enough rows for the classifier to stop early on its own validation rows, and iterations for it to stop
+STOPPING = FRAUD_MODEL.updated({"estimator.max_iter": 300, "estimator.learning_rate": 0.3}, "test")
 
 
 def labelled(n: int, seed: int = 0) -> pd.DataFrame:
@@ -34,21 +44,56 @@ def labelled(n: int, seed: int = 0) -> pd.DataFrame:
     return rows
 
 
+def fitted_both_ways(spec, rows):
+    columns = feature_columns(spec, rows.columns)
+    return fit(spec, rows), build_pipeline(spec, rows.columns).fit(rows[columns], labels_of(spec, rows))
+
+
+def assert_same_predictions(spec, fitted, reference) -> None:
+    columns = feature_columns(spec, labelled(1).columns)
+    unseen = labelled(2_000, seed=1)
+    np.testing.assert_array_equal(
+        fitted.predict_proba(unseen[columns]), reference.predict_proba(unseen[columns])
+    )
+
+
 def test_fitted_a_slice_at_a_time_it_is_the_pipeline_fitted_at_once(monkeypatch):
     rows = labelled(3_000)
     monkeypatch.setattr(model, "PREPARE_ROWS", 337)  # slices that do not divide the rows
-    sliced = fit(SPEC, rows)
-    columns = feature_columns(SPEC, rows.columns)
-    at_once = build_pipeline(SPEC, rows.columns).fit(rows[columns], labels_of(SPEC, rows))
-    unseen = labelled(500, seed=1)
-    assert list(sliced.feature_names_in_) == columns
-    np.testing.assert_array_equal(
-        sliced.predict_proba(unseen[columns]), at_once.predict_proba(unseen[columns])
-    )
+    sliced, at_once = fitted_both_ways(SPEC, rows)
+    assert list(sliced.feature_names_in_) == feature_columns(SPEC, rows.columns)
+    assert_same_predictions(SPEC, sliced, at_once)
     encoder = sliced.named_steps["prepare"].named_transformers_["categorical"]
     reference = at_once.named_steps["prepare"].named_transformers_["categorical"]
     for learned, expected in zip(encoder.categories_, reference.categories_, strict=True):
         pd.testing.assert_series_equal(pd.Series(learned), pd.Series(expected))  # NaN, a category too
+
+
+def test_stopping_early_on_validation_rows_prepared_apart_it_is_the_pipeline_fitted_at_once(monkeypatch):
+    monkeypatch.setattr(model, "PREPARE_ROWS", 4_099)
+    sliced, at_once = fitted_both_ways(STOPPING, labelled(30_000))
+    classifier = sliced.named_steps["classifier"]
+    assert classifier.do_early_stopping_ and classifier.n_iter_ < 300  # it stopped on its validation rows
+    assert classifier.n_iter_ == at_once.named_steps["classifier"].n_iter_
+    assert_same_predictions(STOPPING, sliced, at_once)
+
+
+def test_a_category_only_in_the_validation_rows_lets_the_classifier_split_them_itself(monkeypatch):
+    rows = labelled(30_000)
+    _, validation = early_stopping_split(
+        build_pipeline(STOPPING, rows.columns)[-1], labels_of(STOPPING, rows)
+    )
+    rows.loc[validation[0], "channel"] = "atm"  # nowhere among the training rows
+    judged = []
+    monkeypatch.setattr(model, "all_seen", lambda *a: judged.append(all_seen(*a)) or judged[-1])
+    sliced, at_once = fitted_both_ways(STOPPING, rows)
+    assert judged == [False]
+    assert_same_predictions(STOPPING, sliced, at_once)
+
+
+def test_too_few_rows_to_stop_early_are_not_split():
+    pipeline = build_pipeline(STOPPING, labelled(1).columns)
+    assert early_stopping_split(pipeline[-1], np.arange(11_000) % 2) is None  # 9,900 training rows
 
 
 @pytest.mark.parametrize("shuffled", [False, True])
