@@ -96,11 +96,11 @@ def read_landing_file(path: Path, table: RawTable, *, for_validation: bool = Fal
     columns its type check tests every value's Python type; on microsecond timestamps its range check
     compares value by value): the values are the same, the loader gives them the warehouse's types.
     """
-    # parquet text -> pandas' string dtype (Python storage: the dtype GX's type list can name)
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    # parquet text -> pandas' string dtype (Python storage: the dtype GX's type list can name)
     text = pd.StringDtype("python")
     text_as_string = {pa.string(): text, pa.large_string(): text}.get
     try:
