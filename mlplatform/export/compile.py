@@ -1,13 +1,8 @@
 """From a fitted scikit-learn pipeline to a `CompiledModel`: its encoder and trees as arrays."""
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING
+import numpy as np
 
 from mlplatform.export.embedded import FORMAT, TREE_FIELDS, CompiledModel
-
-if TYPE_CHECKING:
-    import numpy as np
 
 
 class NotCompilable(ValueError):
@@ -97,8 +92,6 @@ def classifier_inputs(outer: list[dict], classifier) -> list[dict]:
 
 def tree_arrays(classifier) -> dict[str, np.ndarray]:
     """Every tree's nodes flattened into one set of arrays, child and bitset indexes made global."""
-    import numpy as np
-
     predictors = [iteration[0] for iteration in classifier._predictors]
     known_bitsets, known_row = classifier._bin_mapper.make_known_categories_bitsets()
     columns: dict[str, list[np.ndarray]] = {name: [] for name in TREE_FIELDS}

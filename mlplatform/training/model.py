@@ -14,6 +14,8 @@ if TYPE_CHECKING:  # scikit-learn takes seconds to import: paid by the steps tha
     from sklearn.pipeline import Pipeline
 
 MIN_SLICE_POSITIVES = 10
+# scikit-learn's HistGradientBoosting with early_stopping="auto" stops early above this many training rows
+AUTO_EARLY_STOPPING_ROWS = 10_000
 PREPARE_ROWS = 500_000  # rows encoded at a time when fitting: their Python strings stay ~100 MB
 
 
@@ -138,7 +140,7 @@ def early_stopping_split(classifier, labels: np.ndarray) -> tuple[np.ndarray, np
     from sklearn.model_selection import train_test_split
 
     stops_early = classifier.early_stopping is True or (
-        classifier.early_stopping == "auto" and len(labels) > 10_000
+        classifier.early_stopping == "auto" and len(labels) > AUTO_EARLY_STOPPING_ROWS
     )
     if (
         not stops_early
@@ -153,7 +155,7 @@ def early_stopping_split(classifier, labels: np.ndarray) -> tuple[np.ndarray, np
         stratify=labels,
         random_state=seed,
     )
-    if classifier.early_stopping == "auto" and len(train) <= 10_000:
+    if classifier.early_stopping == "auto" and len(train) <= AUTO_EARLY_STOPPING_ROWS:
         return None  # given apart, "auto" would count the training rows alone and not stop early
     return train, validation
 

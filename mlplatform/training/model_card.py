@@ -3,17 +3,10 @@ what the registry knows of it (training run, gate results, audit trail), so the 
 the evidence. Written at registration and again at each decision (gates, promotion, approval,
 rejection, rollback)."""
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
 from mlplatform.resources import ModelRegistry
 from mlplatform.training.candidate import LINEAGE_TAGS, load_candidate
 from mlplatform.training.gates import LIFECYCLE_TAG, gate_results
 from mlplatform.training.spec import ModelSpec
-
-if TYPE_CHECKING:
-    pass
 
 MODEL_CARD_ARTIFACT = "model_card.md"
 CARD_METRICS = ("roc_auc", "pr_auc", "recall_at_1pct_fpr", "expected_calibration_error", "slice_auc_gap")
