@@ -39,7 +39,7 @@ from mlplatform.k8s import TRAINING
 from mlplatform.resources import FeastFeatureStore, GateBounds, ModelRegistry, Warehouse
 from mlplatform.resources.gates import gates_resource_key
 from mlplatform.resources.model_registry import CHAMPION
-from mlplatform.resources.warehouse import sql_literals
+from mlplatform.resources.warehouse import detached, release_unused_memory, sql_literals
 from mlplatform.settings import DBT_PROJECT_DIR, PROJECT_ROOT
 from mlplatform.training.candidate import (
     EVALUATION_ARTIFACT,
@@ -60,9 +60,10 @@ from mlplatform.training.leakage import FAMILIES, leaked_values
 from mlplatform.training.model import (
     evaluate,
     feature_columns,
-    fit,
+    fit_prepared,
     labels_of,
     predict_scores,
+    prepare_inputs,
     time_split,
 )
 from mlplatform.training.model_card import write_model_card
@@ -367,9 +368,16 @@ def build_candidate(spec: ModelSpec, training_set: AssetsDefinition) -> AssetsDe
             context.log.warning(f"reconciled after an interrupted training: {repair}")
         trained = settings.spec_from(spec)
         rows = training_rows(warehouse, trained)
+        lineage = lineage_tags(trained, rows)
         train, holdout = time_split(trained, rows)
+        holdout = detached(holdout)  # so that every row read is freed before the classifier fits
         started = time.perf_counter()
-        model = fit(trained, train, settings.threads)
+        prepared = prepare_inputs(trained, train)
+        train_rows, holdout_rows = len(train), len(holdout)
+        del rows, train
+        release_unused_memory()
+        model = fit_prepared(prepared, settings.threads)
+        del prepared
         train_seconds = time.perf_counter() - started
         scores = predict_scores(model, holdout)
         slices = holdout[trained.slices].reset_index(drop=True)
@@ -383,12 +391,12 @@ def build_candidate(spec: ModelSpec, training_set: AssetsDefinition) -> AssetsDe
             run_name=f"dagster-{context.run.run_id[:8]}",
         ) as run:
             mlflow.log_params(
-                {**settings.model_dump(), "train_rows": len(train), "holdout_rows": len(holdout)}
+                {**settings.model_dump(), "train_rows": train_rows, "holdout_rows": holdout_rows}
             )
             mlflow.log_metrics(
                 {**evaluation.metrics, "train_seconds": train_seconds, "threshold": evaluation.threshold}
             )
-            mlflow.set_tags({**lineage_tags(trained, rows), "dagster.run_id": context.run.run_id})
+            mlflow.set_tags({**lineage, "dagster.run_id": context.run.run_id})
             mlflow.log_dict(
                 {"slices": evaluation.slices, "holdout_from": str(holdout["event_ts"].min())},
                 EVALUATION_ARTIFACT,

@@ -86,15 +86,33 @@ def thread_limiter():
     return ThreadpoolController()
 
 
+@dataclass
+class PreparedInputs:
+    """What the classifier fits on, as float arrays: the rows' frame can be freed before the fit starts.
+
+    `validation` holds the early-stopping rows given apart (`early_stopping_split`), or None when the
+    classifier splits `inputs` itself or does not stop early."""
+
+    pipeline: Pipeline
+    inputs: np.ndarray
+    labels: np.ndarray
+    validation: tuple[np.ndarray, np.ndarray] | None = None
+
+
 def fit(spec: ModelSpec, rows: pd.DataFrame, threads: int = 1) -> Pipeline:
-    """The spec's estimator fitted on `rows`: the same pipeline `Pipeline.fit` would give, with less memory.
+    """The spec's estimator fitted on `rows`: the same pipeline `Pipeline.fit` would give, with less memory
+    (`prepare_inputs`, then `fit_prepared`)."""
+    return fit_prepared(prepare_inputs(spec, rows), threads)
+
+
+def prepare_inputs(spec: ModelSpec, rows: pd.DataFrame) -> PreparedInputs:
+    """The spec's pipeline with its encoders fitted, and `rows` prepared for its classifier.
 
     The encoders learn from the rows with distinct categorical values (the categories they would learn from
-    all rows), then the inputs are prepared `PREPARE_ROWS` at a time into float arrays the classifier fits
-    on: `Pipeline.fit` copied the inputs as a frame, as Python strings and as arrays at once (a year of
-    9.8M labelled events: past 17 GB). When the classifier stops early, its training and validation rows
-    are prepared apart (`early_stopping_split`) instead of it splitting a copy of all of them. OpenMP
-    threads spin-wait: on a shared 2-core machine 2 threads fit 7x slower than 1 (measured)."""
+    all rows), then the inputs are prepared `PREPARE_ROWS` at a time into float arrays: `Pipeline.fit`
+    copied the inputs as a frame, as Python strings and as arrays at once (a year of 9.8M labelled events:
+    past 17 GB). When the classifier stops early, its training and validation rows are prepared apart
+    (`early_stopping_split`) instead of it splitting a copy of all of them."""
     import numpy as np
 
     pipeline = build_pipeline(spec, rows.columns)
@@ -115,21 +133,30 @@ def fit(spec: ModelSpec, rows: pd.DataFrame, threads: int = 1) -> Pipeline:
 
     labels = labels_of(spec, rows)
     split = early_stopping_split(classifier, labels)
+    if split is None:
+        return PreparedInputs(pipeline, prepared(), labels)
+    train, validation = split
+    x_train, x_validation = prepared(train), prepared(validation)
+    categorical = slice(0, len(spec.inputs.categorical))
+    if all_seen(x_validation[:, categorical], x_train[:, categorical]):
+        return PreparedInputs(pipeline, x_train, labels[train], (x_validation, labels[validation]))
+    # the classifier learns its categories from every row: let it split them itself
+    inputs = np.empty((len(rows), x_train.shape[1]))
+    inputs[train], inputs[validation] = x_train, x_validation
+    return PreparedInputs(pipeline, inputs, labels)
+
+
+def fit_prepared(prepared: PreparedInputs, threads: int = 1) -> Pipeline:
+    """`prepared.pipeline`, its classifier fitted on the prepared inputs. OpenMP threads spin-wait: on a
+    shared 2-core machine 2 threads fit 7x slower than 1 (measured)."""
+    classifier = prepared.pipeline.steps[-1][1]
     with thread_limiter().limit(limits=threads):
-        if split is None:
-            classifier.fit(prepared(), labels)
-            return pipeline
-        train, validation = split
-        x_train, x_validation = prepared(train), prepared(validation)
-        categorical = slice(0, len(spec.inputs.categorical))
-        if all_seen(x_validation[:, categorical], x_train[:, categorical]):
-            classifier.fit(x_train, labels[train], X_val=x_validation, y_val=labels[validation])
-        else:  # the classifier learns its categories from every row: let it split them itself
-            inputs = np.empty((len(rows), x_train.shape[1]))
-            inputs[train], inputs[validation] = x_train, x_validation
-            del x_train, x_validation
-            classifier.fit(inputs, labels)
-    return pipeline
+        if prepared.validation is None:
+            classifier.fit(prepared.inputs, prepared.labels)
+        else:
+            x_validation, y_validation = prepared.validation
+            classifier.fit(prepared.inputs, prepared.labels, X_val=x_validation, y_val=y_validation)
+    return prepared.pipeline
 
 
 def early_stopping_split(classifier, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

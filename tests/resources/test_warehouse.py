@@ -1,11 +1,12 @@
-"""The DuckDB warehouse: a table replaced from chunks is replaced whole or not at all."""
+"""The DuckDB warehouse: a table replaced from chunks is replaced whole or not at all; large reads and the
+frames cut from them hold only their own memory."""
 
 import pandas as pd
 import pyarrow as pa
 import pytest
 
 from mlplatform.resources import DuckDBWarehouse
-from mlplatform.resources.warehouse import compact_frame
+from mlplatform.resources.warehouse import compact_frame, detached
 
 
 @pytest.fixture
@@ -48,6 +49,21 @@ def test_large_reads_keep_text_in_arrow_with_nan_for_missing(warehouse):
         read.astype({"name": object}), warehouse.read_sql("select * from training.t")
     )
     assert compact_frame(pa.table({"s": ["x"]}))["s"].dtype.storage == "pyarrow"
+
+
+def test_a_detached_slice_holds_its_own_rows_only(warehouse):
+    rows = pd.DataFrame({"name": [f"customer-{i:06d}" for i in range(10_000)], "x": range(10_000)})
+    warehouse.write_table("training", "t", rows.astype({"x": float}))
+    read = warehouse.read_large("select * from training.t")
+    tail = read.iloc[9_000:]
+
+    def text_bytes(frame: pd.DataFrame) -> int:
+        return sum(buffer.size for buffer in frame["name"].array._pa_array.chunks[0].buffers() if buffer)
+
+    assert text_bytes(tail.copy()) == text_bytes(read)  # pandas' copy keeps every row's text alive
+    own = detached(tail)
+    assert text_bytes(own) < text_bytes(read) / 5
+    pd.testing.assert_frame_equal(own, tail.reset_index(drop=True))
 
 
 def test_the_warehouse_and_dbt_run_duckdb_inside_the_memory_limit(tmp_path):
