@@ -202,6 +202,13 @@ def spine(entities: pa.Table, keys: list[str]) -> pa.Table:
     )
 
 
+def time_range(events: pa.Table) -> tuple[datetime, datetime]:
+    """The first and last of a spine's event times (now, when it has none)."""
+    bounds = pc.min_max(events[TIME])
+    now = datetime.now(UTC)
+    return bounds["min"].as_py() or now, bounds["max"].as_py() or now
+
+
 J = TypeVar("J", bound="ViewColumns")
 
 
@@ -234,9 +241,7 @@ class PointInTimeRequest(Generic[J]):
         self.entities = entity_table(entity_df)
         self.keys = list(dict.fromkeys(column for j in self.joins for _, column in j.keys))
         self.events = spine(self.entities, self.keys)
-        bounds = pc.min_max(self.events[TIME])
-        now = datetime.now(UTC)
-        self.first, self.last = (bounds[side].as_py() or now for side in ("min", "max"))
+        self.first, self.last = time_range(self.events)
 
     def job(self, features: Callable[[], pa.Table]) -> ArrowRetrievalJob:
         """The retrieval job: `features()` gives the feature columns in the entity rows' order (after the

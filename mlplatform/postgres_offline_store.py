@@ -6,11 +6,13 @@ Named in the prod profile's feature store configuration by its import path:
       type: mlplatform.postgres_offline_store.PostgresOfflineStore
       host: ...            # PostgreSQLOfflineStoreConfig's settings, unchanged
 
-`get_historical_features` for entity rows given as a DataFrame is one statement answering as the local
-DuckDB store does (mlplatform/point_in_time.py): every event kept once, in order, each view's newest row
-at or before it within the ttl. The events go in and the answer comes out as arrow through the ADBC
-Postgres driver (binary COPY), and each view is a hash join on its keys with `distinct on` the event
-(measured in benchmarks/features.py against the DuckDB store on the same data). Feast 0.67's own
+`get_historical_features` for entity rows given as a DataFrame answers as the local DuckDB store does
+(mlplatform/point_in_time.py): every event kept once, in order, each view's newest row at or before it
+within the ttl. The events go in and the answers come out as arrow through the ADBC Postgres driver
+(binary COPY); each view is a statement of its own, a hash join on its keys with `distinct on` the event.
+Postgres runs a statement over a temporary table on one core, so a large retrieval's events are split by
+time over a few connections answered side by side (`retrieval_connections`; measured in
+benchmarks/offline_stores.py against the DuckDB store on the same data). Feast 0.67's own
 statement keys events by their text (so it merges two events of one customer in the same second),
 uploads them row by row and, past a few thousand events, gets a nested-loop plan that grows
 quadratically (30,000 events took ~13 s, 9x the DuckDB store). Materialization pulls, saved datasets
@@ -30,12 +32,15 @@ import it through the configuration.
 """
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import adbc_driver_postgresql.dbapi as adbc
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from feast.feature_view import FeatureView
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres import (
     PostgreSQLOfflineStore,
@@ -49,8 +54,17 @@ from feast.repo_config import RepoConfig
 from feast.type_map import arrow_to_pg_type, feast_value_type_to_pa
 from psycopg import Cursor, sql
 from psycopg.conninfo import make_conninfo
+from pydantic import StrictInt
 
-from mlplatform.point_in_time import ROW, TIME, PointInTimeRequest, ViewColumns, quoted, timestamp_literal
+from mlplatform.point_in_time import (
+    ROW,
+    TIME,
+    PointInTimeRequest,
+    ViewColumns,
+    quoted,
+    time_range,
+    timestamp_literal,
+)
 from mlplatform.pushed_history import history_key, history_rows, history_schema
 
 WORK_MEM = "256MB"  # per sort of a retrieval: 225k events x 28 features sort ~120 MB
@@ -64,6 +78,11 @@ class PostgresOfflineStoreConfig(PostgreSQLOfflineStoreConfig):
     type: Literal["mlplatform.postgres_offline_store.PostgresOfflineStore"] = (
         "mlplatform.postgres_offline_store.PostgresOfflineStore"  # type: ignore[assignment]
     )
+    # Postgres runs a statement over a temporary table on one core: a retrieval's events are split by time
+    # over up to this many connections, one statement each, run side by side
+    retrieval_connections: StrictInt = 2
+    # ... one more connection per this many events (each costs a connect and an upload of its own)
+    events_per_connection: StrictInt = 50_000
 
 
 def history_table(view: FeatureView) -> list[str]:
@@ -144,7 +163,9 @@ class ViewJoin(ViewColumns):
     def cte(self, first: datetime, last: datetime) -> str:
         """For each event that has one, the newest of the view's rows at or before it (within the ttl): a
         hash join on the keys, then `distinct on` the event. Only rows that can answer some event are read
-        (no newer than the newest event, no older than the oldest event's ttl allows)."""
+        (no newer than the newest event, no older than the oldest event's ttl allows), and they are read
+        once, into a CTE of their own: inlined, a source's timestamp expression (a view's `at time zone`)
+        was computed again for every candidate pair of the join (~25% of the statement)."""
         ts = f"{quoted(self.timestamp)}::timestamptz"
         columns = [
             *(f"{quoted(column)} as k{i}" for i, (column, _) in enumerate(self.keys)),
@@ -160,40 +181,67 @@ class ViewJoin(ViewColumns):
             on.append(f"s.ts >= e.{TIME} - interval '{self.ttl // timedelta(microseconds=1)} microseconds'")
         newest = ["s.ts desc", *(["s.created desc nulls last"] if self.created else [])]
         return (
+            f"{self.alias}_rows as materialized (select {', '.join(columns)} "
+            f"from {self.source.get_table_query_string()} as src where {rows}), "
             f"{self.alias} as (select distinct on (e.{ROW}) e.{ROW}, "
             f"{', '.join(f's.f{i}' for i in range(len(self.features)))} from {EVENTS} as e "
-            f"join (select {', '.join(columns)} from {self.source.get_table_query_string()} as src "
-            f"where {rows}) as s on {' and '.join(on)} order by e.{ROW}, {', '.join(newest)})"
+            f"join {self.alias}_rows as s on {' and '.join(on)} order by e.{ROW}, {', '.join(newest)})"
         )
 
-    def selections(self) -> list[str]:
-        return [f"{self.alias}.f{i} as {quoted(name)}" for i, (_, name) in enumerate(self.features)]
+    def statement(self, first: datetime, last: datetime) -> str:
+        """The events that have a row of the view (ROW, then the features named as asked), in no order."""
+        names = ", ".join(f"f{i} as {quoted(name)}" for i, (_, name) in enumerate(self.features))
+        return f"with {self.cte(first, last)} select {ROW}, {names} from {self.alias}"
 
 
 def point_in_time(config: RepoConfig, request: PointInTimeRequest[ViewJoin]) -> pa.Table:
     """The feature columns for `request`'s events, in their order (after ROW), typed as the views declare.
-    Through ADBC, which moves the events in and the answer out as arrow (psycopg's COPY hands Python one
-    row at a time: ~2.5 s of 225k events)."""
-    joins = request.joins
-    types = {ROW: pa.int64(), **{name: t for j in joins for name, t in j.types.items()}}
-    if request.events.num_rows == 0:
+
+    The events, ordered by time, are split into up to `retrieval_connections` consecutive time ranges,
+    each answered on its own connection at the same time (each reads only the rows its range can use).
+    Each view's answer comes back alone, only for the events it has a row for, and is put in place by ROW
+    here: joined to the events in SQL, Postgres spent as long sending the wider rows as joining."""
+    types = {ROW: pa.int64(), **{name: t for j in request.joins for name, t in j.types.items()}}
+    events = request.events
+    if events.num_rows == 0:
         return pa.schema(types.items()).empty_table()
-    statement = (
-        f"with {', '.join(j.cte(request.first, request.last) for j in joins)} "
-        f"select e.{ROW}, {', '.join(s for j in joins for s in j.selections())} from {EVENTS} as e "
-        f"{' '.join(f'left join {j.alias} on {j.alias}.{ROW} = e.{ROW}' for j in joins)} order by e.{ROW}"
-    )
+    store = config.offline_store
+    parts = max(1, min(store.retrieval_connections, events.num_rows // store.events_per_connection))
+    if parts == 1:
+        answers = [answer(config, request.joins, events)]
+    else:
+        by_time = events.take(pc.sort_indices(events, [(TIME, "ascending")]))
+        size = -(-events.num_rows // parts)
+        slices = [by_time.slice(start, size) for start in range(0, events.num_rows, size)]
+        with ThreadPoolExecutor(len(slices)) as pool:  # ADBC releases the GIL while Postgres works
+            answers = list(pool.map(lambda part: answer(config, request.joins, part), slices))
+    columns = {ROW: pa.array(np.arange(events.num_rows))}
+    for found in map(pa.concat_tables, zip(*answers, strict=True)):  # a view's answers, from every slice
+        at = np.full(events.num_rows, -1)
+        at[found[ROW].to_numpy()] = np.arange(found.num_rows)
+        placed = pa.array(at, mask=at < 0)  # each event's row of `found`, null where it has none
+        columns |= {name: found[name].take(placed) for name in found.column_names[1:]}
+    return pa.table(columns).cast(pa.schema(types.items()))
+
+
+def answer(config: RepoConfig, joins: list[ViewJoin], events: pa.Table) -> list[pa.Table]:
+    """Each view's answer for `events` (see ViewJoin.statement), on a connection of their own: through
+    ADBC, which moves the events in and the answer out as arrow (psycopg's COPY hands Python one row at a
+    time: ~2.5 s of 225k events)."""
+    first, last = time_range(events)
     store = config.offline_store
     options = {k: v for k, v in _get_conn_kwargs(store).items() if v is not None}
     with adbc.connect(make_conninfo(_get_conninfo(store), **options)) as conn, conn.cursor() as cur:
         cur.execute("set time zone 'UTC'")
         cur.execute(f"set work_mem = '{WORK_MEM}'")  # the sorts of each view's candidates, in memory
         cur.execute("set jit = off")  # compiling took longer than the statement it was for
-        cur.adbc_ingest(EVENTS, request.events, mode="create", temporary=True)
+        cur.adbc_ingest(EVENTS, events, mode="create", temporary=True)
         cur.execute(f"analyze {EVENTS}")
-        cur.execute(statement)
-        answer = cur.fetch_arrow_table()
-    return answer.cast(pa.schema(types.items()))
+        found = []
+        for join in joins:
+            cur.execute(join.statement(first, last))
+            found.append(cur.fetch_arrow_table())
+        return found
 
 
 class PostgresOfflineStore(PostgreSQLOfflineStore):

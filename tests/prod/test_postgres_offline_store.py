@@ -1,7 +1,8 @@
 """The prod offline store's point-in-time join on the local Postgres, through Feast's API, on the hand-made
 sources of tests/features/test_duckdb_offline_store.py (events before any row, rows past the ttl, an event
 exactly at a row, two rows with one timestamp, two events with the same keys in the same second, an entity
-with no rows): the same answers as the bare DuckDB ASOF join and the local DuckDB store."""
+with no rows): the same answers as the bare DuckDB ASOF join and the local DuckDB store, on one connection
+and with the events split by time over several."""
 
 import pandas as pd
 import psycopg
@@ -26,8 +27,15 @@ TABLES = {
 }
 
 
-@pytest.fixture
-def postgres_store(tmp_path, throwaway_database):
+# one connection; or the events split by time over three, one event each at least (the same answers)
+SPLITS = {
+    "one connection": {},
+    "split over connections": {"retrieval_connections": 3, "events_per_connection": 1},
+}
+
+
+@pytest.fixture(params=SPLITS.values(), ids=SPLITS.keys())
+def postgres_store(request, tmp_path, throwaway_database):
     database = throwaway_database("pit")
     login = {"host": PG_HOST, "port": PG_PORT, "user": PG_USER, "password": PG_PASSWORD or None}
     with psycopg.connect(**login, dbname=database, autocommit=True) as con:
@@ -50,6 +58,7 @@ def postgres_store(tmp_path, throwaway_database):
         ),
     }
     offline = {"type": POSTGRES_OFFLINE_STORE, **login, "password": PG_PASSWORD, "database": database}
+    offline |= request.param
     offline["sslmode"] = "prefer"  # Feast defaults to require; the test server has no TLS
     return build_store(tmp_path, offline, sources)
 
