@@ -78,9 +78,9 @@ class PostgresOfflineStoreConfig(PostgreSQLOfflineStoreConfig):
     type: Literal["mlplatform.postgres_offline_store.PostgresOfflineStore"] = (
         "mlplatform.postgres_offline_store.PostgresOfflineStore"  # type: ignore[assignment]
     )
-    # Postgres runs a statement over a temporary table on one core: a retrieval's events are split by time
-    # over up to this many connections, one statement each, run side by side
-    retrieval_connections: StrictInt = 2
+    # Postgres runs a statement over a temporary table on one core: a retrieval's events can be split by
+    # time over up to this many connections, one statement each, run side by side (the prod profile: 2)
+    retrieval_connections: StrictInt = 1
     # ... one more connection per this many events (each costs a connect and an upload of its own)
     events_per_connection: StrictInt = 50_000
 

@@ -190,11 +190,14 @@ class PostgresRedisFeastFeatureStore(FeastFeatureStore):
 
     `redis_connection` is Feast's Redis connection string, `host:port[,db=N][,password=...][,ssl=true]`.
     `registry_cache_ttl_seconds`: how long a process trusts its copy of the registry (runs are short).
+    `retrieval_connections`: how many connections a large point-in-time retrieval is split over, its events
+    by time (Postgres runs each statement on one core; more than the server's cores gains nothing).
     """
 
     postgres: PostgresConnection
     redis_connection: str
     registry_cache_ttl_seconds: int = 60
+    retrieval_connections: int = 2
 
     def store_config(self, value: Callable = resolved) -> dict:
         pg = self.postgres
@@ -216,7 +219,11 @@ class PostgresRedisFeastFeatureStore(FeastFeatureStore):
             },
             "online_store": {"type": "redis", "connection_string": value(self.redis_connection)},
             # Feast's Postgres offline store that also stores pushes (postgres_offline_store.py)
-            "offline_store": {"type": POSTGRES_OFFLINE_STORE, **connection},
+            "offline_store": {
+                "type": POSTGRES_OFFLINE_STORE,
+                **connection,
+                "retrieval_connections": self.retrieval_connections,
+            },
         }
 
     def source_factory(self, repo: ModuleType) -> Callable[[str], "DataSource"]:

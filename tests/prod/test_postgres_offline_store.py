@@ -10,7 +10,8 @@ import pytest
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
 
 from mlplatform.duckdb_offline_store import STORE_TYPE as DUCKDB_STORE
-from mlplatform.resources.feature_store import POSTGRES_OFFLINE_STORE
+from mlplatform.resources.feature_store import POSTGRES_OFFLINE_STORE, PostgresRedisFeastFeatureStore
+from mlplatform.resources.postgres import PostgresConnection
 from tests.features.test_duckdb_offline_store import (
     FEATURES,
     bare_asof,
@@ -29,7 +30,7 @@ TABLES = {
 
 # one connection; or the events split by time over three, one event each at least (the same answers)
 SPLITS = {
-    "one connection": {},
+    "one connection": {"retrieval_connections": 1},
     "split over connections": {"retrieval_connections": 3, "events_per_connection": 1},
 }
 
@@ -86,3 +87,13 @@ def test_no_events_give_no_rows(postgres_store):
     empty = postgres_store.get_historical_features(entity_df=events().head(0), features=FEATURES).to_df()
     assert empty.empty
     assert {"txn_count", "risk", "amount_x2"} <= set(empty.columns)
+
+
+def test_the_prod_profile_splits_a_retrieval_over_the_connections_it_is_given():
+    connection = PostgresConnection(
+        host=PG_HOST, port=PG_PORT, user=PG_USER, password=PG_PASSWORD, database="x"
+    )
+    by_default = PostgresRedisFeastFeatureStore(postgres=connection, redis_connection="127.0.0.1:6379,db=15")
+    assert by_default.repo_config().offline_store.retrieval_connections == 2
+    four = by_default.model_copy(update={"retrieval_connections": 4})
+    assert four.repo_config().offline_store.retrieval_connections == 4
