@@ -1,14 +1,17 @@
-"""What the benchmarks share: the data-size arguments, timers, memory sampling and HTTP load clients."""
+"""What the benchmarks share: the data-size arguments, timers, memory sampling, HTTP load clients and the
+JSON their runs are kept in."""
 
 import argparse
 import contextlib
 import http.client
+import json
 import os
 import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
+from pathlib import Path
 
 import psutil
 
@@ -36,6 +39,16 @@ def generator_config(args: argparse.Namespace) -> GeneratorConfig:
         merchants=args.merchants,
         transactions_per_day=args.transactions_per_day,
     )
+
+
+def keep_run(results: Path, label: str, run: dict, **shared: object) -> None:
+    """`run` stored under `runs[label]` of the JSON at `results`, the other labels' runs kept; `shared`
+    (what every run has in common, the data say) at the top level."""
+    report = json.loads(results.read_text()) if results.exists() else {}
+    report.update(shared)
+    report.setdefault("runs", {})[label] = run
+    results.parent.mkdir(exist_ok=True)
+    results.write_text(json.dumps(report, indent=2) + "\n")
 
 
 def timed(fn):

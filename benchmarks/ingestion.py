@@ -28,7 +28,7 @@ from pathlib import Path
 
 import duckdb
 from dagster import DagsterInstance, materialize
-from harness import data_arguments, generator_config, timed
+from harness import data_arguments, generator_config, keep_run, timed
 
 from mlplatform.datagen import generate
 from mlplatform.definitions import all_assets
@@ -278,8 +278,7 @@ def main() -> None:
         "same_warehouse_content": same,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
-    report = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    report["data"] = {
+    data = {
         "transactions": generated.rows["transactions"],
         "labels": generated.rows["labels"],
         "bare_rows_loaded": bare_rows,
@@ -288,9 +287,7 @@ def main() -> None:
         "generate_s": round(generate_s, 2),
         "machine": f"{host.machine()}, {host.python_version()}",
     }
-    report.setdefault("runs", {})[args.label] = measured
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    keep_run(RESULTS, args.label, measured, data=data)
     print(json.dumps(measured, indent=2))
 
 

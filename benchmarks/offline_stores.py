@@ -1,7 +1,7 @@
 """Point-in-time retrieval on the prod offline store (Postgres) against the local one (DuckDB): the same
 marts, the same events, the same process, the same run.
 
-    python benchmarks/offline_stores.py --state <a built local state> [--repeats 3]
+    python benchmarks/offline_stores.py --state <a built local state> [--repeats 3] [--label 16_days]
 
 The state's feature marts are copied into a fresh Postgres database (127.0.0.1:5432, user postgres unless
 MLPLATFORM_PG_* say otherwise; dropped at the end) under `marts`, where dbt builds them in prod, and
@@ -9,9 +9,10 @@ registered with the prod profile's Feast configuration (Postgres offline store a
 online store is configured, database 11, and not read). `features_as_of_events` for the fraud model's
 service (the 25 stored features and the on-demand view: what training sets and batch scoring call) is
 timed on both stores for every labelled transaction (training-set size) and for the last day's
-transactions (batch-scoring size), best of `--repeats` interleaved. Figures (JSON in
-benchmarks/results/offline_stores.json): seconds per store, Postgres' time over DuckDB's, rows differing
-(0: every value equal, nulls included).
+transactions (batch-scoring size), best of `--repeats` interleaved, on Postgres as the prod profile
+configures it (the events split over its connections) and on one connection. Figures (JSON in
+benchmarks/results/offline_stores.json, one run per `--label`, the others kept): seconds per store,
+Postgres' time over DuckDB's, rows differing (0: every value equal, nulls included).
 """
 
 import argparse
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import psycopg
 from features import best_of, rows_differing
+from harness import keep_run
 from psycopg import sql
 
 from mlplatform.features.retrieval import features_as_of_events
@@ -87,6 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--state", type=Path, required=True, help="a built local state (read only)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--label", default="latest", help="the key this run is stored under in the JSON")
     args = parser.parse_args()
     os.environ["FEAST_USAGE"] = "False"
 
@@ -127,7 +130,7 @@ def main() -> None:
         }
     finally:
         admin.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(database)))
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    keep_run(RESULTS, args.label, report)
     print(json.dumps(report, indent=2))
 
 
