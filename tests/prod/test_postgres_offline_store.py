@@ -4,12 +4,18 @@ exactly at a row, two rows with one timestamp, two events with the same keys in 
 with no rows): the same answers as the bare DuckDB ASOF join and the local DuckDB store, on one connection
 and with the events split by time over several."""
 
+import itertools
+
 import pandas as pd
 import psycopg
+import pyarrow.compute as pc
 import pytest
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
 
+from mlplatform import postgres_offline_store
 from mlplatform.duckdb_offline_store import STORE_TYPE as DUCKDB_STORE
+from mlplatform.point_in_time import TIME
+from mlplatform.postgres_offline_store import answer
 from mlplatform.resources.feature_store import POSTGRES_OFFLINE_STORE, PostgresRedisFeastFeatureStore
 from mlplatform.resources.postgres import PostgresConnection
 from tests.features.test_duckdb_offline_store import (
@@ -95,5 +101,22 @@ def test_the_prod_profile_splits_a_retrieval_over_the_connections_it_is_given():
     )
     by_default = PostgresRedisFeastFeatureStore(postgres=connection, redis_connection="127.0.0.1:6379,db=15")
     assert by_default.repo_config().offline_store.retrieval_connections == 2
-    four = by_default.model_copy(update={"retrieval_connections": 4})
+    four = PostgresRedisFeastFeatureStore(
+        postgres=connection, redis_connection="127.0.0.1:6379,db=15", retrieval_connections=4
+    )
     assert four.repo_config().offline_store.retrieval_connections == 4
+
+
+def test_the_events_are_split_into_consecutive_time_ranges_one_per_connection(postgres_store, monkeypatch):
+    ranges = []  # (first, last, events) of each connection's share
+
+    def recorded(config, joins, events):
+        ranges.append((*pc.min_max(events[TIME]).values(), events.num_rows))
+        return answer(config, joins, events)
+
+    monkeypatch.setattr(postgres_offline_store, "answer", recorded)
+    postgres_store.get_historical_features(entity_df=events(), features=FEATURES).to_df()
+    ranges.sort(key=lambda r: r[0].as_py())
+    split = postgres_store.config.offline_store.retrieval_connections > 1
+    assert [n for *_, n in ranges] == ([3, 3, 2] if split else [8])
+    assert all(earlier[1].as_py() <= later[0].as_py() for earlier, later in itertools.pairwise(ranges))
