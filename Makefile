@@ -3,6 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+DBT_VENV := $(VENV)/dbt
 STATE := $(or $(MLPLATFORM_STATE_DIR),$(CURDIR)/state)
 
 export PATH := $(CURDIR)/$(BIN):$(PATH)
@@ -25,7 +26,7 @@ DBT_SOURCES := $(shell find dbt_project \( -path dbt_project/target -o -path dbt
 
 # The `feast` CLI's feature_repo/feature_store.yaml is written from the code that configures Feast for Dagster
 # (same registry, stores and paths), for the state folder in force: it is cheap, so always.
-env: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml $(MANIFEST)
+env: $(VENV)/.installed $(DBT_VENV)/.installed $(DAGSTER_HOME)/dagster.yaml $(MANIFEST)
 	@$(BIN)/python -m mlplatform.features.cli_config feature_repo
 
 # The lock pins every package, dependencies included: installed as it is (no resolver), then `pip check`
@@ -37,8 +38,16 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/pip check
 	@touch $@
 
+# dbt in an environment of its own, run as a command (dagster-dbt does not need dbt-core installed beside
+# it): the code location loads without importing dbt, and dbt's pins never constrain the platform's.
+$(DBT_VENV)/.installed: requirements-dbt.lock
+	@test -x $(DBT_VENV)/bin/python || $(PYTHON) -m venv $(DBT_VENV)
+	$(DBT_VENV)/bin/pip install --quiet --no-deps --no-compile -r requirements-dbt.lock
+	$(DBT_VENV)/bin/pip check
+	@touch $@
+
 # dagster-dbt loads the dbt manifest at import time: parse the project once, here.
-$(MANIFEST): $(VENV)/.installed $(DBT_SOURCES)
+$(MANIFEST): $(VENV)/.installed $(DBT_VENV)/.installed $(DBT_SOURCES)
 	$(BIN)/dagster-dbt project prepare-and-package --file mlplatform/transform/project.py
 	@touch $@
 

@@ -5,7 +5,6 @@ never asks which profile it runs under.
 """
 
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -30,15 +29,13 @@ from mlplatform.settings import DBT_PROJECT_DIR, state_dir
 from mlplatform.streaming.settings import STREAM_REDIS_URL_ENV_VAR, StreamSettings
 from mlplatform.training.spec import load_specs
 
-if TYPE_CHECKING:  # dagster-dbt imports dbt-core's adapters: seconds, paid only where dbt runs
-    from dagster_dbt import DbtCliResource
+if TYPE_CHECKING:  # dagster-dbt: paid only where dbt runs
+    from mlplatform.resources.dbt_command import DbtCommand
 
 PROFILE_ENV_VAR = "MLPLATFORM_PROFILE"
 EXECUTOR_ENV_VAR = "MLPLATFORM_EXECUTOR"
 PROMOTION_POLICY_ENV_VAR = "MLPLATFORM_PROMOTION_POLICY"
 PROFILES = ("local", "prod")
-# the dbt installed beside this interpreter, so runs do not depend on PATH
-DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 
 
 def active_profile() -> str:
@@ -125,16 +122,11 @@ def file_resources(state: Path) -> dict[str, ConfigurableResource]:
     }
 
 
-def dbt_resource(target: str) -> "DbtCliResource":
+def dbt_resource(target: str) -> "DbtCommand":
     """The one dbt project, run against `target` of dbt_project/profiles.yml."""
-    from dagster_dbt import DbtCliResource
+    from mlplatform.resources.dbt_command import dbt_command
 
-    return DbtCliResource(
-        project_dir=str(DBT_PROJECT_DIR),
-        profiles_dir=str(DBT_PROJECT_DIR),
-        target=target,
-        dbt_executable=DBT_EXECUTABLE,
-    )
+    return dbt_command(str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR), target=target)
 
 
 def run_executor() -> ExecutorDefinition:

@@ -2,11 +2,16 @@
 in `profiles.py`."""
 
 import os
+import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+# dbt's own environment inside this interpreter's (`<venv>/dbt`, made by `make env` and the image's build
+# from requirements-dbt.lock): dbt runs as this command, so runs do not depend on PATH and the platform's
+# processes never import dbt-core
+DBT_EXECUTABLE = str(Path(sys.executable).parent.parent / "dbt" / "bin" / "dbt")
 FEATURE_REPO_DIR = PROJECT_ROOT / "feature_repo"
 # the code location `make dev` and the daemon load (workspace.yaml says the same; a test holds them equal)
 DEFINITIONS_MODULE = "mlplatform.definitions"

@@ -242,3 +242,18 @@ def test_a_command_that_runs_no_dbt_and_no_step_imports_neither(tmp_path):
     env = {**os.environ, "MLPLATFORM_STATE_DIR": str(tmp_path)}
     command = "from mlplatform.cli import main; main(['routing'], standalone_mode=False)"
     assert imported_by(command, env) & (ENGINES | {"dagster_dbt", "dbt"}) == set()
+
+
+def test_dbt_runs_from_an_environment_of_its_own_and_the_platform_never_imports_it():
+    """dbt-core is not installed beside the platform (so nothing can import it by accident, ~2 s per code
+    location load); dagster-dbt runs the `dbt` of `<venv>/dbt`."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from mlplatform.settings import DBT_EXECUTABLE
+
+    assert imported_by("import mlplatform.definitions") & {"dbt", "dbt_common", "dbt_adapters"} == set()
+    assert importlib.util.find_spec("dbt") is None
+    assert Path(DBT_EXECUTABLE).is_file()
+    assert Path(DBT_EXECUTABLE).parents[2] == Path(sys.executable).parents[1]  # <venv>/dbt/bin/dbt

@@ -2,6 +2,8 @@
 
 import json
 import shlex
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +118,15 @@ def test_the_folders_the_package_reads_beside_it_are_in_the_image():
     copies = {args for i, args in BUILD if i == "COPY"}
     for folder in (DBT_PROJECT_DIR, FEATURE_REPO_DIR, SPECS_DIR):
         assert f"{folder.name} ./{folder.name}" in copies, folder.name
+
+
+def test_dbt_is_installed_from_its_own_lock_where_runs_look_for_it():
+    """dbt's environment is `<the image's venv>/dbt`, where `DBT_EXECUTABLE` looks beside any interpreter."""
+    from mlplatform.settings import DBT_EXECUTABLE
+
+    runs = " ".join(args for i, args in BUILD if i == "RUN")
+    assert "python -m venv /opt/venv/dbt" in runs
+    assert "/opt/venv/dbt/bin/pip install -r requirements-dbt.lock" in runs
+    assert "requirements-dbt.lock ./" in [args for i, args in BUILD if i == "COPY"]
+    assert Path(DBT_EXECUTABLE).relative_to(Path(sys.executable).parent.parent) == Path("dbt/bin/dbt")
+    assert env(RUNTIME)["PATH"].startswith("/opt/venv/bin:")  # the image's venv: DBT_EXECUTABLE's base

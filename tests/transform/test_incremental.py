@@ -10,7 +10,6 @@ the last bits on the same days), everything else exactly.
 
 import shutil
 import subprocess
-import sys
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -24,7 +23,7 @@ from mlplatform.definitions import all_assets
 from mlplatform.demo import ingestion_runs
 from mlplatform.ingestion.assets import raw_customers
 from mlplatform.profiles import build_resources
-from mlplatform.settings import DBT_PROJECT_DIR
+from mlplatform.settings import DBT_EXECUTABLE, DBT_PROJECT_DIR
 from tests.conftest import SMALL, copy_state, run_assets
 
 INCREMENTAL_MODELS = {"staging": ["stg_transactions"], "marts": ["customer_features", "merchant_features"]}
@@ -43,7 +42,7 @@ def run_dbt(env: dict[str, str], target: str, target_dir: Path, *args: str) -> s
     """`dbt build` of the project for a profile target and the warehouse `env` points at; returns the
     compiled customer_features SQL (what the build rebuilt)."""
     shutil.rmtree(target_dir, ignore_errors=True)
-    command = [str(Path(sys.executable).parent / "dbt"), "build", "--project-dir", str(DBT_PROJECT_DIR)]
+    command = [DBT_EXECUTABLE, "build", "--project-dir", str(DBT_PROJECT_DIR)]
     command += ["--profiles-dir", str(DBT_PROJECT_DIR), "--target", target, "--target-path", str(target_dir)]
     env = {"PATH": "/usr/bin:/bin", "DBT_SEND_ANONYMOUS_USAGE_STATS": "False", **env}
     done = subprocess.run([*command, *args], env=env, capture_output=True, text=True, cwd=DBT_PROJECT_DIR)
