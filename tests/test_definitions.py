@@ -254,6 +254,9 @@ def test_dbt_runs_from_an_environment_of_its_own_and_the_platform_never_imports_
     from mlplatform.settings import DBT_EXECUTABLE
 
     assert imported_by("import mlplatform.definitions") & {"dbt", "dbt_common", "dbt_adapters"} == set()
-    assert importlib.util.find_spec("dbt") is None
+    assert importlib.util.find_spec("dbt") is None, (
+        "dbt-core is installed beside the platform (an environment made before requirements-dbt.lock): "
+        "rm -rf .venv && make env"
+    )
     assert Path(DBT_EXECUTABLE).is_file()
     assert Path(DBT_EXECUTABLE).parents[2] == Path(sys.executable).parents[1]  # <venv>/dbt/bin/dbt
