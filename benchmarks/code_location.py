@@ -3,7 +3,8 @@ run worker, daemon tick, step process and command pays), next to `import dagster
 
     python benchmarks/code_location.py [--repeats 7] [--label after]
 
-Each import is timed in a new interpreter of the running environment, interleaved, best of `--repeats`;
+Each import is timed in a new interpreter of the running environment (from the project's root, so the
+code it loads is the one beside the script), interleaved, best of `--repeats`;
 also `import dagster, dagster_dbt` (what the dbt assets need) and whether the load imported dbt-core.
 ratio = code location / `import dagster`. The JSON (benchmarks/results/code_location.json) keeps one run
 per `--label`: run it with another environment's interpreter to measure that environment.
@@ -14,11 +15,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from harness import keep_run
+from harness import fresh_interpreter_seconds, keep_run
+
+from mlplatform.settings import PROJECT_ROOT
 
 RESULTS = Path(__file__).parent / "results" / "code_location.json"
 IMPORTS = {
@@ -27,15 +29,9 @@ IMPORTS = {
     "code_location_load_s": "import mlplatform.definitions",
 }
 DBT_MODULES = (
-    "import sys, mlplatform.definitions; "
-    "print(sorted({m.split('.')[0] for m in sys.modules} & {'dbt', 'dbt_common'}))"
+    "import json, sys, mlplatform.definitions; "
+    "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'dbt', 'dbt_common'})))"
 )
-
-
-def fresh_import(statement: str) -> float:
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", statement], check=True)
-    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -47,9 +43,11 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in IMPORTS}
     for _ in range(args.repeats):  # interleaved: a busy moment touches every import alike
         for name, statement in IMPORTS.items():
-            times[name].append(fresh_import(statement))
+            times[name].append(fresh_interpreter_seconds(statement))
     best = {name: round(min(values), 2) for name, values in times.items()}
-    dbt = subprocess.run([sys.executable, "-c", DBT_MODULES], check=True, capture_output=True, text=True)
+    dbt = subprocess.run(
+        [sys.executable, "-c", DBT_MODULES], check=True, capture_output=True, text=True, cwd=PROJECT_ROOT
+    )
     run = {
         "note": args.note,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -59,7 +57,7 @@ def main() -> None:
         "ratio_code_location_to_import_dagster": round(
             best["code_location_load_s"] / best["import_dagster_s"], 2
         ),
-        "dbt_modules_imported_by_the_load": json.loads(dbt.stdout.replace("'", '"')),
+        "dbt_modules_imported_by_the_load": json.loads(dbt.stdout),
         "python": sys.executable,
     }
     keep_run(RESULTS, args.label, run)

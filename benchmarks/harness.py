@@ -57,6 +57,19 @@ def timed(fn):
     return time.perf_counter() - started, value
 
 
+def fresh_interpreter_seconds(statement: str) -> float:
+    """How long a new interpreter of this environment takes to run `statement` (imports: start-up cost),
+    from the project's root."""
+    import subprocess
+    import sys
+
+    from mlplatform.settings import PROJECT_ROOT
+
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", statement], check=True, cwd=PROJECT_ROOT)
+    return time.perf_counter() - started
+
+
 class PeakRSS:
     """Samples the RSS of this process and its children every 20 ms while active."""
 

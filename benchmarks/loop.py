@@ -22,8 +22,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -44,6 +42,8 @@ from mlplatform.settings import PARTITIONS_START_ENV_VAR, PROJECT_ROOT
 # the demo here ends three days ago, so that the two days it lands next exist as partitions: set before
 # any code location loads (this process's and the daemon's)
 os.environ.setdefault(PARTITIONS_START_ENV_VAR, f"{date.today() - timedelta(days=60):%Y-%m-%d}")
+
+from harness import fresh_interpreter_seconds
 
 from mlplatform.automation import TRIGGER_TAG
 from mlplatform.datagen import DriftConfig, generate
@@ -69,12 +69,7 @@ UNFINISHED = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunS
 
 def import_seconds(module: str, repeats: int = 3) -> float:
     """The best of `repeats` fresh interpreters importing `module`."""
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", f"import {module}"], check=True, cwd=PROJECT_ROOT)
-        times.append(time.perf_counter() - started)
-    return round(min(times), 2)
+    return round(min(fresh_interpreter_seconds(f"import {module}") for _ in range(repeats)), 2)
 
 
 def steady_landing_tick(landing: Path, instance: DagsterInstance, repeats: int = 5) -> dict[str, float]:

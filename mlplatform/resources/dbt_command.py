@@ -14,9 +14,9 @@ class DbtCommand(DbtCliResource):
     """`DbtCliResource` running the `dbt` of an environment of its own (`settings.DBT_EXECUTABLE`).
 
     Before each invocation dagster-dbt asks `dbt --version` for the CLI's version, and dbt-core answers
-    it by asking PyPI for its latest release (and each adapter's): 10-20 s here, and a call out of the
-    machine at run time. The version is read from the dbt environment's installed dbt-core instead. It
-    also opens dbt's adapter in this process, which needs dbt-core importable here; only
+    it by asking PyPI for its latest release (and each adapter's): 2-9 s of every dbt run here, and a
+    call out of the machine at run time. The version is read from the dbt environment's installed
+    dbt-core instead. It also opens dbt's adapter in this process, which needs dbt-core importable here; only
     `fetch_row_counts` and `fetch_column_metadata` use it, and the platform calls neither: skipped,
     rather than failing with a warning and a traceback in every dbt run's log.
     """
