@@ -30,10 +30,12 @@ env: $(VENV)/.installed $(DBT_VENV)/.installed $(DAGSTER_HOME)/dagster.yaml $(MA
 	@$(BIN)/python -m mlplatform.features.cli_config feature_repo
 
 # The lock pins every package, dependencies included: installed as it is (no resolver), then `pip check`
-# proves nothing is missing. Modules are byte-compiled when first imported, not all of them up front.
+# proves nothing is missing. pip byte-compiles every module as it installs it: Python reads those .pyc files
+# even where PYTHONDONTWRITEBYTECODE forbids writing them (this machine, many CI images and containers), and
+# without them every process compiled each module it imported again, about half of each import's time.
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --no-deps --no-compile -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	$(BIN)/pip check
 	@touch $@
@@ -42,7 +44,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 # it): the code location loads without importing dbt, and dbt's pins never constrain the platform's.
 $(DBT_VENV)/.installed: requirements-dbt.lock
 	@test -x $(DBT_VENV)/bin/python || $(PYTHON) -m venv $(DBT_VENV)
-	$(DBT_VENV)/bin/pip install --quiet --no-deps --no-compile -r requirements-dbt.lock
+	$(DBT_VENV)/bin/pip install --quiet --no-deps -r requirements-dbt.lock
 	$(DBT_VENV)/bin/pip check
 	@touch $@
 

@@ -5,9 +5,13 @@ run worker, daemon tick, step process and command pays), next to `import dagster
 
 Each import is timed in a new interpreter of the running environment (from the project's root, so the
 code it loads is the one beside the script), interleaved, best of `--repeats`;
-also `import dagster, dagster_dbt` (what the dbt assets need) and whether the load imported dbt-core.
-ratio = code location / `import dagster`. The JSON (benchmarks/results/code_location.json) keeps one run
-per `--label`: run it with another environment's interpreter to measure that environment.
+also `import dagster, dagster_dbt` (what the dbt assets need), whether the load imported dbt-core, Feast
+alone and through the platform (`mlplatform/__init__.py` imports it without typeguard's instrumentation),
+and all a run worker imports. ratio = code location / `import dagster`.
+`PYTHONPYCACHEPREFIX=<an empty folder>` measures an environment without bytecode (an install with
+--no-compile where PYTHONDONTWRITEBYTECODE is set: nothing is ever cached). The JSON
+(benchmarks/results/code_location.json) keeps one run per `--label`: run it with another environment's
+interpreter to measure that environment.
 """
 
 import argparse
@@ -27,6 +31,12 @@ IMPORTS = {
     "import_dagster_s": "import dagster",
     "import_dagster_and_dagster_dbt_s": "import dagster, dagster_dbt",
     "code_location_load_s": "import mlplatform.definitions",
+    "import_feast_s": "import feast",
+    "import_feast_through_the_platform_s": "import mlplatform, feast",
+    # what a run worker that validates, reads features, tracks and trains imports, all told
+    "run_worker_imports_s": (
+        "import mlplatform.definitions, great_expectations, feast, mlflow, sklearn.ensemble"
+    ),
 }
 DBT_MODULES = (
     "import json, sys, mlplatform.definitions; "
@@ -57,6 +67,10 @@ def main() -> None:
         "ratio_code_location_to_import_dagster": round(
             best["code_location_load_s"] / best["import_dagster_s"], 2
         ),
+        "ratio_feast_through_the_platform_to_feast": round(
+            best["import_feast_through_the_platform_s"] / best["import_feast_s"], 2
+        ),
+        "pycache_prefix": os.environ.get("PYTHONPYCACHEPREFIX"),
         "dbt_modules_imported_by_the_load": json.loads(dbt.stdout),
         "python": sys.executable,
     }

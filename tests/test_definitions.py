@@ -260,3 +260,62 @@ def test_dbt_runs_from_an_environment_of_its_own_and_the_platform_never_imports_
     )
     assert Path(DBT_EXECUTABLE).is_file()
     assert Path(DBT_EXECUTABLE).parents[2] == Path(sys.executable).parents[1]  # <venv>/dbt/bin/dbt
+
+
+# what every run worker, daemon tick, command and server imports, or imports when its step runs
+LIBRARIES = ("dagster", "dagster_dbt", "pandas", "sklearn", "mlflow", "feast", "great_expectations")
+
+
+def test_the_environment_holds_every_modules_bytecode():
+    """Python reads .pyc files even where PYTHONDONTWRITEBYTECODE forbids writing them: without them (an
+    install with --no-compile), every process compiles each module it imports again."""
+    import importlib.util
+    from pathlib import Path
+
+    for name in LIBRARIES:
+        spec = importlib.util.find_spec(name)
+        assert spec and spec.origin, name
+        assert Path(importlib.util.cache_from_source(spec.origin)).is_file(), (
+            f"{name} was installed without its bytecode: rm -rf .venv && make env"
+        )
+
+
+INSTRUMENTED = """
+import sys
+import mlplatform, feast, checked_elsewhere
+from typeguard import TypeCheckError
+
+def instrumented(function):  # typeguard recompiles a function with calls to its checks
+    return "TypeCheckMemo" in function.__code__.co_names
+
+feast_methods = [
+    member
+    for cls in (feast.FeatureView, feast.OnDemandFeatureView, feast.FeatureService, feast.Entity, feast.Field)
+    for member in vars(cls).values()
+    if callable(member) and hasattr(member, "__code__")
+]
+print(len(feast_methods), sum(map(instrumented, feast_methods)), instrumented(checked_elsewhere.double))
+try:
+    checked_elsewhere.double("two")
+except TypeCheckError:
+    print("checked")
+"""
+
+
+def test_feast_loads_without_typeguards_instrumentation_and_other_packages_keep_it(tmp_path):
+    """Feast's `@typechecked` recompiles ~950 functions on import (~3 s of CPU per process): the platform
+    imports Feast without it, and leaves typeguard alone for everything else."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "checked_elsewhere.py").write_text(
+        "from typeguard import typechecked\n\n\n@typechecked\ndef double(x: int) -> int:\n    return 2 * x\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-c", INSTRUMENTED], capture_output=True, text=True, check=True, env=env
+    )
+    counted, feast_instrumented, elsewhere_instrumented = done.stdout.split()[:3]
+    assert int(counted) > 20 and feast_instrumented == "0"
+    assert elsewhere_instrumented == "True" and done.stdout.split()[3] == "checked"
