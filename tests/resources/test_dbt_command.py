@@ -43,3 +43,49 @@ def test_a_dbt_run_asks_no_one_its_version_and_opens_no_adapter_here(tmp_path, m
         assert invocation.wait().is_successful()
     assert (tmp_path / "target" / "manifest.json").exists()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+def parse_reasons(target: Path) -> list[str]:
+    """Why dbt could not reuse a partial parse in the invocation that wrote to `target` (none: it did)."""
+    log = (target / "dbt.log").read_text()
+    return [line.split("Unable to do partial parsing because ")[1][:60] for line in log.splitlines()
+            if "Unable to do partial parsing because " in line]  # fmt: skip
+
+
+def test_a_dbt_run_reuses_the_last_parse_on_the_same_connection_and_only_that(tmp_path, monkeypatch):
+    """dagster-dbt hands every run the project's prepared parse, which dbt discards when the warehouse
+    differs from the preparation's: each run on a state's warehouse used to parse the whole project."""
+
+    def parse(state: Path, name: str) -> list[str]:
+        warehouse = build_resources(profile="local", state=state)["warehouse"]
+        for key, value in warehouse.dbt_env().items():
+            monkeypatch.setenv(key, value)
+        target = tmp_path / "runs" / name
+        assert dbt_resource("local").cli(["parse"], target_path=target).wait().is_successful()
+        return parse_reasons(target)
+
+    first = parse(tmp_path / "a", "first")
+    assert first and "profile has changed" in first[0]  # the prepared parse: another warehouse
+    assert parse(tmp_path / "a", "second") == []  # this warehouse's own parse, reused
+    assert "profile has changed" in parse(tmp_path / "b", "other warehouse")[0]  # never another's
+    assert parse(tmp_path / "a", "third") == []
+
+
+def test_an_unusable_partial_parse_costs_a_full_parse_and_nothing_else(tmp_path):
+    """A cache that cannot be written, or that points at nothing, never fails the run's preparation."""
+    from mlplatform.resources.dbt_command import PARTIAL_PARSE, reuse_partial_parse
+
+    cache = tmp_path / "cache"
+    reuse_partial_parse(cache, tmp_path / "run1", "env")  # nothing to reuse yet
+    assert not (tmp_path / "run1" / PARTIAL_PARSE).exists()
+    reuse_partial_parse(cache, tmp_path / "run2", "env")  # run1 never wrote its parse
+    assert not (tmp_path / "run2" / PARTIAL_PARSE).exists()
+    (tmp_path / "run2").mkdir()
+    (tmp_path / "run2" / PARTIAL_PARSE).write_bytes(b"parsed")
+    reuse_partial_parse(cache, tmp_path / "run3", "env")
+    assert (tmp_path / "run3" / PARTIAL_PARSE).read_bytes() == b"parsed"
+    reuse_partial_parse(cache, tmp_path / "run4", "other env")
+    assert not (tmp_path / "run4" / PARTIAL_PARSE).exists()
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("")
+    reuse_partial_parse(not_a_folder / "cache", tmp_path / "run5", "env")  # cannot be written: no error
