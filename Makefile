@@ -61,11 +61,12 @@ demo: env
 	$(BIN)/mlplatform demo
 
 # The prod-profile tests and the dagster-daemon loop test mostly wait on their services (Postgres, Redis,
-# an MLflow server, a Dagster daemon and its ticks), so each runs beside the rest of the suite; so does
-# tests/training, the longest package, on the core the others leave idle once they are done. All must pass.
-# They share one built demo state (MLPLATFORM_TEST_BUILT_STATE: the first to need it builds it, the others
-# wait for it), unless you point that variable at your own.
-BESIDE := tests/prod tests/monitoring/test_daemon_loop.py tests/training
+# an MLflow server, a Dagster daemon and its ticks), so each runs beside the rest of the suite; so do
+# tests/training, the longest package, and the README's blocks (commands in processes of their own), on the
+# core the others leave idle once they are done. All must pass. They share one built demo state
+# (MLPLATFORM_TEST_BUILT_STATE: the first to need it builds it, the others wait for it), unless you point
+# that variable at your own.
+BESIDE := tests/prod tests/monitoring/test_daemon_loop.py tests/training tests/test_readme.py
 test: env
 	@shared=$$(mktemp -d); export MLPLATFORM_TEST_BUILT_STATE=$${MLPLATFORM_TEST_BUILT_STATE:-$$shared/built}; \
 	pids=""; logs=""; for t in $(BESIDE); do log=$$(mktemp); logs="$$logs $$log"; \
