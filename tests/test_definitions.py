@@ -281,7 +281,6 @@ def test_the_environment_holds_every_modules_bytecode():
 
 
 INSTRUMENTED = """
-import sys
 import mlplatform, feast, checked_elsewhere
 from typeguard import TypeCheckError
 

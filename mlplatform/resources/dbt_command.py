@@ -63,8 +63,7 @@ def reuse_partial_parse(cache_dir: Path, target_path: Path, environment: str) ->
     the whole parse. A cache that cannot be written (a read-only image) costs nothing but the reuse."""
     pointer = cache_dir / f"partial-parse-{environment}"
     try:
-        previous = Path(pointer.read_text()) / PARTIAL_PARSE if pointer.is_file() else None
-        if previous is not None and previous.is_file():
+        if pointer.is_file() and (previous := Path(pointer.read_text()) / PARTIAL_PARSE).is_file():
             target_path.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(previous, target_path / PARTIAL_PARSE)
         cache_dir.mkdir(parents=True, exist_ok=True)
