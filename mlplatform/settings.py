@@ -13,9 +13,13 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 # processes never import dbt-core
 DBT_EXECUTABLE = str(Path(sys.executable).parent.parent / "dbt" / "bin" / "dbt")
 FEATURE_REPO_DIR = PROJECT_ROOT / "feature_repo"
-# the code location `make dev` and the daemon load (workspace.yaml says the same; a test holds them equal)
+# the code location `make dev` and the daemon load (workspace.yaml and workspace.code_server.yaml say the
+# same; a test holds them equal)
 DEFINITIONS_MODULE = "mlplatform.definitions"
 CODE_LOCATION = "mlplatform"
+# the workspace of processes that share one `dagster code-server start`, and the port it reads
+CODE_SERVER_WORKSPACE = PROJECT_ROOT / "workspace.code_server.yaml"
+CODE_SERVER_PORT_ENV_VAR = "MLPLATFORM_CODE_SERVER_PORT"
 
 PARTITIONS_START_ENV_VAR = "MLPLATFORM_PARTITIONS_START"
 # with nothing landed and nothing configured: a month back, the generator's default history

@@ -139,6 +139,27 @@ def test_the_executor_is_in_process_unless_another_is_asked_for(monkeypatch):
         run_executor()
 
 
+def test_both_workspaces_name_the_code_location_the_platform_launches_its_runs_in():
+    """Runs, their retries and `mlplatform demo` find the code location by name: workspace.yaml (each
+    process its own code server) and workspace.code_server.yaml (one shared server) must agree."""
+    import yaml
+
+    from mlplatform.settings import (
+        CODE_LOCATION,
+        CODE_SERVER_PORT_ENV_VAR,
+        CODE_SERVER_WORKSPACE,
+        DEFINITIONS_MODULE,
+        PROJECT_ROOT,
+    )
+
+    [own] = yaml.safe_load((PROJECT_ROOT / "workspace.yaml").read_text())["load_from"]
+    assert own["python_module"] == {"module_name": DEFINITIONS_MODULE, "location_name": CODE_LOCATION}
+    [shared] = yaml.safe_load(CODE_SERVER_WORKSPACE.read_text())["load_from"]
+    assert shared["grpc_server"]["location_name"] == CODE_LOCATION
+    assert shared["grpc_server"]["port"] == {"env": CODE_SERVER_PORT_ENV_VAR}
+    assert f"-m {DEFINITIONS_MODULE} --location-name {CODE_LOCATION}" in CODE_SERVER_WORKSPACE.read_text()
+
+
 def test_the_lineage_runs_from_the_files_that_land_to_the_predictions_served():
     landing, served = GRAPH.get(AssetKey("landing_zone")), GRAPH.get(AssetKey("prediction_log"))
     assert not landing.is_materializable and not served.is_materializable  # written outside Dagster

@@ -1,5 +1,5 @@
 """Real server processes for the prod-profile and daemon tests (and the loop benchmark): `mlflow server`,
-`dagster-daemon run`, the prediction API, a webhook; and what they are asked about.
+`dagster-daemon run` on a code server, the prediction API, a webhook; and what they are asked about.
 
 Each process starts in its own session, so stopping it kills its whole process group (the daemon's code
 server and run workers, MLflow's workers).
@@ -20,6 +20,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from mlplatform.settings import (
+    CODE_LOCATION,
+    CODE_SERVER_PORT_ENV_VAR,
+    CODE_SERVER_WORKSPACE,
+    DEFINITIONS_MODULE,
+    PROJECT_ROOT,
+)
 
 BIN = Path(sys.executable).parent
 TELEMETRY_OFF = {
@@ -48,8 +56,11 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, interva
 
 
 @contextmanager
-def process(command: list[str], env: dict[str, str], log: Path, cwd: Path | None = None) -> Iterator:
-    """A subprocess in a new session, its output in `log`; its process group is killed on exit."""
+def process(
+    command: list[str], env: dict[str, str], log: Path, cwd: Path | None = None, grace: float = 10.0
+) -> Iterator:
+    """A subprocess in a new session, its output in `log`; on exit its process group is asked to stop
+    (SIGTERM), then killed after `grace` seconds."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
             command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -57,7 +68,7 @@ def process(command: list[str], env: dict[str, str], log: Path, cwd: Path | None
         try:
             yield proc
         finally:
-            stop(proc)
+            stop(proc, grace)
 
 
 def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
@@ -67,9 +78,34 @@ def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
             proc.wait(grace)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(grace)
+            proc.wait(10)
     with contextlib.suppress(ProcessLookupError):  # children that outlived their parent in the group
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+def listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
+
+
+@contextmanager
+def daemon_on_a_code_server(env: dict[str, str], logs: Path) -> Iterator[dict[str, str]]:
+    """`dagster-daemon run` on one long-lived `dagster code-server start`, as `make dev` (`dagster dev`) and
+    Kubernetes run them, with workspace.code_server.yaml. Yields the environment in which `dagster` commands
+    given that workspace reach the same server. (With workspace.yaml the daemon would start a code server of
+    its own and replace it every minute, loading the code location again each time.)"""
+    port = free_port()
+    env = {**env, CODE_SERVER_PORT_ENV_VAR: str(port)}
+    server = [str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(port),
+              "-m", DEFINITIONS_MODULE, "--location-name", CODE_LOCATION]  # fmt: skip
+    daemon = [str(BIN / "dagster-daemon"), "run", "-w", str(CODE_SERVER_WORKSPACE)]
+    # the code server waits for its runs on SIGTERM: it is stopped after the daemon, with its run workers
+    with process(server, env, logs / "code-server.log", cwd=PROJECT_ROOT, grace=0):
+        # it listens once the code location is loaded
+        wait_until(lambda: listening(port), 180, f"the code server (see {logs / 'code-server.log'})")
+        with process(daemon, env, logs / "daemon.log", cwd=PROJECT_ROOT):
+            yield env
 
 
 def http_ok(url: str) -> bool:
@@ -162,13 +198,11 @@ def materialized_at(instance, asset: str, partition: str | None = None) -> float
 
 @contextmanager
 def local_loop(state: Path, logs: Path) -> Iterator[tuple]:
-    """The local profile's loop on a built `state`, as `make dev` runs it: `dagster-daemon run` with the
-    project's dagster.local.yaml, and the prediction API (`mlplatform serve`) as processes. Yields the state's
-    Dagster instance, the API's port and the processes' environment; stops both on exit."""
+    """The local profile's loop on a built `state`, as `make dev` runs it: `dagster-daemon run` on a code
+    server with the project's dagster.local.yaml, and the prediction API (`mlplatform serve`) as processes.
+    Yields the state's Dagster instance, the API's port and the processes' environment; stops them on exit."""
     from dagster import DagsterInstance
     from dagster._core.instance.ref import InstanceRef
-
-    from mlplatform.settings import PROJECT_ROOT
 
     home = state / "dagster"
     shutil.copy(PROJECT_ROOT / "dagster.local.yaml", home / "dagster.yaml")
@@ -182,7 +216,6 @@ def local_loop(state: Path, logs: Path) -> Iterator[tuple]:
     logs.mkdir(parents=True, exist_ok=True)
     port = free_port()
     api = [str(BIN / "mlplatform"), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    daemon = [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"]
-    with process(api, env, logs / "api.log"), process(daemon, env, logs / "daemon.log", cwd=PROJECT_ROOT):
+    with process(api, env, logs / "api.log"), daemon_on_a_code_server(env, logs) as env:
         wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/ready"), 180, "the prediction API")
         yield DagsterInstance.from_ref(InstanceRef.from_dir(str(home))), port, env

@@ -38,7 +38,7 @@ from mlplatform.ingestion.sensors import table_tag
 from mlplatform.profiles import build_resources
 from mlplatform.settings import PROJECT_ROOT
 from tests.prod.conftest import REDIS_DB, REDIS_HOST, REDIS_PORT, pg_env
-from tests.prod.services import BIN, TELEMETRY_OFF, WebhookReceiver, process, wait_until
+from tests.prod.services import TELEMETRY_OFF, WebhookReceiver, daemon_on_a_code_server, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -196,9 +196,8 @@ def builds(tmp_path_factory, throwaway_database) -> dict:
             shutil.copytree(generated, state / "landing", dirs_exist_ok=True)  # the burst, all at once
             already = {r.run_id for r in instance.get_runs()}
             started = time.perf_counter()
-            daemon = [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"]
             log = root / "daemon.log"
-            with process(daemon, dict(os.environ), log, cwd=PROJECT_ROOT):
+            with daemon_on_a_code_server(dict(os.environ), root):
 
                 def landed() -> list:
                     return [

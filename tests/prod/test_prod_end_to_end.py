@@ -2,9 +2,9 @@
 
 Postgres (warehouse, Feast offline store and SQL registry, MLflow backend, Dagster storage: throwaway
 databases), Redis (Feast online store, a dedicated db number), a real `mlflow server` proxying artifacts,
-a real `dagster-daemon run` dequeuing runs launched with `dagster job launch`, and a webhook receiving
-the alerts. The same generated data is then built on the local profile; tables, marts, the training
-set, model metrics, batch predictions and online features must agree.
+a real `dagster-daemon run` on a code server dequeuing runs launched with `dagster job launch`, and a
+webhook receiving the alerts. The same generated data is then built on the local profile; tables,
+marts, the training set, model metrics, batch predictions and online features must agree.
 
 Set MLPLATFORM_RECORD_FIGURES=benchmarks/results/prod_profile.md to write the measured figures there.
 """
@@ -28,9 +28,16 @@ from mlplatform.datagen import GeneratorConfig, generate
 from mlplatform.definitions import defs
 from mlplatform.demo import DemoSummary, materialize_all
 from mlplatform.profiles import build_resources
-from mlplatform.settings import PROJECT_ROOT
+from mlplatform.settings import CODE_SERVER_WORKSPACE, PROJECT_ROOT
 from tests.prod.conftest import PG_HOST, PG_PORT, PG_USER, REDIS_DB, REDIS_HOST, REDIS_PORT, pg_env
-from tests.prod.services import BIN, TELEMETRY_OFF, WebhookReceiver, mlflow_server, process, wait_until
+from tests.prod.services import (
+    BIN,
+    TELEMETRY_OFF,
+    WebhookReceiver,
+    daemon_on_a_code_server,
+    mlflow_server,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -100,11 +107,11 @@ def observe(state: Path, summary: DemoSummary, seconds: float, alerts: list[dict
 def launch_through_daemon(
     instance: DagsterInstance, env: dict[str, str], logs: Path, days: list[str]
 ) -> list:
-    """Start `dagster-daemon run` on the prod instance, launch one `batch_scoring` run per day with
-    `dagster job launch` (queued by the QueuedRunCoordinator, started by the daemon) and wait for them."""
+    """Start `dagster-daemon run` on the prod instance and a code server, launch one `batch_scoring` run
+    per day with `dagster job launch` (queued by the QueuedRunCoordinator, started by the daemon) and wait
+    for them."""
     already = {r.run_id for r in instance.get_runs()}
-    command = [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"]
-    with process(command, env, logs / "daemon.log", cwd=PROJECT_ROOT):
+    with daemon_on_a_code_server(env, logs) as env:
         wait_until(
             lambda: {"QUEUED_RUN_COORDINATOR", "SENSOR"} <= set(instance.get_daemon_heartbeats()),
             180,
@@ -132,13 +139,14 @@ def launch_through_daemon(
 
 
 def launch(run_id: str, day: str, env: dict[str, str], logs: Path) -> subprocess.Popen:
-    """`dagster job launch` of `batch_scoring` for `day`, tagged for the training pool."""
+    """`dagster job launch` of `batch_scoring` for `day` through the code server, tagged for the training
+    pool."""
     command = [
         str(BIN / "dagster"),
         "job",
         "launch",
         "-w",
-        "workspace.yaml",
+        str(CODE_SERVER_WORKSPACE),
         "-j",
         "batch_scoring",
         "--run-id",
