@@ -62,6 +62,7 @@ from mlplatform.training.model import (
     feature_columns,
     fit_prepared,
     labels_of,
+    permutation_importances,
     predict_scores,
     prepare_inputs,
     time_split,
@@ -353,7 +354,6 @@ def build_candidate(spec: ModelSpec, training_set: AssetsDefinition) -> AssetsDe
     ) -> MaterializeResult:
         import mlflow
         import pandas as pd
-        from sklearn.inspection import permutation_importance
 
         from mlplatform.training.pyfunc import FraudScorer, signature_for
 
@@ -418,16 +418,8 @@ def build_candidate(spec: ModelSpec, training_set: AssetsDefinition) -> AssetsDe
         card = card_metadata(*write_model_card(model_registry, trained, version))
 
         sample = holdout.sample(min(2_000, len(holdout)), random_state=0)
-        inputs = feature_columns(trained, sample.columns)
-        importance = permutation_importance(
-            model,
-            sample[inputs],
-            labels_of(trained, sample),
-            scoring="roc_auc",
-            n_repeats=2,
-            random_state=0,
-        )
-        top = pd.Series(importance.importances_mean, index=inputs).nlargest(10)
+        importance = permutation_importances(model, sample, labels_of(trained, sample), repeats=2, seed=0)
+        top = importance.nlargest(10)
         return MaterializeResult(
             metadata={
                 VERSION_METADATA: version,

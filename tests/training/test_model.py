@@ -104,3 +104,23 @@ def test_the_time_split_holds_out_the_latest_events_whatever_the_order(shuffled)
     assert (len(train), len(holdout)) == (800, 200)
     assert train["event_ts"].max() <= holdout["event_ts"].min()
     assert holdout["transaction_id"].tolist() == rows["transaction_id"].iloc[800:].tolist()
+
+
+def test_permutation_importances_are_those_of_the_whole_pipeline():
+    """Shuffled on the prepared columns, each input's importance is the one scikit-learn gives for the
+    pipeline on the raw frame, column for column, whatever order the frame's columns come in."""
+    from sklearn.inspection import permutation_importance
+
+    rows = labelled(3_000)
+    fitted = fit(SPEC, rows)
+    columns = feature_columns(SPEC, rows.columns)
+    sample = labelled(800, seed=2)
+    labels = labels_of(SPEC, sample)
+    reference = permutation_importance(
+        fitted, sample[columns], labels, scoring="roc_auc", n_repeats=2, random_state=0
+    )
+    importances = model.permutation_importances(fitted, sample[columns[::-1]], labels, repeats=2, seed=0)
+    assert sorted(importances.index) == sorted(columns)
+    expected = pd.Series(reference.importances_mean, index=columns)
+    pd.testing.assert_series_equal(importances[columns], expected, check_exact=True)
+    assert (importances > 0).any()  # the planted signals count
