@@ -1,6 +1,12 @@
 """The DuckDB warehouse: a table replaced from chunks is replaced whole or not at all; large reads and the
-frames cut from them hold only their own memory."""
+frames cut from them hold only their own memory; the file is locked exactly while a connection is open."""
 
+import subprocess
+import sys
+import threading
+import time
+
+import duckdb
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -73,3 +79,51 @@ def test_the_warehouse_and_dbt_run_duckdb_inside_the_memory_limit(tmp_path):
     with limited.connect() as con:
         assert con.execute("select current_setting('memory_limit')").fetchone() == ("953.6 MiB",)
     assert limited.dbt_env()["MLPLATFORM_DUCKDB_MEMORY_LIMIT"] == "1GB"  # what dbt's profile reads
+
+
+def other_process_reads(path: str) -> subprocess.CompletedProcess:
+    query = "select count(*) from raw.t"
+    script = f"import duckdb; print(duckdb.connect({path!r}).execute({query!r}).fetchone()[0])"
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+
+
+def test_the_file_is_locked_while_a_connection_is_open_and_free_with_its_writes_once_closed(warehouse):
+    """One DuckDB per process with the file attached while in use: other processes (dbt, other runs) find
+    it locked exactly while a connection is open, and find every write once it closed."""
+    with warehouse.connect() as con:
+        con.execute("create schema raw")
+        con.execute("create table raw.t as select * from range(5)")
+        locked = other_process_reads(warehouse.path)
+        assert locked.returncode != 0 and "lock" in locked.stderr.lower()
+    free = other_process_reads(warehouse.path)
+    assert free.returncode == 0 and free.stdout.strip() == "5", free.stderr[-2000:]
+    with warehouse.connect(read_only=True) as con:  # and again, from a fresh attachment
+        assert con.execute("select count(*) from raw.t").fetchone() == (5,)
+        with pytest.raises(duckdb.Error, match="read-only"):
+            con.execute("insert into raw.t values (6)")
+
+
+def test_a_read_write_connection_waits_for_other_threads_readers_and_is_refused_inside_its_own(warehouse):
+    warehouse.write_table("raw", "t", frame(0, 3))
+    with warehouse.connect(read_only=True) as reader:
+        with pytest.raises(RuntimeError, match=r"read-write connection .* inside a read-only one"):  # noqa: SIM117
+            with warehouse.connect():
+                pass
+        with warehouse.connect(read_only=True) as nested:  # readers share the attachment
+            assert nested.execute("select count(*) from raw.t").fetchone() == (3,)
+        written = threading.Event()
+
+        def write() -> None:
+            warehouse.write_table("raw", "t", frame(0, 7))
+            written.set()
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        time.sleep(0.5)
+        assert not written.is_set()  # waiting for this reader
+        assert reader.execute("select count(*) from raw.t").fetchone() == (3,)
+    writer.join(30)
+    assert written.is_set()
+    with warehouse.connect() as con, warehouse.connect(read_only=True) as inside:  # readers share a writer's
+        assert con.execute("select count(*) from raw.t").fetchone() == (7,)
+        assert inside.execute("select count(*) from raw.t").fetchone() == (7,)
