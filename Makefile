@@ -26,11 +26,8 @@ DBT_SOURCES := $(shell find dbt_project \( -path dbt_project/target -o -path dbt
 
 # The `feast` CLI's feature_repo/feature_store.yaml is written from the code that configures Feast for Dagster
 # (same registry, stores and paths), for the state folder in force: it is cheap, so always.
-# The platform's own bytecode too (an editable install, which pip does not compile): every process reads it
-# (see below), compileall rewrites only what changed.
 env: $(VENV)/.installed $(DBT_VENV)/.installed $(DAGSTER_HOME)/dagster.yaml $(MANIFEST)
 	@$(BIN)/python -m mlplatform.features.cli_config feature_repo
-	@$(BIN)/python -m compileall -q mlplatform
 
 # The lock pins every package, dependencies included: installed as it is (no resolver), then `pip check`
 # proves nothing is missing. pip byte-compiles every module as it installs it: Python reads those .pyc files
