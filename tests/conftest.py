@@ -4,8 +4,11 @@ import fcntl
 import os
 import pickle
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
+from typing import IO
 
 # the tests' data sets start in 2026-03; the partitions must not depend on whatever `state/` holds
 os.environ.setdefault("MLPLATFORM_PARTITIONS_START", "2025-01-01")
@@ -72,20 +75,46 @@ def built_state(tmp_path_factory):
     With `MLPLATFORM_TEST_BUILT_STATE=<folder>` it is built there once and reused, also by other pytest
     processes at the same time (a file lock: the first builds, the others wait): `make test` sets it for
     the suite and the tests it runs beside; while iterating, set it yourself (delete the folder when the
-    code that builds it changes).
+    code that builds it changes). Each process then holds a shared lock on it until its session ends, for
+    a test that must have it to itself (`sole_user_of`).
     """
     shared = os.environ.get("MLPLATFORM_TEST_BUILT_STATE")
     if not shared:
-        return build_state(tmp_path_factory.mktemp("built"))
+        yield build_state(tmp_path_factory.mktemp("built"))
+        return
     state = Path(shared)
     state.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{state}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         summary_file = state / "test-summary.pickle"
         if summary_file.exists():
-            return state, pickle.loads(summary_file.read_bytes())
-        shutil.rmtree(state, ignore_errors=True)  # a build that was interrupted
-        return build_state(state)
+            built = state, pickle.loads(summary_file.read_bytes())
+        else:
+            shutil.rmtree(state, ignore_errors=True)  # a build that was interrupted
+            built = build_state(state)
+    with open(f"{state}.in-use", "w") as in_use:
+        fcntl.flock(in_use, fcntl.LOCK_SH)
+        IN_USE[state] = in_use
+        yield built
+        del IN_USE[state]
+
+
+IN_USE: dict[Path, IO] = {}  # the shared built states this process uses, by their in-use lock files
+
+
+@contextmanager
+def sole_user_of(state: Path) -> Iterator[None]:
+    """`state` to this process alone: once every other pytest process using the shared built state has
+    ended (a test that hides it would break their copies and reads). Any other folder: at once."""
+    in_use = IN_USE.get(state)
+    if in_use is None:
+        yield
+        return
+    fcntl.flock(in_use, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(in_use, fcntl.LOCK_SH)
 
 
 def build_state(state: Path):

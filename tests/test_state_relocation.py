@@ -16,6 +16,7 @@ from mlplatform.inference.scoring import TRANSACTION_FIELDS, load_model_version
 from mlplatform.profiles import build_resources
 from mlplatform.resources.model_registry import CHAMPION
 from mlplatform.training.spec import FRAUD_MODEL
+from tests.conftest import sole_user_of
 
 
 def fingerprint(state: Path) -> dict[str, str]:
@@ -28,13 +29,15 @@ def fingerprint(state: Path) -> dict[str, str]:
 
 @contextmanager
 def hidden(state: Path):
-    """The original state folder is gone while the block runs (renamed), then put back."""
-    away = state.with_name(state.name + ".hidden")
-    state.rename(away)
-    try:
-        yield
-    finally:
-        away.rename(state)
+    """The original state folder is gone while the block runs (renamed), then put back; a built state
+    shared with other pytest processes only once none of them uses it any more."""
+    with sole_user_of(state):
+        away = state.with_name(state.name + ".hidden")
+        state.rename(away)
+        try:
+            yield
+        finally:
+            away.rename(state)
 
 
 def assert_works_on_its_own(state: Path) -> None:
