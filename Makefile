@@ -65,16 +65,13 @@ demo: env
 # tests/training, the longest package, and the README's blocks (commands in processes of their own), on the
 # core the others leave idle once they are done. All must pass. They share one built demo state
 # (MLPLATFORM_TEST_BUILT_STATE: the first to need it builds it, the others wait for it), unless you point
-# that variable at your own. Each entry is one pytest process; a comma joins folders it runs one after the
-# other: tests/ingestion and tests/transform need no built state, so they run while it is being built.
-comma := ,
-BESIDE := tests/prod tests/ingestion,tests/monitoring/test_daemon_loop.py tests/training \
-	tests/transform,tests/test_readme.py
+# that variable at your own.
+BESIDE := tests/prod tests/monitoring/test_daemon_loop.py tests/training tests/test_readme.py
 test: env
 	@shared=$$(mktemp -d); export MLPLATFORM_TEST_BUILT_STATE=$${MLPLATFORM_TEST_BUILT_STATE:-$$shared/built}; \
 	pids=""; logs=""; for t in $(BESIDE); do log=$$(mktemp); logs="$$logs $$log"; \
-	  $(BIN)/pytest $${t//$(comma)/ } > $$log 2>&1 & pids="$$pids $$!"; done; \
-	$(BIN)/pytest $(addprefix --ignore=,$(subst $(comma), ,$(BESIDE))); status=$$?; \
+	  $(BIN)/pytest $$t > $$log 2>&1 & pids="$$pids $$!"; done; \
+	$(BIN)/pytest $(addprefix --ignore=,$(BESIDE)); status=$$?; \
 	for pid in $$pids; do wait $$pid || status=1; done; \
 	for log in $$logs; do echo "--- run beside the suite ---"; cat $$log; rm -f $$log; done; \
 	rm -rf $$shared; exit $$status
