@@ -6,13 +6,14 @@ never skips, when Postgres or Redis does not answer (CI starts them).
 """
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 from psycopg import sql
+
+from tests.prod.services import reachable
 
 PG_HOST = os.environ.get("MLPLATFORM_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("MLPLATFORM_TEST_PG_PORT", "5432"))
@@ -27,14 +28,6 @@ REDIS_DB = int(os.environ.get("MLPLATFORM_TEST_REDIS_DB", "13"))
 FEATURE_SERVER_REDIS_DB = int(os.environ.get("MLPLATFORM_TEST_FEATURE_SERVER_REDIS_DB", "12"))
 # the velocity push test's: its online store and its input stream, beside all of the above
 VELOCITY_REDIS_DB = int(os.environ.get("MLPLATFORM_TEST_VELOCITY_REDIS_DB", "14"))
-
-
-def reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=2):
-            return True
-    except OSError:
-        return False
 
 
 def unreachable_services() -> list[str]:

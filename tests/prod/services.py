@@ -83,10 +83,12 @@ def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def listening(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-        return True
-    return False
+def reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 @contextmanager
@@ -103,7 +105,8 @@ def daemon_on_a_code_server(env: dict[str, str], logs: Path) -> Iterator[dict[st
     # the code server waits for its runs on SIGTERM: it is stopped after the daemon, with its run workers
     with process(server, env, logs / "code-server.log", cwd=PROJECT_ROOT, grace=0):
         # it listens once the code location is loaded
-        wait_until(lambda: listening(port), 180, f"the code server (see {logs / 'code-server.log'})")
+        log = logs / "code-server.log"
+        wait_until(lambda: reachable("127.0.0.1", port), 180, f"the code server (see {log})")
         with process(daemon, env, logs / "daemon.log", cwd=PROJECT_ROOT):
             yield env
 
