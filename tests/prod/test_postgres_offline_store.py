@@ -6,6 +6,7 @@ and with the events split by time over several."""
 
 import itertools
 
+import numpy as np
 import pandas as pd
 import psycopg
 import pyarrow.compute as pc
@@ -118,5 +119,38 @@ def test_the_events_are_split_into_consecutive_time_ranges_one_per_connection(po
     postgres_store.get_historical_features(entity_df=events(), features=FEATURES).to_df()
     ranges.sort(key=lambda r: r[0].as_py())
     split = postgres_store.config.offline_store.retrieval_connections > 1
-    assert [n for *_, n in ranges] == ([3, 3, 2] if split else [8])
+    assert sum(n for *_, n in ranges) == 8
+    assert len(ranges) > 1 if split else len(ranges) == 1
     assert all(earlier[1].as_py() <= later[0].as_py() for earlier, later in itertools.pairwise(ranges))
+
+
+def costliest(times: np.ndarray, ranges: list[tuple[int, int]], reach: int) -> int:
+    return max((end - start) * (int(times[end - 1] - times[start]) + reach) for start, end in ranges)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_balanced_ranges_cost_no_more_than_the_best_cut_found_by_trying_every_one(seed):
+    rng = np.random.default_rng(seed)
+    count, parts, reach = int(rng.integers(1, 10)), int(rng.integers(1, 5)), int(rng.integers(0, 50))
+    times = np.sort(rng.integers(0, 100, count))
+    ranges = postgres_offline_store.balanced_ranges(times, parts, reach)
+    assert ranges[0][0] == 0 and ranges[-1][1] == count and len(ranges) <= parts
+    assert all(start < end for start, end in ranges)
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
+    every_cut = (
+        list(itertools.pairwise([0, *cuts, count]))
+        for k in range(min(parts, count))
+        for cuts in itertools.combinations(range(1, count), k)
+    )
+    assert costliest(times, ranges, reach) == min(costliest(times, r, reach) for r in every_cut)
+
+
+def test_labelled_events_thinning_out_are_cut_later_than_half_way():
+    """Dense early, thin late (labels arrive later for recent transactions): equal counts would give the
+    later range most of the time span; the balanced cut gives the earlier range more events."""
+    day = 86_400_000_000
+    times = np.concatenate([np.linspace(0, 8 * day, 150_000), np.linspace(8 * day, 16 * day, 100_000)])
+    times = times.astype(np.int64)
+    ranges = postgres_offline_store.balanced_ranges(times, 2, 2 * day)
+    assert ranges[0][1] > 125_000
+    assert costliest(times, ranges, 2 * day) < costliest(times, [(0, 125_000), (125_000, 250_000)], 2 * day)
