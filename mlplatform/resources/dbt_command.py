@@ -4,6 +4,7 @@ import hashlib
 import os
 import shutil
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from importlib.metadata import distributions
 from pathlib import Path
@@ -29,6 +30,9 @@ class DbtCommand(DbtCliResource):
     (`reuse_partial_parse`): dagster-dbt hands every invocation the project's prepared parse, which dbt
     throws away whenever the profile's connection differs from the preparation's (a state folder's
     warehouse path always does), and parses the whole project again, ~2 s of CPU per dbt run.
+
+    dagster-dbt gives every invocation a folder of its own and never removes one (~4.5 MB each here):
+    only the newest are kept (`prune_invocations`).
     """
 
     @cached_property
@@ -42,7 +46,10 @@ class DbtCommand(DbtCliResource):
         self, args: Sequence[str], *, context=None, target_path: Path | None = None, **kwargs: Any
     ) -> DbtCliInvocation:
         project_dir = Path(self.project_dir)
-        target_path = project_dir / (target_path or self._get_unique_target_path(context=context))
+        if target_path is None:  # a folder of its own, beside the earlier invocations' folders
+            target_path = project_dir / self._get_unique_target_path(context=context)
+            prune_invocations(target_path.parent)
+        target_path = project_dir / target_path
         reuse_partial_parse(project_dir / "target", target_path, self._profile_environment())
         return super().cli(args, context=context, target_path=target_path, **kwargs)
 
@@ -54,6 +61,32 @@ class DbtCommand(DbtCliResource):
 
 
 PARTIAL_PARSE = "partial_parse.msgpack"
+# dbt invocations whose artifacts stay in the project's target folder (run results, manifest, logs)
+INVOCATIONS_KEPT = 20
+# an invocation folder written to this recently may belong to a dbt still running: never removed
+INVOCATION_GRACE = timedelta(hours=1)
+
+
+def prune_invocations(target_dir: Path, now: datetime | None = None) -> list[Path]:
+    """Remove the dagster-dbt invocation folders of `target_dir` (those holding a `manifest.json`) beyond
+    the newest `INVOCATIONS_KEPT`, except any written to within `INVOCATION_GRACE`; the removed folders.
+
+    A daily loop runs dbt a few times a day: a year of folders would take gigabytes. dbt's own files in
+    the target folder, and folders without a manifest, are not touched; a folder that cannot be removed
+    (gone already, removed by another run, not ours to remove) is left to the next invocation."""
+    try:
+        invocations = [d for d in target_dir.iterdir() if (d / "manifest.json").is_file()]
+        stamps = {d: d.stat().st_mtime for d in invocations}
+    except OSError:
+        return []
+    cutoff = ((now or datetime.now(UTC)) - INVOCATION_GRACE).timestamp()
+    newest_first = sorted(stamps, key=stamps.__getitem__, reverse=True)
+    removed = []
+    for folder in newest_first[INVOCATIONS_KEPT:]:
+        if stamps[folder] < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def reuse_partial_parse(cache_dir: Path, target_path: Path, environment: str) -> None:

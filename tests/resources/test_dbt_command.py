@@ -1,13 +1,16 @@
 """dbt run as a command of its own environment: its version read offline, no dbt-core in this process."""
 
 import logging
+import os
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from packaging.version import Version
 
 from mlplatform.profiles import build_resources, dbt_resource
-from mlplatform.resources.dbt_command import installed_dbt_core
+from mlplatform.resources.dbt_command import INVOCATIONS_KEPT, installed_dbt_core
 from mlplatform.settings import DBT_EXECUTABLE, PROJECT_ROOT
 
 
@@ -38,11 +41,54 @@ def test_a_dbt_run_asks_no_one_its_version_and_opens_no_adapter_here(tmp_path, m
     warehouse = build_resources(profile="local", state=tmp_path)["warehouse"]
     for name, value in warehouse.dbt_env().items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))  # where dagster-dbt makes its folders
+    earlier = invocation_folders(tmp_path / "target", count=INVOCATIONS_KEPT + 5, days_old=2)
     with caplog.at_level(logging.WARNING):
-        invocation = dbt_resource("local").cli(["parse", "--quiet"], target_path=tmp_path / "target")
+        invocation = dbt_resource("local").cli(["parse", "--quiet"])
         assert invocation.wait().is_successful()
-    assert (tmp_path / "target" / "manifest.json").exists()
+    assert (invocation.target_path / "manifest.json").exists()
+    assert invocation.target_path.parent == tmp_path / "target"
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    # the run pruned the folders of the earlier invocations beyond the newest INVOCATIONS_KEPT
+    assert [d for d in earlier if d.exists()] == earlier[:INVOCATIONS_KEPT]
+
+
+def invocation_folders(target: Path, count: int, days_old: float, apart: float = 86_400) -> list[Path]:
+    """`count` folders as dagster-dbt's invocations leave them, newest first, `apart` seconds apart, the
+    newest `days_old` days old."""
+    folders = []
+    for age in range(count):
+        folder = target / f"dbt_models-{age:07d}-0000000"
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text("{}")
+        stamp = time.time() - days_old * 86_400 - age * apart
+        os.utime(folder, (stamp, stamp))
+        folders.append(folder)
+    return folders
+
+
+def test_only_the_newest_invocation_folders_are_kept_and_nothing_else_is_touched(tmp_path):
+    from mlplatform.resources.dbt_command import prune_invocations
+
+    folders = invocation_folders(tmp_path, count=INVOCATIONS_KEPT + 3, days_old=1)
+    (tmp_path / "compiled").mkdir()  # dbt's own output of a plain `dbt run`: no manifest inside
+    os.utime(tmp_path / "compiled", (0, 0))
+    (tmp_path / "manifest.json").write_text("{}")
+    assert prune_invocations(tmp_path) == folders[INVOCATIONS_KEPT:]
+    assert [d for d in folders if d.exists()] == folders[:INVOCATIONS_KEPT]
+    assert (tmp_path / "compiled").is_dir() and (tmp_path / "manifest.json").is_file()
+    assert prune_invocations(tmp_path) == []  # again: nothing more to remove
+    assert prune_invocations(tmp_path / "missing") == []
+
+
+def test_a_folder_written_to_within_the_grace_period_is_never_removed(tmp_path):
+    """A long dbt build may still be writing to its folder, however many invocations came after it."""
+    from mlplatform.resources.dbt_command import INVOCATION_GRACE, prune_invocations
+
+    folders = invocation_folders(tmp_path, count=INVOCATIONS_KEPT + 3, days_old=0, apart=60)
+    oldest = datetime.fromtimestamp(folders[-1].stat().st_mtime, UTC)
+    assert prune_invocations(tmp_path, now=oldest + INVOCATION_GRACE - timedelta(seconds=1)) == []
+    assert prune_invocations(tmp_path, now=oldest + INVOCATION_GRACE + timedelta(seconds=1)) == folders[-1:]
 
 
 def parse_reasons(target: Path) -> list[str]:
