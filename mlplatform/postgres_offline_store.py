@@ -253,9 +253,10 @@ def balanced_ranges(times: np.ndarray, parts: int, reach: int) -> list[tuple[int
         return (end - start) * (int(times[end - 1] - times[start]) + reach)
 
     def cut(budget: int) -> list[int]:
-        """Range starts when each range takes as many events as `budget` allows (one at least)."""
+        """Range starts when each range takes as many events as `budget` allows (one at least); past
+        `parts` ranges, the rest is not cut (the budget is too small anyway)."""
         starts, start = [], 0
-        while start < count:
+        while start < count and len(starts) <= parts:
             starts.append(start)
             low, high = start + 1, count  # the longest end within budget, by bisection
             while low < high:

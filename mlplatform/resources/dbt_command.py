@@ -85,7 +85,8 @@ def prune_invocations(target_dir: Path, now: datetime | None = None) -> list[Pat
     for folder in newest_first[INVOCATIONS_KEPT:]:
         if stamps[folder] < cutoff:
             shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
+            if not folder.exists():
+                removed.append(folder)
     return removed
 
 
