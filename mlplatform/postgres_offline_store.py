@@ -255,7 +255,8 @@ def balanced_ranges(times: np.ndarray, parts: int, reach: int) -> list[tuple[int
     def cut(budget: int) -> list[int]:
         """Range starts when each range takes as many events as `budget` allows (one at least); past
         `parts` ranges, the rest is not cut (the budget is too small anyway)."""
-        starts, start = [], 0
+        starts: list[int] = []
+        start = 0
         while start < count and len(starts) <= parts:
             starts.append(start)
             low, high = start + 1, count  # the longest end within budget, by bisection
