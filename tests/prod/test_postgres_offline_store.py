@@ -5,6 +5,8 @@ with no rows): the same answers as the bare DuckDB ASOF join and the local DuckD
 and with the events split by time over several."""
 
 import itertools
+from datetime import timedelta
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -154,3 +156,12 @@ def test_labelled_events_thinning_out_are_cut_later_than_half_way():
     ranges = postgres_offline_store.balanced_ranges(times, 2, 2 * day)
     assert ranges[0][1] > 125_000
     assert costliest(times, ranges, 2 * day) < costliest(times, [(0, 125_000), (125_000, 250_000)], 2 * day)
+
+
+def test_the_reach_is_the_longest_ttl_or_without_one_the_events_whole_span():
+    """How far back a range's statements read rows: what the cut weighs each range's span against."""
+    day = timedelta(days=1)
+    times = np.array([0, 5 * 86_400_000_000])
+    with_ttls = [SimpleNamespace(ttl=day), SimpleNamespace(ttl=2 * day)]
+    assert postgres_offline_store.reach(with_ttls, times) == 2 * 86_400_000_000
+    assert postgres_offline_store.reach([*with_ttls, SimpleNamespace(ttl=None)], times) == 5 * 86_400_000_000
