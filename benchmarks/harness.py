@@ -31,6 +31,14 @@ def data_arguments(parser: argparse.ArgumentParser, days: int = 42) -> argparse.
     return parser
 
 
+def built_state_arguments(parser: argparse.ArgumentParser, repeats: int = 3) -> argparse.ArgumentParser:
+    """For a benchmark measured on a state built before it: the state, how many times, under which label."""
+    parser.add_argument("--state", type=Path, required=True, help="a built local state (read only)")
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--label", default="latest", help="the key this run is stored under in the JSON")
+    return parser
+
+
 def generator_config(args: argparse.Namespace) -> GeneratorConfig:
     return GeneratorConfig(
         start_date=FIRST_DAY,

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psycopg
 from features import best_of, rows_differing
-from harness import keep_run
+from harness import built_state_arguments, keep_run
 from psycopg import sql
 
 from mlplatform.features.retrieval import features_as_of_events
@@ -86,11 +86,7 @@ def compare(local_store, prod_store, one_connection, events, repeats: int) -> di
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--state", type=Path, required=True, help="a built local state (read only)")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--label", default="latest", help="the key this run is stored under in the JSON")
-    args = parser.parse_args()
+    args = built_state_arguments(argparse.ArgumentParser()).parse_args()
     os.environ["FEAST_USAGE"] = "False"
 
     local = build_resources(profile="local", state=args.state)

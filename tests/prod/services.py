@@ -103,9 +103,9 @@ def daemon_on_a_code_server(env: dict[str, str], logs: Path) -> Iterator[dict[st
               "-m", DEFINITIONS_MODULE, "--location-name", CODE_LOCATION]  # fmt: skip
     daemon = [str(BIN / "dagster-daemon"), "run", "-w", str(CODE_SERVER_WORKSPACE)]
     # the code server waits for its runs on SIGTERM: it is stopped after the daemon, with its run workers
-    with process(server, env, logs / "code-server.log", cwd=PROJECT_ROOT, grace=0):
+    log = logs / "code-server.log"
+    with process(server, env, log, cwd=PROJECT_ROOT, grace=0):
         # it listens once the code location is loaded
-        log = logs / "code-server.log"
         wait_until(lambda: reachable("127.0.0.1", port), 180, f"the code server (see {log})")
         with process(daemon, env, logs / "daemon.log", cwd=PROJECT_ROOT):
             yield env
