@@ -19,6 +19,7 @@ from mlplatform.inference import build_batch_scoring, build_prediction_log
 from mlplatform.ingestion import build_landing_zone_sensor, external_sources, ingestion_assets
 from mlplatform.model_factory import ModelDefinitions, build_models
 from mlplatform.monitoring import run_failure_alert
+from mlplatform.process_exit import exit_without_teardown
 from mlplatform.profiles import build_resources, run_executor
 from mlplatform.resources.gates import default_gate_bounds
 from mlplatform.streaming.health import streaming_assets
@@ -126,3 +127,6 @@ def build_definitions(resources: dict, models_dir: Path | None = None) -> Defini
 
 
 defs = build_definitions(build_resources())
+# every process that loads the code location (commands, run workers, step processes, code servers) ends
+# once its work and exit handlers are done, without the interpreter's teardown
+exit_without_teardown()
