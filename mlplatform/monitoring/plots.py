@@ -1,12 +1,15 @@
 """Monitoring charts as PNG bytes and the static HTML report: pure functions over monitoring tables.
 
 The same PNGs go into Dagster materialization metadata (markdown with an inline image, shown in the UI)
-and into the HTML report written next to the data.
+and into the HTML report written next to the data. Each chart is drawn from the plain values it shows,
+once per process: the day's report draws the charts its drift and performance assets drew moments before
+from the same figures (in process, ~5% of building the whole graph went to drawing them twice).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 SCORE_BINS = 20  # equal-width bins of the scores, 0 to 1
+DRAWN_KEPT = 32  # charts a process keeps drawn (a few days of a few models)
 STABLE, SHIFTING, DRIFTED = "#4c9a6a", "#e0a030", "#c8453b"
 
 
@@ -44,9 +48,14 @@ def _png(figure) -> bytes:
 def psi_chart(table: pd.DataFrame, warn: float, error: float, top: int = 15) -> bytes:
     """Horizontal bars of the `top` highest PSIs, coloured by the WARN and ERROR bounds."""
     shown = table.dropna(subset=["psi"]).nlargest(top, "psi").iloc[::-1]
-    colours = [DRIFTED if v > error else SHIFTING if v > warn else STABLE for v in shown["psi"]]
-    figure, axis = _pyplot().subplots(figsize=(7, 0.28 * len(shown) + 1.2))
-    axis.barh(shown["feature"], shown["psi"], color=colours)
+    return _psi_png(tuple(shown["feature"]), tuple(shown["psi"].astype(float)), warn, error)
+
+
+@functools.lru_cache(maxsize=DRAWN_KEPT)
+def _psi_png(features: tuple[str, ...], values: tuple[float, ...], warn: float, error: float) -> bytes:
+    colours = [DRIFTED if v > error else SHIFTING if v > warn else STABLE for v in values]
+    figure, axis = _pyplot().subplots(figsize=(7, 0.28 * len(values) + 1.2))
+    axis.barh(features, values, color=colours)
     for bound, style in ((warn, ":"), (error, "--")):
         axis.axvline(bound, color="grey", linestyle=style, linewidth=1)
     axis.set_xlabel("PSI against the training reference (dotted: WARN, dashed: ERROR)")
@@ -69,21 +78,24 @@ def score_histogram(reference: pd.Series, current: pd.Series) -> pd.DataFrame:
 
 def score_chart(histogram: pd.DataFrame) -> bytes:
     """Reference and current score distributions, log scale: fraud scores live in the thin right tail."""
+    columns = ("bin_start", "bin_end", "reference_share", "current_share")
+    return _score_png(*(tuple(histogram[c].astype(float)) for c in columns))
+
+
+@functools.lru_cache(maxsize=DRAWN_KEPT)
+def _score_png(
+    starts: tuple[float, ...],
+    ends: tuple[float, ...],
+    reference: tuple[float, ...],
+    current: tuple[float, ...],
+) -> bytes:
     figure, axis = _pyplot().subplots(figsize=(7, 3))
-    width = float(histogram["bin_end"].iloc[0] - histogram["bin_start"].iloc[0])
-    for column, colour, label in (
-        ("reference_share", "#8aa1c1", "training reference"),
-        ("current_share", "#d9822b", "this day"),
+    width = ends[0] - starts[0]
+    for shares, colour, label in (
+        (reference, "#8aa1c1", "training reference"),
+        (current, "#d9822b", "this day"),
     ):
-        axis.bar(
-            histogram["bin_start"],
-            histogram[column],
-            width=width,
-            align="edge",
-            alpha=0.6,
-            color=colour,
-            label=label,
-        )
+        axis.bar(starts, shares, width=width, align="edge", alpha=0.6, color=colour, label=label)
     axis.set_yscale("log")
     axis.set_xlabel("fraud score")
     axis.set_ylabel("share of transactions")
@@ -91,14 +103,31 @@ def score_chart(histogram: pd.DataFrame) -> bytes:
     return _png(figure)
 
 
+PERFORMANCE_LINES = {"roc_auc": "o", "precision_at_threshold": "s", "recall_at_threshold": "^"}
+
+
 def performance_chart(history: pd.DataFrame, floor_warn: float, floor_error: float) -> bytes:
     """ROC AUC, precision and recall of the served decisions per day, with the AUC floors."""
     import pandas as pd
 
     history = history.sort_values("partition_date")
+    days = tuple(pd.to_datetime(history["partition_date"]).dt.strftime("%Y-%m-%d"))
+    lines = tuple((column, tuple(history[column].astype(float))) for column in PERFORMANCE_LINES)
+    return _performance_png(days, lines, floor_warn, floor_error)
+
+
+@functools.lru_cache(maxsize=DRAWN_KEPT)
+def _performance_png(
+    days: tuple[str, ...],
+    lines: tuple[tuple[str, tuple[float, ...]], ...],
+    floor_warn: float,
+    floor_error: float,
+) -> bytes:
+    import pandas as pd
+
     figure, axis = _pyplot().subplots(figsize=(7, 3))
-    for column, marker in (("roc_auc", "o"), ("precision_at_threshold", "s"), ("recall_at_threshold", "^")):
-        axis.plot(pd.to_datetime(history["partition_date"]), history[column], marker=marker, label=column)
+    for column, values in lines:
+        axis.plot(pd.to_datetime(list(days)), values, marker=PERFORMANCE_LINES[column], label=column)
     for bound, style in ((floor_warn, ":"), (floor_error, "--")):
         axis.axhline(bound, color="grey", linestyle=style, linewidth=1)
     axis.set_ylim(0, 1.02)

@@ -7,6 +7,7 @@ import pandas as pd
 
 from mlplatform.monitoring.plots import (
     Verdict,
+    _psi_png,
     day_verdict,
     html_index,
     html_report,
@@ -44,6 +45,24 @@ def test_every_chart_is_a_png_and_travels_as_markdown_metadata():
     markdown = image_metadata(charts[0], "PSI").value
     assert markdown.startswith("![PSI](data:image/png;base64,")
     assert base64.b64decode(markdown.split(",", 1)[1].rstrip(")")) == charts[0]
+
+
+def test_a_chart_of_the_same_figures_is_drawn_once_per_process():
+    """The day's report draws what its drift asset drew from the same figures (read back from the
+    warehouse: another frame, other columns and index): drawn once, the same bytes."""
+    drift = pd.DataFrame({"feature": ["amount", "channel"], "psi": [0.4, 0.15]})
+    read_back = pd.DataFrame(
+        {"partition_date": ["2026-11-20"] * 2, "feature": ["amount", "channel"], "psi": [0.4, 0.15]},
+        index=[7, 3],
+    )
+    before = _psi_png.cache_info()
+    first, again = psi_chart(drift, 0.1, 0.25), psi_chart(read_back, 0.1, 0.25)
+    after = _psi_png.cache_info()
+
+    assert first == again
+    assert (after.misses - before.misses, after.hits - before.hits) == (1, 1)
+    assert psi_chart(drift.assign(psi=[0.4, 0.16]), 0.1, 0.25) != first  # other figures: another chart
+    assert psi_chart(drift, 0.1, 0.3) != first  # another bound drawn
 
 
 def test_the_report_is_one_self_contained_page_with_verdicts_and_the_index_lists_newest_first():
