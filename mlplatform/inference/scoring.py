@@ -136,13 +136,27 @@ def load_scoring_model(registry: ModelRegistry, name: str, alias: str) -> Scorin
     return load_model_version(registry, name, version)
 
 
+# {(registry, name, version, training run): model}: a version's artifacts never change, and its training run's
+# id tells a version apart from one of the same number after the registered model was deleted and made again
+_LOADED: dict[tuple[str, str, str, str | None], ScoringModel] = {}
+LOADED_KEPT = 8  # versions a process keeps loaded (champions and challengers of a few models)
+
+
 def load_model_version(registry: ModelRegistry, name: str, version: str) -> ScoringModel:
+    """The version ready to score, loaded and compiled once per process: the day's scoring and its drift
+    monitoring, in one run, score with the same champion."""
     client = registry.client()
-    run = client.get_run(client.get_model_version(name, version).run_id)
-    return ScoringModel(
-        name=name,
-        version=version,
-        pipeline=registry.load_sklearn_model(name, version),
-        threshold=float(run.data.metrics["threshold"]),
-        feature_service=run.data.tags["feature_service"],
-    )
+    run_id = client.get_model_version(name, version).run_id
+    key = (registry.uri, name, version, run_id)
+    if key not in _LOADED:
+        run = client.get_run(run_id)
+        if len(_LOADED) >= LOADED_KEPT:
+            del _LOADED[next(iter(_LOADED))]  # the longest held
+        _LOADED[key] = ScoringModel(
+            name=name,
+            version=version,
+            pipeline=registry.load_sklearn_model(name, version),
+            threshold=float(run.data.metrics["threshold"]),
+            feature_service=run.data.tags["feature_service"],
+        )
+    return _LOADED[key]
