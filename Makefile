@@ -65,13 +65,14 @@ demo: env
 # tests/training, the longest package, and the README's blocks (commands in processes of their own), on the
 # core the others leave idle once they are done. All must pass. They share one built demo state
 # (MLPLATFORM_TEST_BUILT_STATE: the first to need it builds it, the others wait for it), unless you point
-# that variable at your own.
-BESIDE := tests/prod tests/monitoring/test_daemon_loop.py tests/training tests/test_readme.py
+# that variable at your own. Paths joined by `+` run in one process, one after the other: tests/transform,
+# which builds its own small states, follows the README's blocks, the shortest of them.
+BESIDE := tests/prod tests/monitoring/test_daemon_loop.py tests/training tests/test_readme.py+tests/transform
 test: env
 	@shared=$$(mktemp -d); export MLPLATFORM_TEST_BUILT_STATE=$${MLPLATFORM_TEST_BUILT_STATE:-$$shared/built}; \
 	pids=""; logs=""; for t in $(BESIDE); do log=$$(mktemp); logs="$$logs $$log"; \
-	  $(BIN)/pytest $$t > $$log 2>&1 & pids="$$pids $$!"; done; \
-	$(BIN)/pytest $(addprefix --ignore=,$(BESIDE)); status=$$?; \
+	  $(BIN)/pytest $${t//+/ } > $$log 2>&1 & pids="$$pids $$!"; done; \
+	$(BIN)/pytest $(addprefix --ignore=,$(subst +, ,$(BESIDE))); status=$$?; \
 	for pid in $$pids; do wait $$pid || status=1; done; \
 	for log in $$logs; do echo "--- run beside the suite ---"; cat $$log; rm -f $$log; done; \
 	rm -rf $$shared; exit $$status
