@@ -37,7 +37,11 @@ def _exit_without_teardown() -> None:
             stream.flush()
     if _writes_to_fd_2(sys.stderr):
         python_stderr = open(  # noqa: SIM115 (it lives until the process ends)
-            os.dup(2), "w", buffering=1, encoding=sys.stderr.encoding, errors=sys.stderr.errors
+            os.dup(2),
+            "w",
+            buffering=1,
+            encoding=getattr(sys.stderr, "encoding", None) or "utf-8",
+            errors=getattr(sys.stderr, "errors", None) or "backslashreplace",
         )
         # the teardown puts sys.__stderr__ back as sys.stderr: both write to the original stream
         sys.stderr = sys.__stderr__ = python_stderr  # type: ignore[misc]

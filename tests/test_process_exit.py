@@ -58,3 +58,22 @@ def test_an_exception_in_an_earlier_handler_is_still_reported(tmp_path):
 
     assert done.returncode == 0
     assert "RuntimeError: an earlier handler failed" in done.stderr
+
+
+def test_a_process_whose_stderr_was_replaced_still_exits_cleanly():
+    process = textwrap.dedent(
+        """
+        import io, sys
+        import duckdb
+        from mlplatform.process_exit import exit_without_teardown
+        exit_without_teardown()
+        class Cycle: pass
+        held = Cycle(); held.itself = held; held.connection = duckdb.connect()
+        sys.stderr = io.StringIO()  # no descriptor: nothing to keep, the real stream still silenced
+        sys.exit(4)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", process], capture_output=True, text=True)
+
+    assert done.returncode == 4
+    assert done.stderr == ""  # neither a failing handler's report nor a leak report
