@@ -199,6 +199,14 @@ def test_unknown_entities_are_reported_by_their_ids(tmp_path, runner):
     assert "C404" in validation.reason()
 
 
+@pytest.mark.parametrize("name", ["part.parquet", "part.csv"])
+def test_a_missing_key_is_a_null_not_an_unknown_entity(tmp_path, runner, name):
+    frame = transactions(customer_id=["C1", None, "C404"])
+    validation = validate_file(write(tmp_path, frame, name), TRANSACTIONS, CONTEXT, runner)
+    failures = {(o.check, o.column): o.unexpected_count for o in validation.failures}
+    assert failures == {("not_null", "customer_id"): 1, ("known_entities", "customer_id"): 1}
+
+
 def test_the_frame_read_for_validation_holds_the_same_values(tmp_path):
     """Read for GX: pandas' string dtype and nanosecond timestamps, the same values as the plain read."""
     path = write(tmp_path, transactions(customer_id=["C1", None, "C2"]))

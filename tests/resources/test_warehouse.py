@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from mlplatform.resources import DuckDBWarehouse
-from mlplatform.resources.warehouse import compact_frame, detached
+from mlplatform.resources.warehouse import DUCKDB_ROW_GROUP_SIZE, compact_frame, detached
 
 
 @pytest.fixture
@@ -127,3 +127,18 @@ def test_a_read_write_connection_waits_for_other_threads_readers_and_is_refused_
     with warehouse.connect() as con, warehouse.connect(read_only=True) as inside:  # readers share a writer's
         assert con.execute("select count(*) from raw.t").fetchone() == (7,)
         assert inside.execute("select count(*) from raw.t").fetchone() == (7,)
+
+
+def test_the_tables_it_writes_have_row_groups_of_its_size(warehouse):
+    """Small row groups keep the checkpoint of a day's append to the rows appended (see
+    DUCKDB_ROW_GROUP_SIZE), in every write: a new table, then an append."""
+    warehouse.write_table("raw", "t", frame(0, 2 * DUCKDB_ROW_GROUP_SIZE + 5))
+    warehouse.replace_partitions("raw", "t", frame(10**6, DUCKDB_ROW_GROUP_SIZE + 7), "id", [])
+    with warehouse.reading() as con:
+        groups = con.execute(
+            "select row_group_id, max(count) from pragma_storage_info('raw.t') group by 1"
+        ).fetchall()
+        rows = con.execute("select count(*) from raw.t").fetchone()
+    assert rows == (3 * DUCKDB_ROW_GROUP_SIZE + 12,)
+    assert len(groups) >= 4
+    assert max(size for _, size in groups) <= DUCKDB_ROW_GROUP_SIZE
