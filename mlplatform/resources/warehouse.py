@@ -27,11 +27,13 @@ RAW_SCHEMA = "raw"
 # beyond it joins, sorts and windows spill to disk. DuckDB's own default, 80% of RAM, let a year's dbt
 # build reach 21 GB (benchmarks/scale.py).
 DUCKDB_MEMORY_LIMIT = "4GB"
-# Rows per row group in the tables the platform writes to the warehouse (DuckDB's default: 122,880). An
-# append smaller than a row group fills the table's last, partly filled group, which every checkpoint
-# (each time the file is released) compresses again whole: at ~30k transactions a day, releasing the file
-# after a day's load took 20-290 ms (2.6 s over 34 days, `benchmarks/ingestion.py`); with groups of
-# 16,384 rows full groups are written as the rows are inserted and 0.17 s in all. Scans are as fast.
+# Rows per row group in the tables the platform appends to day by day (raw tables, predictions; DuckDB's
+# default: 122,880). An append smaller than a row group fills the table's last, partly filled group,
+# which every checkpoint (each time the file is released) compresses again whole: at ~30k transactions a
+# day, releasing the file after a day's load took 20-290 ms (2.6 s over 34 days, `benchmarks/ingestion.py`);
+# with groups of 16,384 rows full groups are written as the rows are inserted: 0.17 s in all. Tables
+# written whole keep DuckDB's default: a year's training set stored in small groups took 1.5 GB more
+# memory to read back (`benchmarks/scale.py`).
 DUCKDB_ROW_GROUP_SIZE = 16_384
 BUILDING_SUFFIX = "__building"  # a table being written in chunks, renamed when whole
 if TYPE_CHECKING:  # pyarrow is imported by the reads that use it
@@ -124,11 +126,12 @@ class AttachedFiles:
 
     @contextmanager
     def connect(
-        self, path: str, read_only: bool, memory_limit: str, row_group_size: int
+        self, path: str, read_only: bool, memory_limit: str, row_group_size: int | None = None
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection whose default database is the file at `path`, in a buffer pool of `memory_limit`
-        (one pool per process: the last connection's limit holds); what it writes goes into row groups of
-        `row_group_size` rows."""
+        (one pool per process: the last connection's limit holds). A file attached for writing by this
+        connection gets row groups of `row_group_size` rows (None: DuckDB's default); one already attached
+        keeps its own."""
         path = str(Path(path).resolve())
         attachment = self._acquire(path, read_only, memory_limit, row_group_size)
         try:
@@ -141,7 +144,9 @@ class AttachedFiles:
         finally:
             self._release(path)
 
-    def _acquire(self, path: str, read_only: bool, memory_limit: str, row_group_size: int) -> _Attachment:
+    def _acquire(
+        self, path: str, read_only: bool, memory_limit: str, row_group_size: int | None
+    ) -> _Attachment:
         me = threading.get_ident()
         with self._changed:
             if memory_limit != self._memory_limit:
@@ -154,7 +159,13 @@ class AttachedFiles:
             if held is None:
                 alias = f"attached_{next(self._aliases)}"
                 quoted = path.replace("'", "''")
-                mode = " (read_only)" if read_only else f" (row_group_size {int(row_group_size)})"
+                mode = (
+                    " (read_only)"
+                    if read_only
+                    else f" (row_group_size {int(row_group_size)})"
+                    if row_group_size
+                    else ""
+                )
                 self._database.execute(f"attach '{quoted}' as {alias}{mode}")
                 held = self._attachments[path] = _Attachment(alias, read_only)
             held.users[me] += 1
@@ -232,7 +243,7 @@ class DuckDBWarehouse(Warehouse):
     path: str
     feature_export_dir: str
     memory_limit: str = DUCKDB_MEMORY_LIMIT  # here and in dbt's DuckDB
-    row_group_size: int = DUCKDB_ROW_GROUP_SIZE  # of the tables written here (dbt's keep DuckDB's default)
+    appended_row_group_size: int = DUCKDB_ROW_GROUP_SIZE  # of the tables appended to by partition
     sql_types: dict[str, str] = {
         "string": "varchar",
         "float": "double",
@@ -242,15 +253,19 @@ class DuckDBWarehouse(Warehouse):
     }
 
     @contextmanager
-    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(
+        self, read_only: bool = False, appending: bool = False
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """`appending`: for loads that add a partition to a table (see DUCKDB_ROW_GROUP_SIZE)."""
         if not read_only:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         files = AttachedFiles.shared(temp_directory=f"{self.path}.tmp")
-        with files.connect(self.path, read_only, self.memory_limit, self.row_group_size) as connection:
+        row_group_size = self.appended_row_group_size if appending else None
+        with files.connect(self.path, read_only, self.memory_limit, row_group_size) as connection:
             yield connection
 
     def replace_raw_rows(self, table: RawTable, rows: pd.DataFrame, partition_date: date | None) -> int:
-        with self.connect() as con:
+        with self.connect(appending=True) as con:
             con.execute(f"create schema if not exists {RAW_SCHEMA}")
             con.execute(self.raw_table_ddl(table))
             con.register("incoming_rows", rows)
@@ -268,7 +283,7 @@ class DuckDBWarehouse(Warehouse):
     def replace_partitions(
         self, schema: str, table: str, rows: pd.DataFrame, partition_column: str, partitions: list[date]
     ) -> int:
-        with self.connect() as con:
+        with self.connect(appending=True) as con:
             con.execute(f"create schema if not exists {schema}")
             con.register("incoming_rows", rows)
             con.execute(f"create table if not exists {schema}.{table} as from incoming_rows limit 0")

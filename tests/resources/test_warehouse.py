@@ -129,16 +129,24 @@ def test_a_read_write_connection_waits_for_other_threads_readers_and_is_refused_
         assert inside.execute("select count(*) from raw.t").fetchone() == (7,)
 
 
-def test_the_tables_it_writes_have_row_groups_of_its_size(warehouse):
-    """Small row groups keep the checkpoint of a day's append to the rows appended (see
-    DUCKDB_ROW_GROUP_SIZE), in every write: a new table, then an append."""
-    warehouse.write_table("raw", "t", frame(0, 2 * DUCKDB_ROW_GROUP_SIZE + 5))
-    warehouse.replace_partitions("raw", "t", frame(10**6, DUCKDB_ROW_GROUP_SIZE + 7), "id", [])
+def row_group_sizes(warehouse, table: str) -> list[int]:
     with warehouse.reading() as con:
-        groups = con.execute(
-            "select row_group_id, max(count) from pragma_storage_info('raw.t') group by 1"
-        ).fetchall()
-        rows = con.execute("select count(*) from raw.t").fetchone()
-    assert rows == (3 * DUCKDB_ROW_GROUP_SIZE + 12,)
-    assert len(groups) >= 4
-    assert max(size for _, size in groups) <= DUCKDB_ROW_GROUP_SIZE
+        return [
+            size
+            for (size,) in con.execute(
+                f"select max(count) from pragma_storage_info('{table}') group by row_group_id"
+            ).fetchall()
+        ]
+
+
+def test_partitions_appended_get_small_row_groups_and_tables_written_whole_the_default(warehouse):
+    """Small row groups keep the checkpoint of a day's append to the rows appended; a table written whole
+    (a training set) keeps DuckDB's groups, cheaper to read back (see DUCKDB_ROW_GROUP_SIZE)."""
+    big = 3 * DUCKDB_ROW_GROUP_SIZE
+    warehouse.replace_partitions("raw", "appended", frame(0, big), "id", [])
+    warehouse.replace_partitions("raw", "appended", frame(10**6, DUCKDB_ROW_GROUP_SIZE + 7), "id", [])
+    rows = warehouse.read_sql("select count(*) as n from raw.appended")["n"].tolist()
+    assert rows == [4 * DUCKDB_ROW_GROUP_SIZE + 7]
+    assert max(row_group_sizes(warehouse, "raw.appended")) <= DUCKDB_ROW_GROUP_SIZE
+    warehouse.write_table("training", "whole", frame(0, big))
+    assert row_group_sizes(warehouse, "training.whole") == [big]
