@@ -233,7 +233,7 @@ def loaded_on_other_days(
     warehouse: Warehouse, table: RawTable, day: str, keys: list[str], con=None
 ) -> dict[str, str]:
     """{key: day} for the keys already loaded in another partition of `table`: a semi-join of the file's
-    keys with the key column (DuckDB: the keys as a registered frame; else chunks of IN lists). Only the
+    keys with the key column (DuckDB: the keys as a registered arrow table; else chunks of IN lists). Only the
     collisions come back. `con`: the partition's `lookup_connection`."""
     if not keys or not _raw_table_exists(warehouse, table, con):
         return {}

@@ -159,13 +159,11 @@ class AttachedFiles:
             if held is None:
                 alias = f"attached_{next(self._aliases)}"
                 quoted = path.replace("'", "''")
-                mode = (
-                    " (read_only)"
-                    if read_only
-                    else f" (row_group_size {int(row_group_size)})"
-                    if row_group_size
-                    else ""
-                )
+                mode = ""
+                if read_only:
+                    mode = " (read_only)"
+                elif row_group_size:
+                    mode = f" (row_group_size {int(row_group_size)})"
                 self._database.execute(f"attach '{quoted}' as {alias}{mode}")
                 held = self._attachments[path] = _Attachment(alias, read_only)
             held.users[me] += 1
