@@ -5,6 +5,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import date
 
 import duckdb
 import pandas as pd
@@ -13,6 +14,7 @@ import pytest
 
 from mlplatform.resources import DuckDBWarehouse
 from mlplatform.resources.warehouse import DUCKDB_ROW_GROUP_SIZE, compact_frame, detached
+from mlplatform.schemas import LABELS
 
 
 @pytest.fixture
@@ -148,5 +150,18 @@ def test_partitions_appended_get_small_row_groups_and_tables_written_whole_the_d
     rows = warehouse.read_sql("select count(*) as n from raw.appended")["n"].tolist()
     assert rows == [4 * DUCKDB_ROW_GROUP_SIZE + 7]
     assert max(row_group_sizes(warehouse, "raw.appended")) <= DUCKDB_ROW_GROUP_SIZE
+    day = date(2026, 3, 2)
+    labels = pd.DataFrame(
+        {
+            "transaction_id": [f"T{i}" for i in range(big)],
+            "is_fraud": False,
+            "reported_at": pd.Timestamp(day),
+            "_source_file": "labels.parquet",
+            "_partition_date": day,
+            "_loaded_at": pd.Timestamp(day),
+        }
+    )
+    assert warehouse.replace_raw_rows(LABELS, labels, day) == big  # a raw partition: appended too
+    assert max(row_group_sizes(warehouse, "raw.labels")) <= DUCKDB_ROW_GROUP_SIZE
     warehouse.write_table("training", "whole", frame(0, big))
     assert row_group_sizes(warehouse, "training.whole") == [big]
