@@ -114,10 +114,10 @@ def ingest_partition(
             if table.name in UNIQUE_ACROSS_DAYS
             else {}
         )
-        known_transactions = None
+        unloaded_transactions = None
         if table.name in REFERENCES:
             referenced = REFERENCES[table.name][1]
-            known_transactions = existing_keys(warehouse, RAW_TABLES[referenced], every_key, con)
+            unloaded_transactions = unloaded_keys(warehouse, RAW_TABLES[referenced], every_key, con)
         already_loaded = loaded_files(warehouse, table, day, con)
     validations = [
         failed_reads[path]
@@ -130,7 +130,7 @@ def ingest_partition(
                 day=date.fromisoformat(day) if table.partition_timestamp else None,
                 known_customers=known_customers,
                 known_merchants=known_merchants,
-                known_transactions=known_transactions,
+                unloaded_transactions=unloaded_transactions,
                 loaded_on_other_days={k: d for k, d in elsewhere.items() if k in keys[path]},
             ),
             runner,
@@ -258,25 +258,27 @@ def loaded_on_other_days(
     return found
 
 
-def existing_keys(warehouse: Warehouse, table: RawTable, keys: list[str], con=None) -> frozenset[str]:
-    """Which of `keys` are loaded in `table` (any partition)."""
-    if not keys or not _raw_table_exists(warehouse, table, con):
+def unloaded_keys(warehouse: Warehouse, table: RawTable, keys: list[str], con=None) -> frozenset[str]:
+    """Which of `keys` no partition of `table` holds: an anti-join, so only those (usually none) come
+    back, not every key found."""
+    if not keys:
         return frozenset()
+    if not _raw_table_exists(warehouse, table, con):
+        return frozenset(keys)
     if con is not None:
         con.register("incoming_keys", _keys_table(keys))
-        loaded = con.execute(
-            f"select distinct t.{table.key} as k from raw.{table.name} as t "
-            f"semi join incoming_keys as i on t.{table.key} = i.k"
+        unloaded = con.execute(
+            f"select i.k from incoming_keys as i anti join raw.{table.name} as t on t.{table.key} = i.k"
         ).fetchall()
         con.unregister("incoming_keys")
-        return frozenset(str(k) for (k,) in loaded)
+        return frozenset(str(k) for (k,) in unloaded)
     found: set[str] = set()
     for values in _in_lists(keys):
         rows = warehouse.read_sql(
             f"select distinct {table.key} as k from raw.{table.name} where {table.key} in ({values})"
         )
         found.update(rows["k"].astype(str))
-    return frozenset(found)
+    return frozenset(keys) - found
 
 
 def loaded_files(warehouse: Warehouse, table: RawTable, day: str, con=None) -> set[str]:

@@ -7,6 +7,7 @@ one GX run feeds several readable checks (schema, not_null, unique_key, ...). No
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from functools import cached_property
@@ -211,7 +212,8 @@ class PartitionContext:
     day: date | None = None
     known_customers: frozenset[str] | None = None
     known_merchants: frozenset[str] | None = None
-    known_transactions: frozenset[str] | None = None  # for tables in REFERENCES
+    # for tables in REFERENCES: the partition's referenced keys that no partition holds (usually none)
+    unloaded_transactions: frozenset[str] | None = None
     # keys of this file already loaded on another day: {key: day}
     loaded_on_other_days: dict[str, str] = field(default_factory=dict)
 
@@ -239,7 +241,12 @@ class SuiteRunner:
     def _gx(self):
         import great_expectations as gx  # imported lazily: ~3-5 s, only needed when validating
         from great_expectations.data_context.types.base import ProgressBarsConfig
+        from great_expectations.execution_engine import pandas_execution_engine
 
+        # GX fingerprints every pandas batch under this many bytes (an md5 over `hash_pandas_object` of
+        # the whole frame, a batch marker), twice per `Batch.validate`: 40% of a day's transactions
+        # validation. Nothing reads the marker and GX has no setting for it: frames of any size skip it.
+        pandas_execution_engine.HASH_THRESHOLD = 0
         context = gx.get_context(mode="ephemeral")
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
         batch = context.data_sources.add_pandas("landing").add_dataframe_asset("file")
@@ -351,19 +358,27 @@ def content_expectations(gxe, table: RawTable, context: PartitionContext) -> lis
 KNOWN_SUFFIX = "_is_known"
 
 
-def known_entity_columns(table: RawTable, context: PartitionContext) -> dict[str, tuple[str, frozenset[str]]]:
-    """{column: (check, the ids it may hold)} for the referential checks that apply."""
-    known: dict[str, tuple[str, frozenset[str] | None]] = {
-        "customer_id": ("known_entities", context.known_customers),
-        "merchant_id": ("known_entities", context.known_merchants),
+def known_entity_columns(
+    table: RawTable, context: PartitionContext
+) -> dict[str, tuple[str, Callable[[str], bool]]]:
+    """{column: (check, whether an id is known)} for the referential checks that apply."""
+    known: dict[str, tuple[str, Callable[[str], bool] | None]] = {
+        "customer_id": ("known_entities", _member_of(context.known_customers)),
+        "merchant_id": ("known_entities", _member_of(context.known_merchants)),
     }
     if table.name in REFERENCES:
-        known[REFERENCES[table.name][0]] = ("known_transactions", context.known_transactions)
+        unloaded = context.unloaded_transactions
+        is_loaded = None if unloaded is None else (lambda key: key not in unloaded)
+        known[REFERENCES[table.name][0]] = ("known_transactions", is_loaded)
     return {
-        column: (check, ids)
-        for column, (check, ids) in known.items()
-        if ids is not None and column in table.columns
+        column: (check, is_known)
+        for column, (check, is_known) in known.items()
+        if is_known is not None and column in table.columns
     }
+
+
+def _member_of(ids: frozenset[str] | None) -> Callable[[str], bool] | None:
+    return None if ids is None else ids.__contains__
 
 
 def with_known_flags(frame: pd.DataFrame, table: RawTable, context: PartitionContext) -> pd.DataFrame:
@@ -376,11 +391,11 @@ def with_known_flags(frame: pd.DataFrame, table: RawTable, context: PartitionCon
     import numpy as np
 
     flags = {}
-    for column, (_, ids) in known_entity_columns(table, context).items():
+    for column, (_, is_known) in known_entity_columns(table, context).items():
         if column not in frame:  # a missing column is the schema check's finding
             continue
         values = frame[column].to_numpy(dtype=object)
-        known = np.fromiter(map(ids.__contains__, values), dtype=bool, count=len(values))
+        known = np.fromiter(map(is_known, values), dtype=bool, count=len(values))
         # a missing key is the not_null check's finding, not an unknown entity
         flags[f"{column}{KNOWN_SUFFIX}"] = known | frame[column].isna().to_numpy(dtype=bool)
     return frame.assign(**flags)

@@ -139,7 +139,7 @@ def test_labels_for_transactions_never_loaded_are_named(tmp_path, runner):
             "reported_at": pd.to_datetime(["2026-03-02T08:00:00", "2026-03-02T09:00:00"], utc=True),
         }
     )
-    context = PartitionContext(day=DAY, known_transactions=frozenset({"T1"}))
+    context = PartitionContext(day=DAY, unloaded_transactions=frozenset({"T404"}))
     validation = validate_file(write(tmp_path, labels), LABELS, context, runner)
     [failure] = validation.failures
     assert (failure.check, failure.column, failure.sample) == (
@@ -219,3 +219,18 @@ def test_the_frame_read_for_validation_holds_the_same_values(tmp_path):
         plain.astype(object).where(plain.notna(), None),
         check_dtype=False,
     )
+
+
+def test_gx_does_not_fingerprint_the_frames_it_validates(tmp_path, runner, monkeypatch):
+    """GX hashes every pandas batch under 1 GB, twice per validation, for a marker nothing reads: the
+    runner turns it off (40% of a day's transactions validation)."""
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    hashed = []
+    hash_frame = pandas_execution_engine.hash_pandas_dataframe
+    monkeypatch.setattr(
+        pandas_execution_engine, "hash_pandas_dataframe", lambda frame: hashed.append(1) or hash_frame(frame)
+    )
+    validation = validate_file(write(tmp_path, transactions()), TRANSACTIONS, CONTEXT, runner)
+    assert validation.passed
+    assert hashed == []

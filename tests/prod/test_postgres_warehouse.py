@@ -6,6 +6,7 @@ import pandas as pd
 import psycopg
 import pytest
 
+from mlplatform.ingestion.ingest import loaded_on_other_days, lookup_connection, unloaded_keys
 from mlplatform.resources import DuckDBWarehouse, PostgresConnection, PostgresWarehouse
 from mlplatform.schemas import TRANSACTIONS
 from tests.prod.conftest import PG_HOST, PG_PASSWORD, PG_PORT, PG_USER
@@ -135,3 +136,27 @@ def test_a_table_written_in_chunks_is_replaced_whole_or_not_at_all(warehouse):
     assert warehouse.write_chunks("training", "chunked", iter(days)) == 4
     written = warehouse.read_sql("select transaction_id from training.chunked order by event_ts")
     assert written["transaction_id"].tolist() == [*days[0]["transaction_id"], *days[1]["transaction_id"]]
+
+
+def test_ingestion_key_lookups_answer_as_on_duckdb(warehouse, tmp_path):
+    """The lookups ingestion validates against (keys never loaded, keys loaded on another day) give the
+    same answers through Postgres' IN lists as through DuckDB's joins."""
+    first, second = date(2026, 4, 1), date(2026, 4, 2)
+    duck = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"), feature_export_dir=str(tmp_path / "x"))
+    for store in (warehouse, duck):
+        store.replace_raw_rows(TRANSACTIONS, transactions(first, 3, prefix="K"), first)
+    keys = [f"K-{first}-0", f"K-{first}-2", "K-never-1", "K-never-2"]
+    with lookup_connection(duck) as con:
+        on_duckdb = (
+            unloaded_keys(duck, TRANSACTIONS, keys, con),
+            loaded_on_other_days(duck, TRANSACTIONS, str(second), keys, con),
+        )
+    on_postgres = (
+        unloaded_keys(warehouse, TRANSACTIONS, keys),
+        loaded_on_other_days(warehouse, TRANSACTIONS, str(second), keys),
+    )
+    assert on_postgres == on_duckdb
+    assert on_duckdb == (
+        frozenset({"K-never-1", "K-never-2"}),
+        {f"K-{first}-0": str(first), f"K-{first}-2": str(first)},
+    )
