@@ -223,6 +223,16 @@ def _keys_table(keys: list[str]):
     return pa.table({"k": pa.array(keys, pa.string())})
 
 
+@contextmanager
+def _registered_keys(con: duckdb.DuckDBPyConnection, keys: list[str]) -> Iterator[str]:
+    """`keys` as the view `incoming_keys` of `con` while the block runs; its name."""
+    con.register("incoming_keys", _keys_table(keys))
+    try:
+        yield "incoming_keys"
+    finally:
+        con.unregister("incoming_keys")
+
+
 def _in_lists(keys: list[str]):
     for start in range(0, len(keys), LOOKUP_CHUNK):
         chunk = keys[start : start + LOOKUP_CHUNK]
@@ -238,14 +248,13 @@ def loaded_on_other_days(
     if not keys or not _raw_table_exists(warehouse, table, con):
         return {}
     if con is not None:
-        con.register("incoming_keys", _keys_table(keys))
-        collisions = con.execute(
-            f"select t.{table.key} as k, cast(min(t._partition_date) as varchar) as d "
-            f"from raw.{table.name} as t semi join incoming_keys as i on t.{table.key} = i.k "
-            "where t._partition_date <> ? group by 1",
-            [date.fromisoformat(day)],
-        ).fetchall()
-        con.unregister("incoming_keys")
+        with _registered_keys(con, keys) as incoming:
+            collisions = con.execute(
+                f"select t.{table.key} as k, cast(min(t._partition_date) as varchar) as d "
+                f"from raw.{table.name} as t semi join {incoming} as i on t.{table.key} = i.k "
+                "where t._partition_date <> ? group by 1",
+                [date.fromisoformat(day)],
+            ).fetchall()
         return {str(k): str(d) for k, d in collisions}
     found: dict[str, str] = {}
     for values in _in_lists(keys):
@@ -266,11 +275,10 @@ def unloaded_keys(warehouse: Warehouse, table: RawTable, keys: list[str], con=No
     if not _raw_table_exists(warehouse, table, con):
         return frozenset(keys)
     if con is not None:
-        con.register("incoming_keys", _keys_table(keys))
-        unloaded = con.execute(
-            f"select i.k from incoming_keys as i anti join raw.{table.name} as t on t.{table.key} = i.k"
-        ).fetchall()
-        con.unregister("incoming_keys")
+        with _registered_keys(con, keys) as incoming:
+            unloaded = con.execute(
+                f"select i.k from {incoming} as i anti join raw.{table.name} as t on t.{table.key} = i.k"
+            ).fetchall()
         return frozenset(str(k) for (k,) in unloaded)
     found: set[str] = set()
     for values in _in_lists(keys):

@@ -244,8 +244,9 @@ class SuiteRunner:
         from great_expectations.execution_engine import pandas_execution_engine
 
         # GX fingerprints every pandas batch under this many bytes (an md5 over `hash_pandas_object` of
-        # the whole frame, a batch marker), twice per `Batch.validate`: 40% of a day's transactions
-        # validation. Nothing reads the marker and GX has no setting for it: frames of any size skip it.
+        # the whole frame, a batch marker), twice per `Batch.validate`: a day's two validations (~29k rows
+        # each) took 552 ms with it, 447 without. Nothing reads the marker and GX has no setting for it:
+        # frames of any size skip it.
         pandas_execution_engine.HASH_THRESHOLD = 0
         context = gx.get_context(mode="ephemeral")
         context.variables.progress_bars = ProgressBarsConfig(globally=False)

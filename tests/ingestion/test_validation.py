@@ -223,7 +223,7 @@ def test_the_frame_read_for_validation_holds_the_same_values(tmp_path):
 
 def test_gx_does_not_fingerprint_the_frames_it_validates(tmp_path, runner, monkeypatch):
     """GX hashes every pandas batch under 1 GB, twice per validation, for a marker nothing reads: the
-    runner turns it off (40% of a day's transactions validation)."""
+    runner turns it off (a fifth of a day's validations)."""
     from great_expectations.execution_engine import pandas_execution_engine
 
     hashed = []
