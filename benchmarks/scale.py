@@ -26,7 +26,9 @@ jobs of `build_definitions` (as `make demo` runs them), one run per stage so eac
   transactions plus `predict_proba` of the bare fit.
 The last three baselines run in this process after every platform stage (memory they leave behind must
 not count against a platform stage); their peak RSS is reported apart from the platform's. Each stage's
-figures are saved in <state>/scale.json as it ends: `--resume` goes on from there after a crash.
+figures are saved in <state>/scale.json as it ends: `--resume` goes on from there after a crash. At the
+end, the report replaces the record in benchmarks/results/scale.json (the year at 10M), or with `--label`
+goes under its `runs` beside it: any other size, or a check of a change, keeps the record.
 """
 
 import argparse
@@ -63,6 +65,12 @@ def arguments() -> argparse.Namespace:
         action="store_true",
         help="Go on in --state from the stages its scale.json records (after a crash or a kill).",
     )
+    parser.add_argument(
+        "--label",
+        default=None,
+        help="Store the figures under runs.<label> of results/scale.json, beside the year's record "
+        "(for any other size or a check), instead of replacing that record.",
+    )
     return parser.parse_args()
 
 
@@ -78,7 +86,7 @@ import psutil  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from dagster import DagsterInstance  # noqa: E402
 from features import STORED_VIEWS, bare_asof  # noqa: E402
-from harness import PeakRSS, generator_config, timed  # noqa: E402
+from harness import PeakRSS, generator_config, keep_run, timed  # noqa: E402
 
 from mlplatform.automation import TRIGGER_TAG  # noqa: E402
 from mlplatform.datagen import generate  # noqa: E402
@@ -457,11 +465,21 @@ def main() -> None:
         "total_wall_s": round(sum(s["wall_s"] for s in stages.values()), 1),
         "load_average_end": [round(x, 2) for x in os.getloadavg()],
     }
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    save(report, args.label)
     log(json.dumps(report, indent=2))
     if not args.state:
         shutil.rmtree(state)
+
+
+def save(report: dict, label: str | None) -> None:
+    """The figures as runs[label] of the results, beside the record; without a label, as the record itself
+    (its keys and notes replaced, the labelled runs kept). Before, every run replaced the whole file."""
+    if label:
+        keep_run(RESULTS, label, report)
+        return
+    runs = json.loads(RESULTS.read_text()).get("runs", {}) if RESULTS.exists() else {}
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps({**report, "runs": runs}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
