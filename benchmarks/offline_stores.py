@@ -23,23 +23,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-from features import best_of, rows_differing
+import pyarrow as pa
+from features import STORED_VIEWS, best_of, rows_differing
 from harness import built_state_arguments, keep_run
 from psycopg import sql
 
 from mlplatform.features.retrieval import features_as_of_events
 from mlplatform.inference.scoring import TRANSACTION_FIELDS
+from mlplatform.point_in_time import ROW, TIME
+from mlplatform.postgres_offline_store import ViewJoin, planned_lookups
 from mlplatform.profiles import build_resources
 from mlplatform.resources.feature_store import PostgresRedisFeastFeatureStore
 from mlplatform.resources.postgres import PostgresConnection
 from mlplatform.training.spec import FRAUD_MODEL
 
 RESULTS = Path(__file__).parent / "results" / "offline_stores.json"
-MARTS = ("customer_features", "merchant_features")
+MARTS = {"customer_features": "customer_id", "merchant_features": "merchant_id"}  # and their join key
 
 
-def copy_marts(warehouse, connection: PostgresConnection) -> dict[str, int]:
-    """The local warehouse's feature marts as tables of `marts` in the Postgres database."""
+def copy_marts(warehouse, connection: PostgresConnection, indexed: bool) -> dict[str, int]:
+    """The local warehouse's feature marts as tables of `marts` in the Postgres database, `indexed` as dbt
+    builds them there (or not, as tables built before the index was declared), vacuumed and analyzed as
+    autovacuum leaves a table."""
     import adbc_driver_postgresql.dbapi as adbc
 
     rows = {}
@@ -47,12 +52,17 @@ def copy_marts(warehouse, connection: PostgresConnection) -> dict[str, int]:
     params["dbname"] = params.pop("database")
     with adbc.connect(psycopg.conninfo.make_conninfo(**params)) as conn, conn.cursor() as cur:
         cur.execute("create schema marts")
-        for mart in MARTS:
+        for mart, key in MARTS.items():
             with warehouse.connect(read_only=True) as con:
                 table = con.sql(f"select * from marts.{mart}").to_arrow_table()
             cur.adbc_ingest(mart, table, mode="create", db_schema_name="marts")
             rows[mart] = table.num_rows
+            if indexed:  # as dbt creates it with the mart on Postgres (macro feast_lookup_indexes)
+                cur.execute(f"create index on marts.{mart} ({key}, (feature_ts at time zone 'UTC'))")
         conn.commit()
+    with psycopg.connect(psycopg.conninfo.make_conninfo(**params), autocommit=True) as con:
+        for mart in MARTS:
+            con.execute(f"vacuum analyze marts.{mart}")
     return rows
 
 
@@ -85,8 +95,30 @@ def compare(local_store, prod_store, one_connection, events, repeats: int) -> di
     }
 
 
+def looked_up_views(store) -> dict[str, bool]:
+    """For each stored view, whether the prod store looks its rows up through an index (else it
+    hash-joins them)."""
+    views = [store.get_feature_view(name) for name in STORED_VIEWS]
+    joins = [ViewJoin(view, [f.name for f in view.features], False, f"v{i}") for i, view in enumerate(views)]
+    schema = pa.schema(
+        [
+            (ROW, pa.int64()),
+            *((key, pa.string()) for _, key in STORED_VIEWS.values()),
+            (TIME, pa.timestamp("us", "UTC")),
+        ]
+    )
+    lookups = planned_lookups(store.config.offline_store, joins, schema)
+    return dict(zip(STORED_VIEWS, lookups, strict=True))
+
+
 def main() -> None:
-    args = built_state_arguments(argparse.ArgumentParser()).parse_args()
+    parser = built_state_arguments(argparse.ArgumentParser())
+    parser.add_argument(
+        "--hash-join",
+        action="store_true",
+        help="copy the marts without the index dbt gives them in prod: the store hash-joins every view",
+    )
+    args = parser.parse_args()
     os.environ["FEAST_USAGE"] = "False"
 
     local = build_resources(profile="local", state=args.state)
@@ -103,7 +135,7 @@ def main() -> None:
     admin.execute(sql.SQL("create database {}").format(sql.Identifier(database)))
     try:
         connection = PostgresConnection(**login, database=database)
-        copied = copy_marts(warehouse, connection)
+        copied = copy_marts(warehouse, connection, indexed=not args.hash_join)
         prod = PostgresRedisFeastFeatureStore(postgres=connection, redis_connection="127.0.0.1:6379,db=11")
         prod.apply()
         labelled = warehouse.read_sql("select * from marts.training_labels").drop(
@@ -120,6 +152,7 @@ def main() -> None:
             "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "load_average_start": os.getloadavg(),
             "mart_rows": copied,
+            "views_looked_up": looked_up_views(stores[1]),
             "training_set_size": compare(*stores, labelled, args.repeats),
             "batch_scoring_size": compare(*stores, last_day, args.repeats),
             "load_average_end": os.getloadavg(),

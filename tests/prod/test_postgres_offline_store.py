@@ -18,7 +18,7 @@ from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source i
 from mlplatform import postgres_offline_store
 from mlplatform.duckdb_offline_store import STORE_TYPE as DUCKDB_STORE
 from mlplatform.point_in_time import TIME
-from mlplatform.postgres_offline_store import answer
+from mlplatform.postgres_offline_store import answer, uses_index
 from mlplatform.resources.feature_store import POSTGRES_OFFLINE_STORE, PostgresRedisFeastFeatureStore
 from mlplatform.resources.postgres import PostgresConnection
 from tests.features.test_duckdb_offline_store import (
@@ -42,10 +42,19 @@ SPLITS = {
     "one connection": {"retrieval_connections": 1},
     "split over connections": {"retrieval_connections": 3, "events_per_connection": 1},
 }
+# how the store reads each view: plain tables (a hash join), or as the prod marts are read (a source query
+# stating the time's zone, and the index dbt's feast_lookup_indexes creates: one lookup per event)
+READS = {"hash join": False, "index lookups": True}
+FILLER_KEYS = 3_000  # other entities' rows, enough for Postgres to prefer an index to a scan
+
+
+@pytest.fixture(params=READS.values(), ids=READS.keys())
+def indexed(request) -> bool:
+    return request.param
 
 
 @pytest.fixture(params=SPLITS.values(), ids=SPLITS.keys())
-def postgres_store(request, tmp_path, throwaway_database):
+def postgres_store(request, tmp_path, throwaway_database, indexed):
     database = throwaway_database("pit")
     login = {"host": PG_HOST, "port": PG_PORT, "user": PG_USER, "password": PG_PASSWORD or None}
     with psycopg.connect(**login, dbname=database, autocommit=True) as con:
@@ -56,16 +65,27 @@ def postgres_store(request, tmp_path, throwaway_database):
             with con.cursor().copy(f"copy features.{table} from stdin") as copy:
                 for row in values.itertuples(index=False):
                     copy.write_row(row)
+            key = rows.columns[0]
+            con.execute(
+                f"insert into features.{table} ({key}, feature_ts) select 'other' || k, %s::timestamp + d "
+                f"* interval '1 day' from generate_series(1, {FILLER_KEYS}) k, generate_series(0, 3) d",
+                (rows["feature_ts"].min(),),
+            )
+            if indexed:
+                con.execute(f"create index on features.{table} ({key}, (feature_ts at time zone 'UTC'))")
+            con.execute(f"vacuum analyze features.{table}")
     sources = {
-        "customers": PostgreSQLSource(
-            name="customers", table="features.customers", timestamp_field="feature_ts"
-        ),
-        "merchants": PostgreSQLSource(
-            name="merchants",
-            table="features.merchants",
-            timestamp_field="feature_ts",
-            created_timestamp_column="created_ts",
-        ),
+        name: PostgreSQLSource(
+            name=name,
+            **(
+                {"query": f"select *, feature_ts at time zone 'UTC' as feature_utc from features.{name}"}
+                if indexed
+                else {"table": f"features.{name}"}
+            ),
+            timestamp_field="feature_utc" if indexed else "feature_ts",
+            created_timestamp_column="created_ts" if name == "merchants" else "",
+        )
+        for name in TABLES
     }
     offline = {"type": POSTGRES_OFFLINE_STORE, **login, "password": PG_PASSWORD, "database": database}
     offline |= request.param
@@ -73,12 +93,28 @@ def postgres_store(request, tmp_path, throwaway_database):
     return build_store(tmp_path, offline, sources)
 
 
-def test_point_in_time_values_equal_a_bare_asof_join_and_the_duckdb_store(postgres_store, tmp_path):
+@pytest.fixture
+def lookups(monkeypatch) -> list[bool]:
+    """Whether each view of each statement was looked up through its index (else hash-joined)."""
+    chosen: list[bool] = []
+
+    def recorded(plan: dict) -> bool:
+        chosen.append(uses_index(plan))
+        return chosen[-1]
+
+    monkeypatch.setattr(postgres_offline_store, "uses_index", recorded)
+    return chosen
+
+
+def test_point_in_time_values_equal_a_bare_asof_join_and_the_duckdb_store(
+    postgres_store, tmp_path, indexed, lookups
+):
     duckdb_store = build_store(tmp_path, {"type": DUCKDB_STORE})  # also writes the bare join's files
     by_postgres = postgres_store.get_historical_features(
         entity_df=events(), features=FEATURES, full_feature_names=True
     ).to_df()
     pd.testing.assert_frame_equal(by_postgres, bare_asof(tmp_path), check_dtype=False)
+    assert lookups and set(lookups) == {indexed}
 
     features = [*FEATURES, "local_clock:utc_hour", "local_clock:avg_missing"]
     rows = events().assign(event_ts=events()["event_timestamp"].dt.tz_convert("Asia/Kolkata"))
@@ -113,9 +149,9 @@ def test_the_prod_profile_splits_a_retrieval_over_the_connections_it_is_given():
 def test_the_events_are_split_into_consecutive_time_ranges_one_per_connection(postgres_store, monkeypatch):
     ranges = []  # (first, last, events) of each connection's share
 
-    def recorded(config, joins, events):
+    def recorded(config, joins, events, *lookups):
         ranges.append((*pc.min_max(events[TIME]).values(), events.num_rows))
-        return answer(config, joins, events)
+        return answer(config, joins, events, *lookups)
 
     monkeypatch.setattr(postgres_offline_store, "answer", recorded)
     postgres_store.get_historical_features(entity_df=events(), features=FEATURES).to_df()
@@ -165,3 +201,50 @@ def test_the_reach_is_the_longest_ttl_or_without_one_the_events_whole_span():
     with_ttls = [SimpleNamespace(ttl=day), SimpleNamespace(ttl=2 * day)]
     assert postgres_offline_store.reach(with_ttls, times) == 2 * 86_400_000_000
     assert postgres_offline_store.reach([*with_ttls, SimpleNamespace(ttl=None)], times) == 5 * 86_400_000_000
+
+
+def scan(kind: str, condition: str = "") -> dict:
+    """A scan of the view's rows."""
+    return {"Node Type": kind, "Relation Name": "rows", "Index Cond": condition}
+
+
+def node(kind: str, *below: dict) -> dict:
+    return {"Node Type": kind, "Plans": list(below)}
+
+
+BY_KEY_AND_TIME = f"((customer_id = e.customer_id) AND (ts <= e.{TIME}))"
+EVENTS_SCAN = {"Node Type": "Seq Scan", "Relation Name": postgres_offline_store.EVENTS}
+PLANS = {  # a lookup's plan -> whether it reads the view's rows through an index on the keys and time
+    "index scan": (
+        node("Nested Loop", EVENTS_SCAN, node("Limit", scan("Index Scan", BY_KEY_AND_TIME))),
+        True,
+    ),
+    "index-only scan, events sorted first": (
+        node(
+            "Nested Loop", node("Sort", EVENTS_SCAN), node("Limit", scan("Index Only Scan", BY_KEY_AND_TIME))
+        ),
+        True,
+    ),
+    "ties sorted by created time": (
+        node("Nested Loop", EVENTS_SCAN, node("Limit", node("Sort", scan("Index Scan", BY_KEY_AND_TIME)))),
+        True,
+    ),
+    "a scan per event": (
+        node("Nested Loop", EVENTS_SCAN, node("Limit", node("Sort", scan("Seq Scan")))),
+        False,
+    ),
+    "a bitmap scan per event": (
+        node("Nested Loop", EVENTS_SCAN, node("Limit", node("Sort", scan("Bitmap Heap Scan")))),
+        False,
+    ),
+    "an index on the keys alone": (
+        node("Nested Loop", EVENTS_SCAN, node("Limit", node("Sort", scan("Index Scan", "(k = e.k)")))),
+        False,
+    ),
+    "no rows read": (EVENTS_SCAN, False),
+}
+
+
+@pytest.mark.parametrize(("plan", "through_index"), PLANS.values(), ids=PLANS.keys())
+def test_a_view_is_looked_up_only_through_an_index_on_its_keys_and_time(plan, through_index):
+    assert uses_index(plan) is through_index

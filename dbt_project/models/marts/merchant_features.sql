@@ -3,6 +3,7 @@
     incremental_strategy='delete+insert',
     unique_key='feature_date',
     on_schema_change='fail',
+    indexes=feast_lookup_indexes(['merchant_id']),
     pre_hook="{{ forget_built_partitions() }}",
     post_hook=[
         "{{ export_for_feast(feature_rebuild_start(['transactions', 'labels'], ['merchants'])) }}",
