@@ -2,9 +2,12 @@
 marts, the same events, the same process, the same run.
 
     python benchmarks/offline_stores.py --state <a built local state> [--repeats 3] [--label 16_days]
+        [--hash-join]
 
 The state's feature marts are copied into a fresh Postgres database (127.0.0.1:5432, user postgres unless
-MLPLATFORM_PG_* say otherwise; dropped at the end) under `marts`, where dbt builds them in prod, and
+MLPLATFORM_PG_* say otherwise; dropped at the end) under `marts`, where dbt builds them in prod, with the
+index dbt gives them there (so the store looks each event's rows up; without it, `--hash-join`, the store
+hash-joins every view: the report says which), vacuumed and analyzed as autovacuum would leave them, and
 registered with the prod profile's Feast configuration (Postgres offline store and SQL registry; the Redis
 online store is configured, database 11, and not read). `features_as_of_events` for the fraud model's
 service (the 25 stored features and the on-demand view: what training sets and batch scoring call) is
