@@ -353,8 +353,8 @@ def connection(store: PostgresOfflineStoreConfig) -> adbc.Connection:
         cur.execute("set time zone 'UTC'")
         cur.execute(f"set work_mem = '{WORK_MEM}'")  # the sorts of each view's candidates, in memory
         cur.execute("set jit = off")  # compiling took longer than the statement it was for
-        # each event's lookup has keys and a time of its own: the cache the planner puts before the
-        # lookups missed every time (126k misses, 2 hits) and took a third of the statement
+        # each event's lookup has keys and a time of its own: the cache the planner put before the
+        # lookups missed every time (126k misses, 2 hits), 252k customer lookups 1.9 s -> 1.5-1.8 s without
         cur.execute("set enable_memoize = off")
     return conn
 
