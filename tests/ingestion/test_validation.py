@@ -219,18 +219,3 @@ def test_the_frame_read_for_validation_holds_the_same_values(tmp_path):
         plain.astype(object).where(plain.notna(), None),
         check_dtype=False,
     )
-
-
-def test_gx_does_not_fingerprint_the_frames_it_validates(tmp_path, runner, monkeypatch):
-    """GX hashes every pandas batch under 1 GB, twice per validation, for a marker nothing reads: the
-    runner turns it off (a fifth of a day's validations)."""
-    from great_expectations.execution_engine import pandas_execution_engine
-
-    hashed = []
-    hash_frame = pandas_execution_engine.hash_pandas_dataframe
-    monkeypatch.setattr(
-        pandas_execution_engine, "hash_pandas_dataframe", lambda frame: hashed.append(1) or hash_frame(frame)
-    )
-    validation = validate_file(write(tmp_path, transactions()), TRANSACTIONS, CONTEXT, runner)
-    assert validation.passed
-    assert hashed == []

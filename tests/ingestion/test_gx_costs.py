@@ -1,0 +1,100 @@
+"""The two validation costs the runner removes from Great Expectations (mlplatform/ingestion/gx_costs.py):
+each still removed with the pinned GX, and every result still GX's own."""
+
+import pandas as pd
+import pytest
+
+from mlplatform.ingestion.gx_costs import one_validation
+from mlplatform.ingestion.validation import SuiteRunner, validate_file
+from mlplatform.schemas import TRANSACTIONS
+from tests.ingestion.test_validation import CONTEXT, transactions, write
+
+
+@pytest.fixture(scope="module")
+def runner():
+    return SuiteRunner()
+
+
+@pytest.fixture
+def builds(runner, monkeypatch):
+    """How many times an expectation's configuration is built (each build names the expectation's type
+    once, through `camel_to_snake`)."""
+    from great_expectations.expectations import expectation
+
+    runner.expectations()  # GX imported and the costs removed before counting
+    counted = []
+    name = expectation.camel_to_snake
+    monkeypatch.setattr(expectation, "camel_to_snake", lambda text: counted.append(text) or name(text))
+    return counted
+
+
+def bad_transactions() -> pd.DataFrame:
+    """A file failing several content checks, so GX's SUMMARY results (counts, samples) are compared."""
+    return transactions(
+        customer_id=["C1", None, "C404"], amount=[12.5, -3.0, 9e12], currency=["EUR", "XXX", "GBP"]
+    )
+
+
+def test_gx_does_not_fingerprint_the_frames_it_validates(tmp_path, runner, monkeypatch):
+    """GX hashes every pandas batch under 1 GB, twice per validation, for a marker nothing reads."""
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    hashed = []
+    hash_frame = pandas_execution_engine.hash_pandas_dataframe
+    monkeypatch.setattr(
+        pandas_execution_engine, "hash_pandas_dataframe", lambda frame: hashed.append(1) or hash_frame(frame)
+    )
+    validation = validate_file(write(tmp_path, transactions()), TRANSACTIONS, CONTEXT, runner)
+    assert validation.passed
+    assert hashed == []
+
+
+@pytest.mark.parametrize("frame", [transactions, bad_transactions], ids=["passing", "failing"])
+def test_each_configuration_is_built_a_few_times_per_validation_not_per_read(tmp_path, runner, builds, frame):
+    """GX builds an expectation's configuration at every read of a kwarg: 62 times per expectation and
+    validation of this file. With the runner, once for each copy GX makes of the expectation: 8."""
+    validation = validate_file(write(tmp_path, frame()), TRANSACTIONS, CONTEXT, runner)
+    expectations = len(validation.outcomes)
+    validations = 1 if validation.passed else 2  # a failing file is validated again for its details
+    assert len(builds) <= 10 * expectations * validations, (len(builds), expectations)
+
+
+def test_outside_a_validation_gx_builds_every_configuration_again(runner, builds):
+    gxe = runner.expectations()
+    expectation = gxe.ExpectColumnValuesToNotBeNull(column="amount")
+    assert expectation.configuration is not expectation.configuration
+    assert len(builds) == 2
+
+
+def test_a_changed_expectation_gives_its_new_configuration(runner):
+    gxe = runner.expectations()
+    expectation = gxe.ExpectColumnValuesToBeBetween(column="amount", min_value=0, max_value=10)
+    with one_validation():
+        first = expectation.configuration
+        assert expectation.configuration is first  # reused while nothing changes
+        expectation.max_value = 99
+        assert expectation.configuration.kwargs["max_value"] == 99
+        assert first.kwargs["max_value"] == 10
+
+
+def test_the_results_are_gxs_own(tmp_path, runner):
+    """The same suite on the same failing frame: every result (success, counts, samples, observed value)
+    as GX gives it without the reuse of configurations."""
+    from great_expectations import ExpectationSuite
+
+    from mlplatform.ingestion.validation import _outcome, content_expectations, schema_expectations
+
+    frame = bad_transactions()
+    gxe = runner.expectations()
+
+    def suite() -> list:
+        return schema_expectations(gxe, TRANSACTIONS, list(frame.columns)) + content_expectations(
+            gxe, TRANSACTIONS, CONTEXT.__class__(day=CONTEXT.day)
+        )
+
+    reused = runner.run("reused", suite(), frame)
+    _, batch_definition = runner._gx
+    batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+    own = batch.validate(ExpectationSuite(name="own", expectations=suite()), result_format="SUMMARY")
+    assert reused == [_outcome(r) for r in own.results]
+    assert not all(o.success for o in reused) and any(o.unexpected_count for o in reused)
