@@ -248,3 +248,43 @@ PLANS = {  # a lookup's plan -> whether it reads the view's rows through an inde
 @pytest.mark.parametrize(("plan", "through_index"), PLANS.values(), ids=PLANS.keys())
 def test_a_view_is_looked_up_only_through_an_index_on_its_keys_and_time(plan, through_index):
     assert uses_index(plan) is through_index
+
+
+@pytest.fixture
+def store_config(throwaway_database) -> postgres_offline_store.PostgresOfflineStoreConfig:
+    return postgres_offline_store.PostgresOfflineStoreConfig(
+        host=PG_HOST,
+        port=PG_PORT,
+        user=PG_USER,
+        password=PG_PASSWORD,
+        database=throwaway_database("session"),
+        sslmode="prefer",
+    )
+
+
+def backends(database: str) -> int:
+    with psycopg.connect(
+        host=PG_HOST, port=PG_PORT, user=PG_USER, password=PG_PASSWORD or None, dbname="postgres"
+    ) as con:
+        [(count,)] = con.execute("select count(*) from pg_stat_activity where datname = %s", (database,))
+    return count
+
+
+def test_a_retrieval_connection_opens_with_its_session_set(store_config):
+    with postgres_offline_store.connection(store_config) as conn, conn.cursor() as cur:
+        names = list(postgres_offline_store.SESSION)
+        cur.execute("select " + ", ".join(f"current_setting('{name}')" for name in names))
+        assert dict(zip(names, cur.fetchone(), strict=True)) == postgres_offline_store.SESSION
+        cur.execute("select current_setting('search_path')")
+        assert "public" in cur.fetchone()[0]  # Feast's own option kept beside them
+
+
+def test_a_session_setting_refused_leaves_no_connection_open(store_config, monkeypatch):
+    """A setting the server refuses fails the connect itself: nothing is left open behind the error (set
+    by statements after connecting, the refused one left an open connection with the caller's traceback)."""
+    monkeypatch.setitem(postgres_offline_store.SESSION, "work_mem", "plenty")
+    before = backends(store_config.database)
+    with pytest.raises(Exception, match="work_mem") as refused:
+        postgres_offline_store.connection(store_config)
+    assert refused.value is not None  # the traceback, and everything its frames hold, still alive
+    assert backends(store_config.database) == before
