@@ -77,24 +77,46 @@ def test_a_changed_expectation_gives_its_new_configuration(runner):
         assert first.kwargs["max_value"] == 10
 
 
-def test_the_results_are_gxs_own(tmp_path, runner):
-    """The same suite on the same failing frame: every result (success, counts, samples, observed value)
-    as GX gives it without the reuse of configurations."""
+def test_a_nested_validation_leaves_the_outer_one_noticing_changes(runner):
+    gxe = runner.expectations()
+    expectation = gxe.ExpectColumnValuesToBeBetween(column="amount", min_value=0, max_value=10)
+    with one_validation():
+        assert expectation.configuration.kwargs["max_value"] == 10
+        with one_validation():
+            expectation.max_value = 99
+        assert expectation.configuration.kwargs["max_value"] == 99
+
+
+@pytest.mark.parametrize("result_format", ["BOOLEAN_ONLY", "SUMMARY"])
+@pytest.mark.parametrize("frame", [transactions, bad_transactions], ids=["passing", "failing"])
+def test_every_result_is_gxs_own(tmp_path, runner, frame, result_format):
+    """The suites of a file on the same frame, validated inside `one_validation` and with GX's own
+    property: every result whole (success, counts, samples, observed values, the configuration it names)."""
     from great_expectations import ExpectationSuite
 
-    from mlplatform.ingestion.validation import _outcome, content_expectations, schema_expectations
+    from mlplatform.ingestion.validation import (
+        content_expectations,
+        read_landing_file,
+        schema_expectations,
+        with_known_flags,
+    )
 
-    frame = bad_transactions()
     gxe = runner.expectations()
-
-    def suite() -> list:
-        return schema_expectations(gxe, TRANSACTIONS, list(frame.columns)) + content_expectations(
-            gxe, TRANSACTIONS, CONTEXT.__class__(day=CONTEXT.day)
-        )
-
-    reused = runner.run("reused", suite(), frame)
     _, batch_definition = runner._gx
-    batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
-    own = batch.validate(ExpectationSuite(name="own", expectations=suite()), result_format="SUMMARY")
-    assert reused == [_outcome(r) for r in own.results]
-    assert not all(o.success for o in reused) and any(o.unexpected_count for o in reused)
+    read = read_landing_file(write(tmp_path, frame()), TRANSACTIONS, for_validation=True)
+    flagged = with_known_flags(read, TRANSACTIONS, CONTEXT)
+    added = [column for column in flagged.columns if column not in TRANSACTIONS.columns]
+
+    def results() -> list[dict]:
+        expectations = schema_expectations(gxe, TRANSACTIONS, list(flagged.columns), added_columns=added)
+        suite = ExpectationSuite(
+            name="file", expectations=expectations + content_expectations(gxe, TRANSACTIONS, CONTEXT)
+        )
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": flagged})
+        return [r.to_json_dict() for r in batch.validate(suite, result_format=result_format).results]
+
+    own = results()
+    with one_validation():
+        reused = results()
+    assert reused == own
+    assert own and all(r["success"] for r in own) is (frame is transactions)
