@@ -26,15 +26,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-import pyarrow as pa
 from features import STORED_VIEWS, best_of, rows_differing
 from harness import built_state_arguments, keep_run
 from psycopg import sql
 
 from mlplatform.features.retrieval import features_as_of_events
 from mlplatform.inference.scoring import TRANSACTION_FIELDS
-from mlplatform.point_in_time import ROW, TIME
-from mlplatform.postgres_offline_store import ViewJoin, planned_lookups
+from mlplatform.postgres_offline_store import looked_up_views
 from mlplatform.profiles import build_resources
 from mlplatform.resources.feature_store import PostgresRedisFeastFeatureStore
 from mlplatform.resources.postgres import PostgresConnection
@@ -98,22 +96,6 @@ def compare(local_store, prod_store, one_connection, events, repeats: int) -> di
     }
 
 
-def looked_up_views(store) -> dict[str, bool]:
-    """For each stored view, whether the prod store looks its rows up through an index (else it
-    hash-joins them)."""
-    views = [store.get_feature_view(name) for name in STORED_VIEWS]
-    joins = [ViewJoin(view, [f.name for f in view.features], False, f"v{i}") for i, view in enumerate(views)]
-    schema = pa.schema(
-        [
-            (ROW, pa.int64()),
-            *((key, pa.string()) for _, key in STORED_VIEWS.values()),
-            (TIME, pa.timestamp("us", "UTC")),
-        ]
-    )
-    lookups = planned_lookups(store.config.offline_store, joins, schema)
-    return dict(zip(STORED_VIEWS, lookups, strict=True))
-
-
 def main() -> None:
     parser = built_state_arguments(argparse.ArgumentParser())
     parser.add_argument(
@@ -155,7 +137,7 @@ def main() -> None:
             "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "load_average_start": os.getloadavg(),
             "mart_rows": copied,
-            "views_looked_up": looked_up_views(stores[1]),
+            "views_looked_up": looked_up_views(stores[1], list(STORED_VIEWS)),
             "training_set_size": compare(*stores, labelled, args.repeats),
             "batch_scoring_size": compare(*stores, last_day, args.repeats),
             "load_average_end": os.getloadavg(),

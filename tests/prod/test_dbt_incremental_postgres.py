@@ -4,13 +4,10 @@ landed day rebuilds that day only, and the tables equal a build from scratch and
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 
-import pyarrow as pa
-
 from mlplatform.datagen import generate
 from mlplatform.ingestion.ingest import warehouse_rows
 from mlplatform.ingestion.validation import read_landing_file
-from mlplatform.point_in_time import ROW, TIME
-from mlplatform.postgres_offline_store import ViewJoin, planned_lookups
+from mlplatform.postgres_offline_store import looked_up_views
 from mlplatform.resources import (
     DuckDBWarehouse,
     LandingZone,
@@ -53,7 +50,7 @@ def models(warehouse: Warehouse) -> dict:
     }
 
 
-def looked_up_views(connection: PostgresConnection) -> dict[str, bool]:
+def marts_looked_up(connection: PostgresConnection) -> dict[str, bool]:
     """For each view on a dbt mart, as the prod feature store registers it, whether the prod offline
     store looks its rows up event by event through an index of the tables dbt built (else it hash-joins
     them)."""
@@ -61,13 +58,7 @@ def looked_up_views(connection: PostgresConnection) -> dict[str, bool]:
         postgres=connection, redis_connection=f"{REDIS_HOST}:{REDIS_PORT},db={REDIS_DB}"
     )
     features.apply()
-    store = features.store()
-    views = [store.get_feature_view(name) for name in ("customer_stats", "merchant_stats")]
-    joins = [ViewJoin(view, [f.name for f in view.features], False, f"v{i}") for i, view in enumerate(views)]
-    keys = [(key, pa.string()) for key in ("customer_id", "merchant_id")]
-    events = pa.schema([(ROW, pa.int64()), *keys, (TIME, pa.timestamp("us", "UTC"))])
-    lookups = planned_lookups(store.config.offline_store, joins, events)
-    return {view.name: lookup for view, lookup in zip(views, lookups, strict=True)}
+    return looked_up_views(features.store(), ["customer_stats", "merchant_stats"])
 
 
 def test_incremental_on_postgres_equals_a_full_refresh_and_duckdb(throwaway_database, tmp_path):
@@ -86,12 +77,12 @@ def test_incremental_on_postgres_equals_a_full_refresh_and_duckdb(throwaway_data
 
     compiled = run_dbt(postgres.dbt_env(), "prod", tmp_path / "pg-target")
     # the index dbt creates with each mart (feast_lookup_indexes) serves the store's lookups
-    assert looked_up_views(connection) == {"customer_stats": True, "merchant_stats": True}
+    assert marts_looked_up(connection) == {"customer_stats": True, "merchant_stats": True}
 
     assert f"feature_date >= cast('{LAST_DAY}' as date)" in compiled
     incremental = models(postgres)
     run_dbt(postgres.dbt_env(), "prod", tmp_path / "pg-target", "--full-refresh")
-    assert looked_up_views(connection) == {"customer_stats": True, "merchant_stats": True}  # rebuilt with it
+    assert marts_looked_up(connection) == {"customer_stats": True, "merchant_stats": True}  # rebuilt with it
     load(landing, duckdb, set(landing.landed_days("transactions")) | set(landing.landed_days("labels")))
     run_dbt(duckdb.dbt_env(), "local", tmp_path / "duck-target")
     for name, full in models(postgres).items():
