@@ -102,10 +102,11 @@ def build_raw_asset(table: RawTable, upstream: tuple[RawTable, ...] = ()) -> Ass
             raise Failure(str(error)) from error
         for name, target in report.quarantined.items():
             context.log.error(f"quarantined {name} -> {target}")
-        return MaterializeResult(
-            metadata={**_report_metadata(report), FINGERPRINT: fingerprint},
-            check_results=[_check_result(key, summary) for summary in report.check_summaries()],
-        )
+        yield MaterializeResult(metadata={**_report_metadata(report), FINGERPRINT: fingerprint})
+        # yielded after the materialization, not inside it: Dagster then looks up the materialization each
+        # verdict targets once, instead of a second time just to learn a key the result already names
+        for summary in report.check_summaries():
+            yield _check_result(key, summary)
 
     return raw_asset
 

@@ -1,5 +1,10 @@
-"""Two costs of Great Expectations' pandas validation that GX has no setting for, removed once, when the
-suite runner first imports GX (`remove_validation_costs`). Neither changes a result.
+"""Three costs of Great Expectations that GX has no setting for, removed once, when the suite runner
+first imports GX (`import_gx`). None changes a result.
+
+- **Import.** GX's `__init__` imports every core expectation, and its KL-divergence expectation imports
+  `scipy.stats` (with the KS-test metrics, its only users): ~0.8 s of GX's ~3.5 s import, paid by every
+  process that validates. The platform runs neither expectation, so `scipy.stats` is left to load on
+  its first use (Python's `importlib.util.LazyLoader`); `mlplatform.monitoring.drift` still gets it whole.
 
 - **Fingerprints.** GX fingerprints every pandas batch under `HASH_THRESHOLD` bytes (an md5 over
   `hash_pandas_object` of the whole frame, a batch marker), twice per `Batch.validate`: a day's two
@@ -13,12 +18,14 @@ suite runner first imports GX (`remove_validation_costs`). Neither changes a res
   and kept until the expectation changes (any attribute set) or the validation ends: ~8 builds, one for
   each copy GX makes of the expectation. Outside, GX's own property runs unchanged.
 
-Written against the pinned GX 1.x (uv.lock); tests/ingestion/test_gx_costs.py fails if either stops
+Written against the pinned GX 1.x (uv.lock); tests/ingestion/test_gx_costs.py fails if one stops
 applying.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,14 +37,41 @@ from typing import Any
 _built = threading.local()
 
 
+# modules GX imports only for expectations the platform never runs
+DEFERRED_MODULES = ("scipy.stats",)
+
+
 @cache
-def remove_validation_costs() -> None:
-    """Both changes, made once per process (GX's classes and module are shared by every runner)."""
+def import_gx() -> Any:
+    """`great_expectations`, imported with the three changes (once per process: GX's classes and modules
+    are shared by every runner)."""
+    for name in DEFERRED_MODULES:
+        _defer(name)
+    import great_expectations as gx
     from great_expectations.execution_engine import pandas_execution_engine
     from great_expectations.expectations.expectation import Expectation
 
     pandas_execution_engine.HASH_THRESHOLD = 0
     _memoize_configuration(Expectation)
+    return gx
+
+
+def _defer(name: str) -> None:
+    """Make the submodule `name` load on its first attribute read instead of when it is imported; nothing
+    changes if it is already imported."""
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        return
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    # also an attribute of its package: `from scipy import stats` then takes it as it is (through the
+    # import system, Python 3.11 reads its `__spec__`, which would load it)
+    parent, _, child = name.rpartition(".")
+    setattr(sys.modules[parent], child, module)
 
 
 def _memoize_configuration(expectation: Any) -> None:

@@ -9,7 +9,7 @@ transaction never loaded is quarantined (re-land it once its transaction is load
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from mlplatform.ingestion.validation import (
     REFERENCES,
+    TEXT_STORAGE,
     UNIQUE_ACROSS_DAYS,
     ExpectationOutcome,
     FileValidation,
@@ -37,6 +38,7 @@ from mlplatform.schemas import RAW_TABLES, RawTable
 if TYPE_CHECKING:
     import duckdb
     import pandas as pd
+    import pyarrow as pa
 
 LOOKUP_CHUNK = 10_000  # keys per warehouse query (an IN list)
 
@@ -107,7 +109,7 @@ def ingest_partition(
         except UnreadableFileError as error:
             failed_reads[path] = unreadable(path, error)
     keys = {path: frame_keys(frame, table.key) for path, frame in frames.items()}
-    every_key = list(set().union(*keys.values()))
+    every_key = distinct_keys(keys.values())
     with lookup_connection(warehouse) as con:
         elsewhere = (
             loaded_on_other_days(warehouse, table, day, every_key, con)
@@ -131,7 +133,7 @@ def ingest_partition(
                 known_customers=known_customers,
                 known_merchants=known_merchants,
                 unloaded_transactions=unloaded_transactions,
-                loaded_on_other_days={k: d for k, d in elsewhere.items() if k in keys[path]},
+                loaded_on_other_days=_about_keys(elsewhere, keys[path]),
             ),
             runner,
         )
@@ -176,7 +178,7 @@ def warehouse_rows(
         elif kind == "bool":
             rows[column] = rows[column].astype(bool)
         elif kind == "string":
-            rows[column] = rows[column].astype(str)
+            rows[column] = rows[column].astype(pd.StringDtype(TEXT_STORAGE))
         elif kind == "timestamp":  # (to_datetime only for text: on a datetime column it walks the values)
             values = rows[column]
             rows[column] = (
@@ -189,10 +191,30 @@ def warehouse_rows(
     return rows
 
 
-def frame_keys(frame: pd.DataFrame | None, key: str) -> set[str]:
+def frame_keys(frame: pd.DataFrame | None, key: str) -> pa.Array:
+    """A file's keys as text, nulls left out: an Arrow array (no Python string per key)."""
+    import pandas as pd
+    import pyarrow as pa
+
     if frame is None or key not in frame:
-        return set()
-    return set(frame[key].dropna().astype(str))
+        return pa.array([], pa.large_string())
+    return pa.array(frame[key].dropna().astype(pd.StringDtype(TEXT_STORAGE)), pa.large_string())
+
+
+def distinct_keys(keys: Iterable[pa.Array]) -> pa.Array:
+    """The keys of every file of a partition, each once: what the warehouse lookups ask about."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.unique(pa.chunked_array(list(keys), pa.large_string()))
+
+
+def _about_keys(found: dict[str, str], keys: pa.Array) -> dict[str, str]:
+    """The entries of `found` (usually none) whose key is among `keys`."""
+    if not found:
+        return {}
+    present = set(keys.to_pylist())
+    return {key: value for key, value in found.items() if key in present}
 
 
 @contextmanager
@@ -216,36 +238,30 @@ def _raw_table_exists(warehouse: Warehouse, table: RawTable, con) -> bool:
     return bool(found)
 
 
-def _keys_table(keys: list[str]):
-    """`keys` as an arrow table for DuckDB to scan (from a pandas frame of str objects: a third slower)."""
+@contextmanager
+def _registered_keys(con: duckdb.DuckDBPyConnection, keys: pa.Array) -> Iterator[str]:
+    """`keys` as the view `incoming_keys` of `con` while the block runs; its name."""
     import pyarrow as pa
 
-    return pa.table({"k": pa.array(keys, pa.string())})
-
-
-@contextmanager
-def _registered_keys(con: duckdb.DuckDBPyConnection, keys: list[str]) -> Iterator[str]:
-    """`keys` as the view `incoming_keys` of `con` while the block runs; its name."""
-    con.register("incoming_keys", _keys_table(keys))
+    con.register("incoming_keys", pa.table({"k": keys}))
     try:
         yield "incoming_keys"
     finally:
         con.unregister("incoming_keys")
 
 
-def _in_lists(keys: list[str]):
+def _in_lists(keys: pa.Array):
     for start in range(0, len(keys), LOOKUP_CHUNK):
-        chunk = keys[start : start + LOOKUP_CHUNK]
-        yield sql_literals(chunk)
+        yield sql_literals(keys[start : start + LOOKUP_CHUNK].to_pylist())
 
 
 def loaded_on_other_days(
-    warehouse: Warehouse, table: RawTable, day: str, keys: list[str], con=None
+    warehouse: Warehouse, table: RawTable, day: str, keys: pa.Array, con=None
 ) -> dict[str, str]:
     """{key: day} for the keys already loaded in another partition of `table`: a semi-join of the file's
     keys with the key column (DuckDB: the keys as a registered arrow table; else chunks of IN lists). Only the
     collisions come back. `con`: the partition's `lookup_connection`."""
-    if not keys or not _raw_table_exists(warehouse, table, con):
+    if not len(keys) or not _raw_table_exists(warehouse, table, con):
         return {}
     if con is not None:
         with _registered_keys(con, keys) as incoming:
@@ -267,13 +283,13 @@ def loaded_on_other_days(
     return found
 
 
-def unloaded_keys(warehouse: Warehouse, table: RawTable, keys: list[str], con=None) -> frozenset[str]:
+def unloaded_keys(warehouse: Warehouse, table: RawTable, keys: pa.Array, con=None) -> frozenset[str]:
     """Which of `keys` no partition of `table` holds: an anti-join, so only those (usually none) come
     back, not every key found."""
-    if not keys:
+    if not len(keys):
         return frozenset()
     if not _raw_table_exists(warehouse, table, con):
-        return frozenset(keys)
+        return frozenset(keys.to_pylist())
     if con is not None:
         with _registered_keys(con, keys) as incoming:
             unloaded = con.execute(
@@ -286,7 +302,7 @@ def unloaded_keys(warehouse: Warehouse, table: RawTable, keys: list[str], con=No
             f"select distinct {table.key} as k from raw.{table.name} where {table.key} in ({values})"
         )
         found.update(rows["k"].astype(str))
-    return frozenset(keys) - found
+    return frozenset(keys.to_pylist()) - found
 
 
 def loaded_files(warehouse: Warehouse, table: RawTable, day: str, con=None) -> set[str]:

@@ -7,14 +7,15 @@ one GX run feeds several readable checks (schema, not_null, unique_key, ...). No
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlplatform.ingestion.gx_costs import one_validation, remove_validation_costs
+from mlplatform.ingestion.gx_costs import import_gx, one_validation
 from mlplatform.schemas import (
     CHANNELS,
     COUNTRIES,
@@ -50,10 +51,14 @@ CROSS_DAY_RULE = "id_already_loaded_on_another_day"
 CROSS_FILE_RULE = "id_in_another_file_of_the_partition"
 CONTENT_CHECKS = ("not_null", "unique_key", "value_ranges", "inside_partition", "known_entities")
 
+# Parquet text is read as pandas' string dtype stored in Arrow (`read_landing_file`): no Python string per
+# value, so the read, GX's null and set checks, the key lookups and the load stay vectorized
+TEXT_STORAGE = "pyarrow"
+
 # pandas dtype names (or per-value Python type names for object columns) accepted per logical type
 ACCEPTED_TYPES = {
     # StringDtype: parquet text is read as pandas' string dtype (`read_landing_file`), so GX checks the
-    # column's dtype once instead of the Python type of every value (an object column)
+    # column's dtype once instead of the Python type of every value (an object column); see `validating`
     "string": ["str", "string", "object", "StringDtype"],
     "float": ["float64", "float32", "Float64", "int64", "int32", "Int64"],
     "bool": ["bool", "boolean"],
@@ -93,16 +98,16 @@ def read_landing_file(path: Path, table: RawTable, *, for_validation: bool = Fal
     """Read a parquet or CSV landing file; timestamps become naive UTC, the warehouse's convention.
 
     `for_validation`: the frame Great Expectations judges (and the loader loads). Parquet text columns
-    come as pandas' string dtype and timestamps in nanoseconds, the dtypes GX checks vectorized (on object
-    columns its type check tests every value's Python type; on microsecond timestamps its range check
-    compares value by value): the values are the same, the loader gives them the warehouse's types.
+    come as pandas' string dtype stored in Arrow (`TEXT_STORAGE`) and timestamps in nanoseconds, the
+    dtypes GX checks vectorized (on object columns its type check tests every value's Python type; on
+    microsecond timestamps its range check compares value by value): the values are the same, the loader
+    gives them the warehouse's types.
     """
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    # parquet text -> pandas' string dtype (Python storage: the dtype GX's type list can name)
-    text = pd.StringDtype("python")
+    text = pd.StringDtype(TEXT_STORAGE)
     text_as_string = {pa.string(): text, pa.large_string(): text}.get
     try:
         if path.suffix == ".csv":
@@ -227,8 +232,8 @@ class SuiteRunner:
     validation definition would add its registration and a results store that nothing reads (~10 ms a
     file). A suite runs with GX's `BOOLEAN_ONLY` result format (no lists of unexpected values to
     gather); only when something fails does it run again with `SUMMARY`, for the counts and samples the
-    quarantine note and the checks' metadata show. Two costs of GX's own that change no result are removed
-    when it is first imported (`gx_costs`).
+    quarantine note and the checks' metadata show. Three costs of GX's own that change no result are
+    removed when it is first imported (`gx_costs`).
     """
 
     _shared: SuiteRunner | None = None
@@ -241,10 +246,9 @@ class SuiteRunner:
 
     @cached_property
     def _gx(self):
-        import great_expectations as gx  # imported lazily: ~3-5 s, only needed when validating
+        gx = import_gx()  # imported lazily: ~3 s, only needed when validating
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
-        remove_validation_costs()
         context = gx.get_context(mode="ephemeral")
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
         batch = context.data_sources.add_pandas("landing").add_dataframe_asset("file")
@@ -254,15 +258,27 @@ class SuiteRunner:
         gx, batch_definition = self._gx
         suite = gx.ExpectationSuite(name=suite_name, expectations=expectations)
         batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
-        with one_validation():
+        with validating():
             result = batch.validate(suite, result_format="BOOLEAN_ONLY")
         if not result.success:
-            with one_validation():
+            with validating():
                 result = batch.validate(suite, result_format="SUMMARY")
         return [_outcome(r) for r in result.results]
 
     def expectations(self):
         return self._gx[0].expectations
+
+
+@contextmanager
+def validating() -> Iterator[None]:
+    """The span of one GX validation of a frame from `read_landing_file`: each configuration built once
+    (`one_validation`), and pandas' default string storage that of the frame's text. GX's type list
+    names the string dtype `StringDtype` and compares columns with `pd.StringDtype()`, whose storage is
+    the default: Arrow-stored text would otherwise fail the schema check."""
+    import pandas as pd
+
+    with one_validation(), pd.option_context("mode.string_storage", TEXT_STORAGE):
+        yield
 
 
 def _outcome(result) -> ExpectationOutcome:

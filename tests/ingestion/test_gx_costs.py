@@ -1,11 +1,14 @@
-"""The two validation costs the runner removes from Great Expectations (mlplatform/ingestion/gx_costs.py):
-each still removed with the pinned GX, and every result still GX's own."""
+"""The three costs the runner removes from Great Expectations (mlplatform/ingestion/gx_costs.py): each
+still removed with the pinned GX, and every result still GX's own."""
+
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 
 from mlplatform.ingestion.gx_costs import one_validation
-from mlplatform.ingestion.validation import SuiteRunner, validate_file
+from mlplatform.ingestion.validation import TEXT_STORAGE, SuiteRunner, validate_file
 from mlplatform.schemas import TRANSACTIONS
 from tests.ingestion.test_validation import CONTEXT, transactions, write
 
@@ -115,8 +118,30 @@ def test_every_result_is_gxs_own(tmp_path, runner, frame, result_format):
         batch = batch_definition.get_batch(batch_parameters={"dataframe": flagged})
         return [r.to_json_dict() for r in batch.validate(suite, result_format=result_format).results]
 
-    own = results()
-    with one_validation():
-        reused = results()
+    with pd.option_context("mode.string_storage", TEXT_STORAGE):  # as `validating` reads the frame's text
+        own = results()
+        with one_validation():
+            reused = results()
     assert reused == own
     assert own and all(r["success"] for r in own) is (frame is transactions)
+
+
+def test_gx_is_imported_without_scipy_stats_which_loads_whole_when_used():
+    """In a new process: after GX's import scipy.stats is not loaded; used afterwards (directly, and by
+    scikit-learn, which imports it too), it gives what it gives in a process without GX."""
+    statistic = "from scipy.stats import ks_2samp; print(ks_2samp([1, 2, 3, 4], [3, 4, 5, 6]).pvalue)"
+    after_gx = (
+        "import sys\n"
+        "from mlplatform.ingestion.validation import SuiteRunner\n"
+        "SuiteRunner.shared().expectations()\n"
+        "assert 'great_expectations' in sys.modules\n"
+        "assert 'scipy.stats._stats_py' not in sys.modules, 'GX loaded scipy.stats'\n"
+        "import sklearn.ensemble\n"
+        f"{statistic}\n"
+    )
+    run = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        for code in (after_gx, statistic)
+    ]
+    assert [r.returncode for r in run] == [0, 0], run[0].stderr[-2000:]
+    assert run[0].stdout == run[1].stdout

@@ -66,6 +66,16 @@ def test_loads_every_landed_row_and_a_rerun_replaces_not_duplicates(loaded, stat
     assert total["n"].iloc[0] == total["k"].iloc[0] == landing_rows(state, "transactions", DAY1) + len(first)
 
 
+def test_every_check_of_a_rerun_judges_the_rerun_materialization(loaded, instance):
+    """The verdicts name the materialization they judged: the re-run's, not the partition's earlier one."""
+    result = run_assets(all_assets, loaded, instance, partition_key=DAY2, selection=[raw_transactions])
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) == len(raw_transactions.check_specs) > 1
+    for evaluation in evaluations:
+        target = evaluation.target_materialization_data
+        assert target is not None and target.run_id == result.run_id, evaluation.check_name
+
+
 def test_transactions_need_the_snapshots_first(resources, instance):
     result = run_assets(all_assets, resources, instance, partition_key=DAY1, selection=[raw_transactions])
     assert not result.success

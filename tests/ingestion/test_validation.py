@@ -11,6 +11,7 @@ from mlplatform.ingestion.validation import (
     CONTENT_CHECKS,
     CROSS_DAY_RULE,
     CROSS_FILE_RULE,
+    TEXT_STORAGE,
     PartitionContext,
     SuiteRunner,
     UnreadableFileError,
@@ -67,6 +68,18 @@ def test_valid_file_passes_every_check(tmp_path, runner):
     validation = validate_file(write(tmp_path, transactions()), TRANSACTIONS, CONTEXT, runner)
     assert validation.passed, validation.reason()
     assert {o.check for o in validation.outcomes} == set(checks_for(TRANSACTIONS))
+
+
+@pytest.mark.parametrize("column", ["customer_id", "currency"])
+def test_text_of_another_type_fails_the_schema_and_pandas_keeps_its_default(tmp_path, runner, column):
+    """Arrow-stored text passes the type list (`validating`); numbers where text is due do not, and the
+    storage GX validated with is not left as pandas' default."""
+    default = pd.get_option("mode.string_storage")
+    validation = validate_file(
+        write(tmp_path, transactions(**{column: [1, 2, 3]})), TRANSACTIONS, CONTEXT, runner
+    )
+    assert [(o.check, o.column) for o in validation.failures] == [("schema", column)]
+    assert pd.get_option("mode.string_storage") == default != TEXT_STORAGE
 
 
 def test_timestamps_are_read_as_naive_utc(tmp_path):
@@ -208,11 +221,12 @@ def test_a_missing_key_is_a_null_not_an_unknown_entity(tmp_path, runner, name):
 
 
 def test_the_frame_read_for_validation_holds_the_same_values(tmp_path):
-    """Read for GX: pandas' string dtype and nanosecond timestamps, the same values as the plain read."""
+    """Read for GX: pandas' string dtype stored in Arrow and nanosecond timestamps, the same values as the
+    plain read."""
     path = write(tmp_path, transactions(customer_id=["C1", None, "C2"]))
     plain = read_landing_file(path, TRANSACTIONS)
     for_gx = read_landing_file(path, TRANSACTIONS, for_validation=True)
-    assert for_gx["customer_id"].dtype == pd.StringDtype("python")
+    assert for_gx["customer_id"].dtype == pd.StringDtype("pyarrow")
     assert for_gx["event_ts"].dtype == "datetime64[ns]"
     pd.testing.assert_frame_equal(
         for_gx.astype(object).where(for_gx.notna(), None),

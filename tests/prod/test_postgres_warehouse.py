@@ -4,6 +4,7 @@ from datetime import date, datetime
 
 import pandas as pd
 import psycopg
+import pyarrow as pa
 import pytest
 
 from mlplatform.ingestion.ingest import loaded_on_other_days, lookup_connection, unloaded_keys
@@ -145,7 +146,7 @@ def test_ingestion_key_lookups_answer_as_on_duckdb(warehouse, tmp_path):
     duck = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"), feature_export_dir=str(tmp_path / "x"))
     for store in (warehouse, duck):
         store.replace_raw_rows(TRANSACTIONS, transactions(first, 3, prefix="K"), first)
-    keys = [f"K-{first}-0", f"K-{first}-2", "K-never-1", "K-never-2"]
+    keys = pa.array([f"K-{first}-0", f"K-{first}-2", "K-never-1", "K-never-2"])
     with lookup_connection(duck) as con:
         on_duckdb = (
             unloaded_keys(duck, TRANSACTIONS, keys, con),
