@@ -1,7 +1,7 @@
 """Raw tables: landing files, validated by Great Expectations, loaded into the warehouse's `raw` schema."""
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import (
     AssetCheckResult,
@@ -29,6 +29,9 @@ from mlplatform.resources import LandingZone, Warehouse
 from mlplatform.resources.landing import not_date_folders
 from mlplatform.schemas import CUSTOMERS, LABELS, MERCHANTS, TRANSACTIONS, RawTable
 from mlplatform.settings import partitions_start_date
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # end_offset=1: today's partition exists, so files landing during the day can be ingested. The first
 # partition is where the data starts (MLPLATFORM_PARTITIONS_START, else the oldest landed day).
@@ -113,11 +116,13 @@ def build_raw_asset(table: RawTable, upstream: tuple[RawTable, ...] = ()) -> Ass
 
 # {(warehouse, table, rows, newest _loaded_at): ids}: the snapshots' ids, read once while they are unchanged
 # (every load of a snapshot stamps a new `_loaded_at`); a process keeps the latest version per table only
-_KNOWN_IDS: dict[tuple[str, str], tuple[tuple, frozenset[str]]] = {}
+_KNOWN_IDS: dict[tuple[str, str], tuple[tuple, "pa.Array"]] = {}
 
 
-def _known_entities(warehouse: Warehouse) -> dict[str, frozenset[str]]:
+def _known_entities(warehouse: Warehouse) -> dict[str, "pa.Array"]:
     """The customer and merchant ids of the latest snapshots, for `known_entities`."""
+    import pyarrow as pa
+
     snapshots = ((CUSTOMERS, "customer_id"), (MERCHANTS, "merchant_id"))
     version_sql = " union all ".join(
         f"select '{t.name}' as t, count(*) as n, cast(max(_loaded_at) as varchar) as at from raw.{t.name}"
@@ -141,7 +146,8 @@ def _known_entities(warehouse: Warehouse) -> dict[str, frozenset[str]]:
         version = by_table[table.name]
         cached = _KNOWN_IDS.get(slot)
         if cached is None or cached[0] != version:
-            ids = frozenset(warehouse.read_sql(f"select {column} from raw.{table.name}")[column])
+            read = warehouse.read_sql(f"select {column} from raw.{table.name}")[column]
+            ids = pa.array(read, pa.large_string())
             _KNOWN_IDS[slot] = cached = (version, ids)
         known[f"known_{table.name}"] = cached[1]
     return known

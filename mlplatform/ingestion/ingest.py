@@ -92,9 +92,11 @@ def ingest_partition(
     warehouse: Warehouse,
     runner: SuiteRunner,
     *,
-    known_customers: frozenset[str] | None = None,
-    known_merchants: frozenset[str] | None = None,
+    known_customers: pa.Array | None = None,
+    known_merchants: pa.Array | None = None,
 ) -> IngestionReport:
+    import pyarrow as pa
+
     files = landing.files(table.name, day)
     if not files:
         raise NothingLandedError(
@@ -119,7 +121,8 @@ def ingest_partition(
         unloaded_transactions = None
         if table.name in REFERENCES:
             referenced = REFERENCES[table.name][1]
-            unloaded_transactions = unloaded_keys(warehouse, RAW_TABLES[referenced], every_key, con)
+            unloaded = unloaded_keys(warehouse, RAW_TABLES[referenced], every_key, con)
+            unloaded_transactions = pa.array(sorted(unloaded), pa.large_string())
         already_loaded = loaded_files(warehouse, table, day, con)
     validations = [
         failed_reads[path]

@@ -7,7 +7,7 @@ one GX run feeds several readable checks (schema, not_null, unique_key, ...). No
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
@@ -29,6 +29,7 @@ from mlplatform.schemas import (
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 CHECK_DESCRIPTIONS = {
     "schema": "The file is readable, not empty, has exactly the contract's columns and their types.",
@@ -216,10 +217,11 @@ class PartitionContext:
     """What a file is validated against besides itself."""
 
     day: date | None = None
-    known_customers: frozenset[str] | None = None
-    known_merchants: frozenset[str] | None = None
+    # ids as Arrow arrays: membership is looked up vectorized (`with_known_flags`)
+    known_customers: pa.Array | None = None
+    known_merchants: pa.Array | None = None
     # for tables in REFERENCES: the partition's referenced keys that no partition holds (usually none)
-    unloaded_transactions: frozenset[str] | None = None
+    unloaded_transactions: pa.Array | None = None
     # keys of this file already loaded on another day: {key: day}
     loaded_on_other_days: dict[str, str] = field(default_factory=dict)
 
@@ -366,7 +368,7 @@ def content_expectations(gxe, table: RawTable, context: PartitionContext) -> lis
         gxe.ExpectColumnValuesToBeInSet(
             column=f"{column}{KNOWN_SUFFIX}", value_set=[True], meta={"check": check}
         )
-        for column, (check, _) in known_entity_columns(table, context).items()
+        for column, (check, _, _) in known_entity_columns(table, context).items()
     ]
     return expectations
 
@@ -374,44 +376,41 @@ def content_expectations(gxe, table: RawTable, context: PartitionContext) -> lis
 KNOWN_SUFFIX = "_is_known"
 
 
-def known_entity_columns(
-    table: RawTable, context: PartitionContext
-) -> dict[str, tuple[str, Callable[[str], bool]]]:
-    """{column: (check, whether an id is known)} for the referential checks that apply."""
-    known: dict[str, tuple[str, Callable[[str], bool] | None]] = {
-        "customer_id": ("known_entities", _member_of(context.known_customers)),
-        "merchant_id": ("known_entities", _member_of(context.known_merchants)),
+def known_entity_columns(table: RawTable, context: PartitionContext) -> dict[str, tuple[str, pa.Array, bool]]:
+    """{column: (check, ids, whether a known value is among them (else: not among them))} for the
+    referential checks that apply."""
+    known: dict[str, tuple[str, pa.Array | None, bool]] = {
+        "customer_id": ("known_entities", context.known_customers, True),
+        "merchant_id": ("known_entities", context.known_merchants, True),
     }
     if table.name in REFERENCES:
-        unloaded = context.unloaded_transactions
-        is_loaded = None if unloaded is None else (lambda key: key not in unloaded)
-        known[REFERENCES[table.name][0]] = ("known_transactions", is_loaded)
+        known[REFERENCES[table.name][0]] = ("known_transactions", context.unloaded_transactions, False)
     return {
-        column: (check, is_known)
-        for column, (check, is_known) in known.items()
-        if is_known is not None and column in table.columns
+        column: (check, ids, among)
+        for column, (check, ids, among) in known.items()
+        if ids is not None and column in table.columns
     }
-
-
-def _member_of(ids: frozenset[str] | None) -> Callable[[str], bool] | None:
-    return None if ids is None else ids.__contains__
 
 
 def with_known_flags(frame: pd.DataFrame, table: RawTable, context: PartitionContext) -> pd.DataFrame:
     """Membership in the snapshots as a boolean column per key, for GX to check.
 
     Handing GX the whole snapshot as a `value_set` made it copy 50k ids per evaluation: ingestion ran
-    130x slower than a plain load at 1M transactions. Membership is looked up in the set as it is
-    (`Series.isin` hashes the 50k ids again for every file: 3x slower).
+    130x slower than a plain load at 1M transactions. Membership is looked up by Arrow on the ids as
+    they are (a file's 30k customer ids against 50k: 7 ms; a Python set lookup per value 13 ms, and
+    `Series.isin` with the ids 440 ms).
     """
-    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
     flags = {}
-    for column, (_, is_known) in known_entity_columns(table, context).items():
+    for column, (_, ids, among) in known_entity_columns(table, context).items():
         if column not in frame:  # a missing column is the schema check's finding
             continue
-        values = frame[column].to_numpy(dtype=object)
-        known = np.fromiter(map(is_known, values), dtype=bool, count=len(values))
+        values = pa.array(frame[column].astype(pd.StringDtype(TEXT_STORAGE)))
+        found = pc.is_in(values, value_set=ids).to_numpy(zero_copy_only=False)
+        known = found if among else ~found
         # a missing key is the not_null check's finding, not an unknown entity
         flags[f"{column}{KNOWN_SUFFIX}"] = known | frame[column].isna().to_numpy(dtype=bool)
     return frame.assign(**flags)

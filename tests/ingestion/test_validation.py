@@ -24,7 +24,9 @@ from mlplatform.schemas import CUSTOMERS, LABELS, TRANSACTIONS
 
 DAY = date(2026, 3, 2)
 CONTEXT = PartitionContext(
-    day=DAY, known_customers=frozenset({"C1", "C2"}), known_merchants=frozenset({"M1"})
+    day=DAY,
+    known_customers=pa.array(["C1", "C2"], pa.large_string()),
+    known_merchants=pa.array(["M1"], pa.large_string()),
 )
 
 
@@ -152,7 +154,7 @@ def test_labels_for_transactions_never_loaded_are_named(tmp_path, runner):
             "reported_at": pd.to_datetime(["2026-03-02T08:00:00", "2026-03-02T09:00:00"], utc=True),
         }
     )
-    context = PartitionContext(day=DAY, unloaded_transactions=frozenset({"T404"}))
+    context = PartitionContext(day=DAY, unloaded_transactions=pa.array(["T404"], pa.large_string()))
     validation = validate_file(write(tmp_path, labels), LABELS, context, runner)
     [failure] = validation.failures
     assert (failure.check, failure.column, failure.sample) == (
