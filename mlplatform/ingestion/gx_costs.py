@@ -58,7 +58,9 @@ def import_gx() -> Any:
 
 def _defer(name: str) -> None:
     """Make the submodule `name` load on its first attribute read instead of when it is imported; nothing
-    changes if it is already imported."""
+    changes if it is already imported. On Python 3.11, `LazyLoader` does not lock that first load
+    (CPython gh-114763): two threads reading the module for the first time at once could see it half
+    loaded. Its users here (drift, scikit-learn) first read it in a run's one thread."""
     if name in sys.modules:
         return
     spec = importlib.util.find_spec(name)

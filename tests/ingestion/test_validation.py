@@ -1,5 +1,6 @@
 """Unit tests of reading and validating single landing files (real Great Expectations, no Dagster)."""
 
+import threading
 from datetime import date
 
 import pandas as pd
@@ -19,6 +20,7 @@ from mlplatform.ingestion.validation import (
     checks_for,
     read_landing_file,
     validate_file,
+    validating,
 )
 from mlplatform.schemas import CUSTOMERS, LABELS, TRANSACTIONS
 
@@ -82,6 +84,29 @@ def test_text_of_another_type_fails_the_schema_and_pandas_keeps_its_default(tmp_
     )
     assert [(o.check, o.column) for o in validation.failures] == [("schema", column)]
     assert pd.get_option("mode.string_storage") == default != TEXT_STORAGE
+
+
+def test_overlapping_validations_in_two_threads_keep_the_text_storage_until_the_last_ends():
+    """pandas' options are process-wide: the first validation to end must not restore the default under
+    one still running, and the last must restore it."""
+    default = pd.get_option("mode.string_storage")
+    first_in, first_out = threading.Event(), threading.Event()
+    seen = {}
+
+    def first():
+        with validating():
+            first_in.set()
+            assert first_out.wait(10)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert first_in.wait(10)
+    with validating():
+        first_out.set()
+        thread.join(10)
+        seen["after the first ended"] = pd.get_option("mode.string_storage")
+    assert seen == {"after the first ended": TEXT_STORAGE}
+    assert pd.get_option("mode.string_storage") == default
 
 
 def test_timestamps_are_read_as_naive_utc(tmp_path):
@@ -182,6 +207,19 @@ def test_unreadable_file_is_a_schema_failure(tmp_path, runner):
     validation = validate_file(path, TRANSACTIONS, CONTEXT, runner)
     assert failed_checks(validation) == {"schema"}
     assert validation.frame is None
+
+
+@pytest.mark.parametrize("column", ["transaction_id", "country"])
+def test_text_that_is_not_utf8_is_an_unreadable_file(tmp_path, runner, column):
+    """Bytes a lax writer left in a parquet text column (Latin-1 'é'): the file is unreadable, as when
+    Python decoded the text, never handed to GX, the lookups or the load."""
+    table = pa.Table.from_pandas(transactions(), preserve_index=False)
+    latin1 = pa.array([b"A", "Réunion".encode("latin-1"), b"B"], pa.binary()).view(pa.string())
+    path = tmp_path / "latin1.parquet"
+    pq.write_table(table.set_column(table.schema.get_field_index(column), column, latin1), path)
+    validation = validate_file(path, TRANSACTIONS, CONTEXT, runner)
+    assert [(o.check, o.expectation) for o in validation.failures] == [("schema", "file_is_readable")]
+    assert f"column `{column}`: " in validation.reason() and "Invalid UTF8" in validation.reason()
 
 
 def test_csv_is_accepted_with_types_restored(tmp_path, runner):
