@@ -58,12 +58,23 @@ def ingested(instance: DagsterInstance, day) -> list[float | None]:
     return [materialized_at(instance, f"raw_{table}", str(day)) for table in ("transactions", "labels")]
 
 
+DBT_LOG = re.compile(r"view the dbt debug log: (\S+?dbt\.log)")
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.is_file() else ""
+
+
 def step_failures(instance: DagsterInstance, run_id: str) -> list[str]:
-    """The steps of a run that failed, with their errors, stacks and causes (what a failed retry shows)."""
-    return [
-        f"{entry.step_key}: {entry.dagster_event.event_specific_data.error.to_string()}"
-        for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE)
-    ]
+    """The steps of a run that failed, with their errors, stacks and causes, and the end of the dbt debug log
+    a failed dbt step names (dbt's own error is there when it died before logging one): what a failed
+    retry or a stalled loop shows."""
+    failures = []
+    for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
+        error = entry.dagster_event.event_specific_data.error.to_string()
+        logs = [f"--- {path}:\n{tail(Path(path))}" for path in dict.fromkeys(DBT_LOG.findall(error))]
+        failures.append("\n".join([f"{entry.step_key}: {error[:3000]}", *logs]))
+    return failures
 
 
 def loop_state(instance: DagsterInstance, state: Path, landed_at: float) -> str:
@@ -76,7 +87,7 @@ def loop_state(instance: DagsterInstance, state: Path, landed_at: float) -> str:
         tags = {k: v for k, v in run.tags.items() if k.startswith(("mlplatform/", "dagster/partition"))}
         lines.append(f"{run.job_name} {run.status.value} {tags}")
         if run.status == DagsterRunStatus.FAILURE:
-            lines.extend(f"  {failure[:2000]}" for failure in step_failures(instance, run.run_id))
+            lines.extend(f"  {failure}" for failure in step_failures(instance, run.run_id))
     lines.extend(f"alert: {a.get('kind')} {a.get('message')}" for a in alerts(state)[-10:])
     return "\n".join(lines)
 
@@ -125,22 +136,22 @@ def test_under_the_daemon_a_killed_day_is_retried_and_a_drifted_day_ends_with_a_
 
         # a drifted day: landed -> monitored -> retrained -> promoted -> served by the API
         generate(replace(MEDIUM, start_date=drifted_day, days=1, drift=DRIFT), state / "landing")
-        landed = time.monotonic()
-        wait_until(
+        landed, landed_at = time.monotonic(), time.time()
+
+        def until(condition, timeout: float, what: str, interval: float) -> None:
+            """`wait_until`, failing with what the loop did since the drifted day landed."""
+            try:
+                wait_until(condition, timeout, what, interval)
+            except TimeoutError as timeout_error:
+                raise AssertionError(f"{what}\n{loop_state(instance, state, landed_at)}") from timeout_error
+
+        until(
             lambda: materialized_at(instance, "monitoring_report", str(drifted_day)) is not None,
             600, "the drifted day monitored", 1,
         )  # fmt: skip
         monitored = time.monotonic() - landed
-        try:
-            wait_until(
-                lambda: registry.version_for(FRAUD_MODEL.name, CHAMPION) != champion_before,
-                900,
-                "a new champion",
-                2,
-            )
-        except TimeoutError as timeout:
-            since = time.time() - (time.monotonic() - landed)
-            raise AssertionError(loop_state(instance, state, since)) from timeout
+        new_champion = lambda: registry.version_for(FRAUD_MODEL.name, CHAMPION) != champion_before  # noqa: E731
+        until(new_champion, 900, "a new champion", 2)
         champion_after = registry.version_for(FRAUD_MODEL.name, CHAMPION)
         promotion = registry.audit_trail(FRAUD_MODEL.name)[-1]
         assert promotion["action"] == "promote" and str(promotion["version"]) == champion_after
