@@ -3,6 +3,7 @@
 import hashlib
 import os
 import shutil
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -13,6 +14,7 @@ from typing import Any
 from dagster_dbt import DbtCliInvocation, DbtCliResource
 from packaging.version import Version
 
+from mlplatform.resources import tied_command
 from mlplatform.settings import DBT_EXECUTABLE
 
 
@@ -33,11 +35,16 @@ class DbtCommand(DbtCliResource):
 
     dagster-dbt gives every invocation a folder of its own and never removes one (~4.5 MB each here):
     only the newest are kept (`prune_invocations`).
+
+    dbt dies with the process that started it (`tied_command`): a run worker killed mid-build would
+    otherwise leave its dbt holding the DuckDB warehouse's lock, and the run's retry would fail on it.
+    dagster-dbt runs `dbt_executable` followed by `global_config_flags`, so `dbt_command` makes the first
+    a bare interpreter and the second the tie and `DBT_EXECUTABLE`.
     """
 
     @cached_property
     def _cli_version(self) -> Version:
-        return installed_dbt_core(Path(self.dbt_executable))
+        return installed_dbt_core(Path(DBT_EXECUTABLE))
 
     def _initialize_dbt_core_adapter(self, args):
         return None
@@ -51,7 +58,8 @@ class DbtCommand(DbtCliResource):
             prune_invocations(target_path.parent)
         target_path = project_dir / target_path
         reuse_partial_parse(project_dir / "target", target_path, self._profile_environment())
-        return super().cli(args, context=context, target_path=target_path, **kwargs)
+        with tied_command.started_here():  # dagster-dbt starts dbt with this process's environment
+            return super().cli(args, context=context, target_path=target_path, **kwargs)
 
     def _profile_environment(self) -> str:
         """What dbt's profile and project are rendered from: the target and the platform's settings."""
@@ -107,9 +115,12 @@ def reuse_partial_parse(cache_dir: Path, target_path: Path, environment: str) ->
 
 
 def dbt_command(project_dir, **settings) -> DbtCommand:
-    """`DbtCommand` for `project_dir`, running `DBT_EXECUTABLE` (dagster-dbt's constructor passes its own
-    default executable, `dbt` on PATH, unless one is given)."""
-    return DbtCommand(project_dir=project_dir, dbt_executable=DBT_EXECUTABLE, **settings)
+    """`DbtCommand` for `project_dir`, running `DBT_EXECUTABLE` tied to its caller (dagster-dbt's constructor
+    passes its own default executable, `dbt` on PATH, unless one is given)."""
+    tied_dbt = ["-I", "-S", tied_command.__file__, DBT_EXECUTABLE]
+    return DbtCommand(
+        project_dir=project_dir, dbt_executable=sys.executable, global_config_flags=tied_dbt, **settings
+    )
 
 
 def installed_dbt_core(dbt_executable: Path) -> Version:

@@ -2,6 +2,9 @@
 
 import logging
 import os
+import subprocess
+import sys
+import textwrap
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -135,3 +138,29 @@ def test_an_unusable_partial_parse_costs_a_full_parse_and_nothing_else(tmp_path)
     not_a_folder = tmp_path / "a-file"
     not_a_folder.write_text("")
     reuse_partial_parse(not_a_folder / "cache", tmp_path / "run5", "env")  # cannot be written: no error
+
+
+def test_a_dbt_run_dies_with_the_process_that_started_it(tmp_path):
+    """A run worker killed mid-build (`kill -9`, the OOM killer) used to leave its dbt running and holding
+    the warehouse's lock: the run's retry then failed on the lock."""
+    import psutil
+
+    from mlplatform.resources.tied_command import TIED_TO
+    from tests.prod.services import wait_until
+
+    caller = textwrap.dedent(f"""
+        import time
+        from mlplatform.profiles import dbt_resource
+        invocation = dbt_resource("local").cli(["parse", "--no-partial-parse"], target_path={str(tmp_path)!r})
+        print(invocation.process.pid, flush=True)
+        time.sleep(600)
+    """)
+    with subprocess.Popen([sys.executable, "-c", caller], stdout=subprocess.PIPE, text=True) as process:
+        try:
+            dbt = psutil.Process(int(process.stdout.readline()))
+            # started through the tie, which knows its caller
+            assert DBT_EXECUTABLE in dbt.cmdline() and dbt.environ()[TIED_TO] == str(process.pid)
+        finally:
+            process.kill()
+    # a whole parse takes seconds more; left to itself, dbt sometimes runs on with its output closed
+    wait_until(lambda: not dbt.is_running() or dbt.status() == psutil.STATUS_ZOMBIE, 3, "dbt ending")
