@@ -58,7 +58,7 @@ def main() -> None:
     if len(sys.argv) < 2:
         sys.exit("usage: python -I -S tied_command.py COMMAND [ARGS...]")
     tie_to_parent()
-    os.execv(sys.argv[1], sys.argv[1:])
+    os.execv(sys.argv[1], sys.argv[1:])  # nosec B606 (the command its caller named, as the caller would run it)
 
 
 if __name__ == "__main__":
