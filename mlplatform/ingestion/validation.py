@@ -113,11 +113,14 @@ def read_landing_file(path: Path, table: RawTable, *, for_validation: bool = Fal
     text_as_string = {pa.string(): text, pa.large_string(): text}.get
     try:
         if path.suffix == ".csv":
+            _check_no_nul_byte(path)  # pandas' parser would cut the value at it, in silence
             frame = _coerce_csv_columns(pd.read_csv(path, dtype=str, keep_default_na=True), table)
         elif for_validation:
             frame = _valid_columns(pq.read_table(path)).to_pandas(types_mapper=text_as_string)
         else:
             frame = pq.read_table(path).to_pandas()
+        if for_validation:
+            _check_no_nul(frame)
     except Exception as error:  # any parser error means the same thing: the bytes are not a table
         raise UnreadableFileError(f"{path.name} is not a readable {path.suffix[1:]} file: {error}") from error
     for column, kind in table.columns.items():
@@ -139,6 +142,28 @@ def _valid_columns(read: pa.Table) -> pa.Table:
         except pa.ArrowInvalid as error:
             raise ValueError(f"column `{name}`: {error}") from error
     return read
+
+
+def _check_no_nul(frame: pd.DataFrame) -> None:
+    """Raises naming the first text column holding a NUL character (U+0000): Postgres text cannot store one,
+    so the prod load would fail after validation, on every retry; the file is refused on both profiles."""
+    import pandas as pd
+
+    for name in frame.columns:
+        values = frame[name]
+        text = isinstance(values.dtype, pd.StringDtype) or pd.api.types.infer_dtype(values) == "string"
+        if text and values.str.contains("\x00", regex=False, na=False).any():
+            raise ValueError(
+                f"column `{name}`: text holds a NUL character (U+0000), which Postgres cannot store"
+            )
+
+
+def _check_no_nul_byte(path: Path) -> None:
+    """Raises naming the line of a CSV file's first NUL byte (see `_check_no_nul`)."""
+    content = path.read_bytes()
+    if (at := content.find(b"\x00")) >= 0:
+        line = content.count(b"\n", 0, at) + 1
+        raise ValueError(f"line {line}: text holds a NUL character (U+0000), which Postgres can't store")
 
 
 def _as_nanoseconds(values: pd.Series) -> pd.Series:

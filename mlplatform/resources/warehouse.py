@@ -496,13 +496,40 @@ def create_table_sql(name: str, rows: pd.DataFrame, if_not_exists: bool = False)
 
 
 def copy_rows(con: psycopg.Connection, name: str, rows: pd.DataFrame) -> None:
-    """COPY `rows` into `name` by column name, as CSV (`\\N` is NULL: an empty string stays a string)."""
+    """COPY `rows` into `name` by column name, as CSV in which every value is quoted and a NULL is not:
+    no text is ever read back as NULL (an empty string, or a `\\N`, stays the string it was)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
     columns = ", ".join(f'"{column}"' for column in rows.columns)
-    with con.cursor().copy(f"copy {name} ({columns}) from stdin (format csv, null '\\N')") as copy:
+    table = pa.Table.from_arrays(
+        [copyable(rows[c]) for c in rows.columns], names=[str(c) for c in rows.columns]
+    )
+    options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
+    with con.cursor().copy(f"copy {name} ({columns}) from stdin (format csv)") as copy:
         for start in range(0, len(rows), COPY_CHUNK_ROWS):
-            buffer = io.StringIO()
-            rows.iloc[start : start + COPY_CHUNK_ROWS].to_csv(buffer, index=False, header=False, na_rep="\\N")
-            copy.write(buffer.getvalue())
+            buffer = io.BytesIO()
+            pacsv.write_csv(table.slice(start, COPY_CHUNK_ROWS), buffer, options)
+            copy.write(buffer.getbuffer())
+
+
+def copyable(values: pd.Series) -> pa.Array:
+    """`values` as Arrow's CSV writer writes them for Postgres; other columns (mixed objects, durations,
+    categories of them) as their text, as pandas wrote every value before."""
+    import pyarrow as pa
+
+    try:
+        array = pa.array(values, from_pandas=True)
+        if pa.types.is_dictionary(array.type):
+            array = array.dictionary_decode()
+        types = pa.types
+        written = (types.is_string, types.is_large_string, types.is_integer, types.is_floating,
+                   types.is_boolean, types.is_date, types.is_timestamp, types.is_decimal)  # fmt: skip
+        if any(is_written(array.type) for is_written in written):
+            return array
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        pass
+    return pa.array(values.map(str).where(values.notna(), None), type=pa.string())
 
 
 def postgres_frame(description, records: list[tuple]) -> pd.DataFrame:

@@ -222,6 +222,18 @@ def test_text_that_is_not_utf8_is_an_unreadable_file(tmp_path, runner, column):
     assert f"column `{column}`: " in validation.reason() and "Invalid UTF8" in validation.reason()
 
 
+@pytest.mark.parametrize("name", ["part.parquet", "part.csv"])
+def test_text_holding_a_nul_character_is_an_unreadable_file(tmp_path, runner, name):
+    """Postgres text cannot store U+0000: its load failed after validation, on every retry; from a CSV file,
+    pandas kept the text before it, in silence."""
+    frame = transactions()
+    frame.loc[1, "customer_id"] = "C\x00001"
+    validation = validate_file(write(tmp_path, frame, name), TRANSACTIONS, CONTEXT, runner)
+    assert [(o.check, o.expectation) for o in validation.failures] == [("schema", "file_is_readable")]
+    where = "line 3" if name.endswith(".csv") else "column `customer_id`"  # pandas' CSV parser cut it there
+    assert f"{where}: text holds a NUL character" in validation.reason()
+
+
 def test_csv_is_accepted_with_types_restored(tmp_path, runner):
     frame = transactions(event_ts=transactions()["event_ts"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
     validation = validate_file(write(tmp_path, frame, "part.csv"), TRANSACTIONS, CONTEXT, runner)

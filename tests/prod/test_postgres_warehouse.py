@@ -96,26 +96,33 @@ def test_replace_partitions_creates_then_replaces_only_the_given_days(warehouse)
 
 
 def test_reads_have_the_dtypes_duckdb_gives(warehouse, tmp_path):
-    """The same table written and read back through both warehouses is the same frame."""
+    """The same table written and read back through both warehouses is the same frame: text that looks
+    like a NULL marker, quotes, separators and line breaks included; other objects as their text."""
     frame = pd.DataFrame(
         {
-            "s": ["x", "", None],
-            "f": [1.0 / 3, float("nan"), 2.5e-17],
-            "i": [1, 2, 3],
-            "b": [True, False, True],
-            "ts": pd.to_datetime(["2026-03-01 01:02:03.123456", "2026-03-02", None], format="ISO8601").astype(
-                "datetime64[us]"
-            ),
-            "d": [date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)],
+            "s": ["x", "", None, "\\N", 'a "quoted",\nline', "NULL", "é 🙂"],
+            "f": [1.0 / 3, float("nan"), 2.5e-17, -0.0, 1e300, 5e-324, 7.0],
+            "i": [1, 2, 3, 4, 5, 6, 7],
+            "b": [True, False, True, True, False, True, False],
+            "ts": pd.to_datetime(
+                ["2026-03-01 01:02:03.123456", "2026-03-02", None, "2026-03-04", None, None, None],
+                format="ISO8601",
+            ).astype("datetime64[us]"),
+            "d": [date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3), None, None, None, None],
+            "mixed": [1, "two", None, 3.5, "\\N", "", (6,)],
         }
     )
     duck = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"), feature_export_dir=str(tmp_path / "x"))
     for store in (warehouse, duck):
-        store.write_table("t", "types", frame)
+        store.write_table("t", "types", frame.drop(columns="mixed"))
     query = (
         "select s, f, i, b, ts, d, cast(i as double precision) / 2 as ratio, count(*) over () as n, "
         "case when i = 2 then null else i end as maybe from t.types order by i"
     )
+    assert warehouse.read_sql(query)["s"].tolist() == [*frame["s"][:2], None, *frame["s"][3:]]
+    warehouse.write_table("t", "objects", frame[["i", "mixed"]])
+    objects = warehouse.read_sql("select mixed from t.objects order by i")["mixed"]
+    assert objects.tolist() == ["1", "two", None, "3.5", "\\N", "", "(6,)"]
     pd.testing.assert_frame_equal(warehouse.read_sql(query), duck.read_sql(query))
     assert warehouse.sample_rows("t.types", 2).equals(warehouse.sample_rows("t.types", 2))
     assert len(warehouse.sample_rows("t.types", 2)) == 2
