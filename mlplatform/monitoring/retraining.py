@@ -35,7 +35,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 
 from mlplatform.automation import TRIGGER_TAG
 from mlplatform.checks import was_judged
-from mlplatform.ingestion.assets import raw_labels
+from mlplatform.ingestion.assets import raw_labels, raw_transactions
 from mlplatform.resources import ModelRegistry, MonitoringSettings
 from mlplatform.training.factory import TrainingChain
 from mlplatform.training.registry import is_retired
@@ -149,12 +149,19 @@ def label_events_since(instance: DagsterInstance, after: float | None) -> list[L
 
 
 def degradations_since(
-    instance: DagsterInstance, checks: tuple[AssetCheckKey, ...], after: float | None
+    instance: DagsterInstance,
+    checks: tuple[AssetCheckKey, ...],
+    after: float | None,
+    answered_days: frozenset[str] = frozenset(),
 ) -> list[Degradation]:
     """Degradation checks whose latest judged, completed evaluation after `after` failed with ERROR.
 
     Planned evaluations (a run in flight) and not-judged ones are skipped: they are no evidence, and they
-    neither raise nor clear a degradation. Check records keep whole seconds: compared at that resolution.
+    neither raise nor clear a degradation. So are evaluations of `answered_days`, the days that had landed
+    when the champion was promoted: declarative automation judges such a day again against the new
+    champion (its scores, its training set), and the day that made the retraining would otherwise ask for
+    another, after every promotion (seen under the daemon). Check records keep whole seconds: compared at
+    that resolution.
     """
     found = []
     for key in checks:
@@ -162,6 +169,8 @@ def degradations_since(
         for record in history:  # newest first
             evaluation = record.evaluation
             if evaluation is None or not was_judged(dict(evaluation.metadata)):
+                continue
+            if record.partition in answered_days:
                 continue
             if after is not None and record.create_timestamp < int(after):
                 break
@@ -177,8 +186,15 @@ def gather_evidence(
     retrain_job: str,
     checks: tuple[AssetCheckKey, ...] = (),
 ) -> Evidence:
-    champion = instance.get_latest_materialization_event(champion_key)
+    records = instance.fetch_materializations(champion_key, limit=1).records
+    champion = records[0] if records else None
     since = champion.timestamp if champion else None
+    # the days that had landed when the champion was promoted: judged again, they are no evidence against it
+    answered = (
+        instance.get_materialized_partitions(raw_transactions.key, before_cursor=champion.storage_id)
+        if champion
+        else set()
+    )
     in_progress = bool(instance.get_runs(RunsFilter(job_name=retrain_job, statuses=ACTIVE), limit=1))
     attempts, acted_on = [], set()
     for run_record in instance.get_run_records(RunsFilter(job_name=retrain_job, statuses=FINISHED), limit=50):
@@ -192,7 +208,7 @@ def gather_evidence(
             acted_on.add(run.tags[EVIDENCE_TAG])
     return Evidence(
         labels=label_events_since(instance, since),
-        degradations=degradations_since(instance, checks, since),
+        degradations=degradations_since(instance, checks, since, frozenset(answered)),
         attempts=attempts,
         acted_on=frozenset(acted_on),
         in_progress=in_progress,

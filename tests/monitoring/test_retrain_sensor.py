@@ -22,7 +22,7 @@ from dagster._core.events.log import EventLogEntry
 
 from mlplatform.checks import not_judged
 from mlplatform.definitions import models
-from mlplatform.ingestion.assets import raw_labels
+from mlplatform.ingestion.assets import raw_labels, raw_transactions
 from mlplatform.monitoring.retraining import (
     EVIDENCE_TAG,
     Evidence,
@@ -70,10 +70,15 @@ def champion_promoted(instance):
     instance.report_runless_asset_event(AssetMaterialization(models["fraud_model"].champion.key))
 
 
-def check_failed(instance, asset_key, name, severity, passed=False):
+def check_failed(instance, asset_key, name, severity, passed=False, day=None):
     instance.report_runless_asset_event(
         AssetCheckEvaluation(
-            asset_key=asset_key, check_name=name, passed=passed, severity=severity, metadata={"judged": True}
+            asset_key=asset_key,
+            check_name=name,
+            passed=passed,
+            severity=severity,
+            metadata={"judged": True},
+            partition=day,
         )
     )
 
@@ -144,6 +149,22 @@ def test_an_error_in_score_drift_or_performance_requests_retraining_and_a_warnin
     check_failed(instance, FEATURE_DRIFT, "feature_psi", AssetCheckSeverity.ERROR)  # inputs alone: not enough
     assert isinstance(tick(instance), SkipReason)
     check_failed(instance, MODEL_PERFORMANCE, "roc_auc", AssetCheckSeverity.ERROR)
+    request = tick(instance)
+    assert (
+        isinstance(request, RunRequest) and "model_performance:roc_auc" in request.tags["mlplatform/reason"]
+    )
+
+
+def test_a_day_landed_before_the_champion_judged_again_is_no_evidence_and_a_new_day_is(instance):
+    """Declarative automation judges the drifted day again against the new champion (its scores, its
+    training set): that day asked for another retraining after every promotion (seen under the daemon)."""
+    instance.report_runless_asset_event(AssetMaterialization(raw_transactions.key, partition="2026-11-01"))
+    champion_promoted(instance)
+    check_failed(instance, MODEL_PERFORMANCE, "roc_auc", AssetCheckSeverity.ERROR, day="2026-11-01")
+    skipped = tick(instance)
+    assert isinstance(skipped, SkipReason) and "no new evidence" in skipped.skip_message
+    instance.report_runless_asset_event(AssetMaterialization(raw_transactions.key, partition="2026-11-02"))
+    check_failed(instance, MODEL_PERFORMANCE, "roc_auc", AssetCheckSeverity.ERROR, day="2026-11-02")
     request = tick(instance)
     assert (
         isinstance(request, RunRequest) and "model_performance:roc_auc" in request.tags["mlplatform/reason"]
