@@ -28,6 +28,7 @@ from mlplatform.ingestion.validation import (
     blame_collisions,
     checks_for,
     read_landing_file,
+    text_array,
     unreadable,
     validate_frame,
 )
@@ -196,12 +197,11 @@ def warehouse_rows(
 
 def frame_keys(frame: pd.DataFrame | None, key: str) -> pa.Array:
     """A file's keys as text, nulls left out: an Arrow array (no Python string per key)."""
-    import pandas as pd
     import pyarrow as pa
 
     if frame is None or key not in frame:
         return pa.array([], pa.large_string())
-    return pa.array(frame[key].dropna().astype(pd.StringDtype(TEXT_STORAGE)), pa.large_string())
+    return text_array(frame[key].dropna())
 
 
 def distinct_keys(keys: Iterable[pa.Array]) -> pa.Array:

@@ -222,12 +222,14 @@ def test_text_that_is_not_utf8_is_an_unreadable_file(tmp_path, runner, column):
     assert f"column `{column}`: " in validation.reason() and "Invalid UTF8" in validation.reason()
 
 
-@pytest.mark.parametrize("name", ["part.parquet", "part.csv"])
+@pytest.mark.parametrize("name", ["part.parquet", "part.csv", "dictionary.parquet"])
 def test_text_holding_a_nul_character_is_an_unreadable_file(tmp_path, runner, name):
     """Postgres text cannot store U+0000: its load failed after validation, on every retry; from a CSV file,
-    pandas kept the text before it, in silence."""
+    pandas kept the text before it, in silence. A dictionary-encoded column is read back as one."""
     frame = transactions()
     frame.loc[1, "customer_id"] = "C\x00001"
+    if name.startswith("dictionary"):
+        frame["customer_id"] = frame["customer_id"].astype("category")
     validation = validate_file(write(tmp_path, frame, name), TRANSACTIONS, CONTEXT, runner)
     assert [(o.check, o.expectation) for o in validation.failures] == [("schema", "file_is_readable")]
     where = "line 3" if name.endswith(".csv") else "column `customer_id`"  # pandas' CSV parser cut it there
