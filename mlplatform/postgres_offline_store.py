@@ -34,6 +34,8 @@ This module imports Feast, psycopg, ADBC and pyarrow only (no Dagster): `feast` 
 import it through the configuration.
 """
 
+import concurrent.futures
+import contextlib
 import itertools
 import json
 from collections.abc import Callable
@@ -58,6 +60,7 @@ from feast.infra.registry.base_registry import BaseRegistry
 from feast.infra.utils.postgres.connection_utils import _get_conn, _get_conn_kwargs, _get_conninfo
 from feast.repo_config import RepoConfig
 from feast.type_map import arrow_to_pg_type, feast_value_type_to_pa
+from feast.types import String
 from psycopg import Cursor, sql
 from psycopg.conninfo import make_conninfo
 from pydantic import StrictInt
@@ -100,7 +103,7 @@ class PostgresOfflineStoreConfig(PostgreSQLOfflineStoreConfig):
     # time over up to this many connections, one statement each, run side by side (the prod profile: 2)
     retrieval_connections: StrictInt = 1
     # ... one more connection per this many events (each costs a connect and an upload of its own)
-    events_per_connection: StrictInt = 50_000
+    events_per_connection: StrictInt = 10_000
 
 
 def history_table(view: FeatureView) -> list[str]:
@@ -172,6 +175,12 @@ class ViewJoin(ViewColumns):
         super().__init__(view, features, full_feature_names, alias)
         if not isinstance(self.source, PostgreSQLSource):
             raise TypeError(f"{view.name}: the Postgres offline store reads PostgreSQLSource tables")
+        # text keys sorted bytewise: in the database's collation, sorting 500k events took 600-900 ms of a
+        # view's 1.9 s (bytewise 300-450 ms); neighbouring keys of the index stay neighbours either way
+        self.sort_keys = [
+            f'{quoted(key)} collate "C"' if entity.dtype == String else quoted(key)
+            for entity, (_, key) in zip(view.entity_columns, self.keys, strict=True)
+        ]
         dtypes = {field.name: field.dtype for field in view.features}
         self.types = {
             name: feast_value_type_to_pa(dtypes[f].to_value_type())
@@ -219,16 +228,16 @@ class ViewJoin(ViewColumns):
         looked up on its own: `limit 1` of the rows of the event's keys, newest first. Through an index on
         the keys and the timestamp this is one index descent per event, whatever the history's length
         (`uses_index`); without one it would scan the source for every event. The events are taken in the
-        index's order, so consecutive lookups read neighbouring pages (taken in time order, the 42-day
-        benchmark's 1M customer lookups read 11x more pages from outside Postgres's buffers: 9.4 s against
-        6.4 s)."""
+        index's order (`sort_keys`), so consecutive lookups read neighbouring pages (taken in time order,
+        the 42-day benchmark's 1M customer lookups read 11x more pages from outside Postgres's buffers:
+        9.4 s against 6.4 s)."""
         ts, created = self._times("src")
         where = [f"src.{quoted(column)} = e.{quoted(key)}" for column, key in self.keys]
         where.append(f"{ts} <= e.{TIME}")
         if self.ttl is not None:
             where.append(self._within(self.ttl, ts))
         features = ", ".join(f"src.{quoted(column)} as f{i}" for i, (column, _) in enumerate(self.features))
-        by_key = ", ".join([*(quoted(key) for _, key in self.keys), TIME])
+        by_key = ", ".join([*self.sort_keys, TIME])
         return (
             f"select e.{ROW}, {self._named('s')} from (select * from {EVENTS} order by {by_key}) as e "
             f"cross join lateral (select {features} from {self.source.get_table_query_string()} as src "
@@ -266,23 +275,27 @@ def point_in_time(config: RepoConfig, request: PointInTimeRequest[ViewJoin]) -> 
 
     The events, ordered by time, are split into up to `retrieval_connections` consecutive time ranges of
     about equal work (`split`), each answered on its own connection at the same time (each reads only the
-    rows its range can use). Each view's answer comes back alone, only for the events it has a row
-    for, and is put in place by ROW here: joined to the events in SQL, Postgres spent as long sending the
-    wider rows as joining."""
+    rows its range can use). The connections open side by side (each starts a Postgres backend, ~40 ms),
+    and the first also plans the views' way. Each view's answer comes back alone, only for the events it
+    has a row for, and is put in place by ROW here: joined to the events in SQL, Postgres spent as long
+    sending the wider rows as joining."""
     types = {ROW: pa.int64(), **{name: t for j in request.joins for name, t in j.types.items()}}
     events = request.events
     if events.num_rows == 0:
         return pa.schema(types.items()).empty_table()
     store = config.offline_store
     parts = max(1, min(store.retrieval_connections, events.num_rows // store.events_per_connection))
-    if parts == 1:
-        answers = [answer(config, request.joins, events)]
-    else:
-        lookups, slices = split(store, request.joins, events, parts)
-        with ThreadPoolExecutor(len(slices)) as pool:  # ADBC releases the GIL while Postgres works
-            answers = list(pool.map(lambda part: answer(config, request.joins, part, lookups), slices))
+    # ADBC releases the GIL while Postgres works
+    with ThreadPoolExecutor(parts) as pool, contextlib.ExitStack() as opened:
+        connections = opened_side_by_side(pool, opened, store, parts)
+        lookups, slices = split(connections[0], request.joins, events, parts)
+        answers = list(
+            pool.map(lambda conn, part: answer(conn, request.joins, part, lookups), connections, slices)
+        )
     columns = {ROW: pa.array(np.arange(events.num_rows))}
-    for found in map(pa.concat_tables, zip(*answers, strict=True)):  # a view's answers, from every slice
+    for by_slice in zip(*answers, strict=True):  # a view's answers, from every slice
+        # one chunk per column: arrow's take across chunks cost 10-30x more (1M rows, 25 columns: 0.4-2.9 s)
+        found = pa.concat_tables(by_slice).combine_chunks()
         at = np.full(events.num_rows, -1)
         at[found[ROW].to_numpy()] = np.arange(found.num_rows)
         placed = pa.array(at, mask=at < 0)  # each event's row of `found`, null where it has none
@@ -290,14 +303,28 @@ def point_in_time(config: RepoConfig, request: PointInTimeRequest[ViewJoin]) -> 
     return pa.table(columns).cast(pa.schema(types.items()))
 
 
+def opened_side_by_side(
+    pool: ThreadPoolExecutor, opened: contextlib.ExitStack, store: PostgresOfflineStoreConfig, count: int
+) -> list[adbc.Connection]:
+    """`count` connections to the store, opened at the same time, each closed with `opened`; if one
+    fails to open, its error is raised once the others are in `opened`."""
+    futures = [pool.submit(connection, store) for _ in range(count)]
+    concurrent.futures.wait(futures)
+    for future in futures:
+        if future.exception() is None:
+            opened.enter_context(future.result())
+    return [future.result() for future in futures]
+
+
 def split(
-    store: PostgresOfflineStoreConfig, joins: list[ViewJoin], events: pa.Table, parts: int
+    conn: adbc.Connection, joins: list[ViewJoin], events: pa.Table, parts: int
 ) -> tuple[list[bool], list[pa.Table]]:
-    """Each view's way (`looked_up`, planned on an empty events table) and the events, ordered by time,
-    cut into `parts` consecutive ranges of about equal work: equal numbers of events when every view is
-    looked up, `balanced_ranges` when some are hash-joined (a hash join's work grows with its range's
-    span; a lookup's does not)."""
-    lookups = planned_lookups(store, joins, events.schema)
+    """Each view's way (`planned_lookups` on `conn`) and the events cut into `parts` consecutive time
+    ranges of about equal work: equal numbers of events when every view is looked up, `balanced_ranges`
+    when some are hash-joined (a hash join's work grows with its range's span; a lookup's does not)."""
+    lookups = planned_lookups(conn, joins, events.schema)
+    if parts == 1:
+        return lookups, [events]
     by_time = events.take(pc.sort_indices(events, [(TIME, "ascending")]))
     times = pc.cast(by_time[TIME], pa.int64()).to_numpy()  # microseconds
     joined = [join for join, lookup in zip(joins, lookups, strict=True) if not lookup]
@@ -368,30 +395,27 @@ def connection(store: PostgresOfflineStoreConfig) -> adbc.Connection:
 
 
 def answer(
-    config: RepoConfig, joins: list[ViewJoin], events: pa.Table, lookups: list[bool] | None = None
+    conn: adbc.Connection, joins: list[ViewJoin], events: pa.Table, lookups: list[bool]
 ) -> list[pa.Table]:
-    """Each view's answer for `events`, on a connection of their own: looked up event by event where
-    `lookups` says so (by default, where Postgres would read the view's rows through an index:
-    `looked_up`), hash-joined otherwise. Through ADBC, which moves the events in and the answer out as
-    arrow (psycopg's COPY hands Python one row at a time: ~2.5 s of 225k events)."""
+    """Each view's answer for `events`, on `conn`: looked up event by event where `lookups` says so,
+    hash-joined otherwise. Through ADBC, which moves the events in and the answer out as arrow (psycopg's
+    COPY hands Python one row at a time: ~2.5 s of 225k events)."""
     first, last = time_range(events)
-    with connection(config.offline_store) as conn, conn.cursor() as cur:
-        cur.adbc_ingest(EVENTS, events, mode="create", temporary=True)
+    with conn.cursor() as cur:
+        cur.adbc_ingest(EVENTS, events, mode="create_append", temporary=True)  # planned on it, empty
         cur.execute(f"analyze {EVENTS}")
         found = []
-        for join, lookup in zip(joins, lookups or looked_up(conn, joins), strict=True):
+        for join, lookup in zip(joins, lookups, strict=True):
             cur.execute(join.lookup() if lookup else join.hash_join(first, last))
             found.append(cur.fetch_arrow_table())
         return found
 
 
-def planned_lookups(
-    store: PostgresOfflineStoreConfig, joins: list[ViewJoin], events: pa.Schema
-) -> list[bool]:
-    """`looked_up`, planned on a connection of its own, on an empty table of the events' columns."""
-    with connection(store) as conn, conn.cursor() as cur:
-        cur.adbc_ingest(EVENTS, events.empty_table(), mode="create", temporary=True)
-        return looked_up(conn, joins)
+def planned_lookups(conn: adbc.Connection, joins: list[ViewJoin], events: pa.Schema) -> list[bool]:
+    """`looked_up`, planned on an empty table of the events' columns (it then takes the events)."""
+    with conn.cursor() as cur:
+        cur.adbc_ingest(EVENTS, events.empty_table(), mode="create_append", temporary=True)
+    return looked_up(conn, joins)
 
 
 def looked_up_views(store: "FeatureStore", names: list[str]) -> dict[str, bool]:
@@ -404,7 +428,8 @@ def looked_up_views(store: "FeatureStore", names: list[str]) -> dict[str, bool]:
     events = pa.schema(
         [(ROW, pa.int64()), *((key, pa.string()) for key in keys), (TIME, pa.timestamp("us", "UTC"))]
     )
-    lookups = planned_lookups(store.config.offline_store, joins, events)
+    with connection(store.config.offline_store) as conn:
+        lookups = planned_lookups(conn, joins, events)
     return dict(zip(names, lookups, strict=True))
 
 

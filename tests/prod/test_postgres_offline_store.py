@@ -5,6 +5,7 @@ with no rows): the same answers as the bare DuckDB ASOF join and the local DuckD
 and with the events split by time over several."""
 
 import itertools
+import time
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -13,12 +14,14 @@ import pandas as pd
 import psycopg
 import pyarrow.compute as pc
 import pytest
+from feast import Entity, FeatureView, Field
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
+from feast.types import Int64, String
 
 from mlplatform import postgres_offline_store
 from mlplatform.duckdb_offline_store import STORE_TYPE as DUCKDB_STORE
-from mlplatform.point_in_time import TIME
-from mlplatform.postgres_offline_store import answer, uses_index
+from mlplatform.point_in_time import ROW, TIME
+from mlplatform.postgres_offline_store import EVENTS, answer, uses_index
 from mlplatform.resources.feature_store import POSTGRES_OFFLINE_STORE, PostgresRedisFeastFeatureStore
 from mlplatform.resources.postgres import PostgresConnection
 from tests.features.test_duckdb_offline_store import (
@@ -149,9 +152,9 @@ def test_the_prod_profile_splits_a_retrieval_over_the_connections_it_is_given():
 def test_the_events_are_split_into_consecutive_time_ranges_one_per_connection(postgres_store, monkeypatch):
     ranges = []  # (first, last, events) of each connection's share
 
-    def recorded(config, joins, events, *lookups):
+    def recorded(conn, joins, events, lookups):
         ranges.append((*pc.min_max(events[TIME]).values(), events.num_rows))
-        return answer(config, joins, events, *lookups)
+        return answer(conn, joins, events, lookups)
 
     monkeypatch.setattr(postgres_offline_store, "answer", recorded)
     postgres_store.get_historical_features(entity_df=events(), features=FEATURES).to_df()
@@ -288,3 +291,49 @@ def test_a_session_setting_refused_leaves_no_connection_open(store_config, monke
         postgres_offline_store.connection(store_config)
     assert refused.value is not None  # the traceback, and everything its frames hold, still alive
     assert backends(store_config.database) == before
+
+
+def test_a_connection_that_fails_to_open_leaves_none_of_the_others_open(postgres_store, monkeypatch):
+    """The connections of a split retrieval open side by side: when one fails, the error is raised and
+    the ones that did open are closed."""
+    config = postgres_store.config.offline_store
+    if config.retrieval_connections == 1:
+        pytest.skip("one connection: nothing else to leave open")
+    calls = itertools.count()
+
+    def first_fails_last(store):  # the others have opened by the time it fails
+        if next(calls) == 0:
+            time.sleep(0.5)
+            raise psycopg.OperationalError("connection refused: too many clients")
+        return connect(store)
+
+    connect = postgres_offline_store.connection
+    monkeypatch.setattr(postgres_offline_store, "connection", first_fails_last)
+    before = backends(config.database)
+    with pytest.raises(Exception, match="too many clients"):
+        postgres_store.get_historical_features(entity_df=events(), features=FEATURES).to_df()
+    assert backends(config.database) == before
+
+
+@pytest.mark.parametrize(("key_type", "key"), [(String, "'a'"), (Int64, "1")], ids=["text", "bigint"])
+def test_the_events_are_sorted_bytewise_for_the_lookups_when_their_key_is_text(store_config, key_type, key):
+    """Text keys are sorted in the "C" collation (the database's took twice as long); a key of another
+    type takes none, which Postgres would refuse: the lookup answers on both."""
+    entity = Entity(name="thing", join_keys=["thing_id"], value_type=key_type.to_value_type())
+    view = FeatureView(
+        name="things",
+        entities=[entity],
+        schema=[Field(name="thing_id", dtype=key_type), Field(name="x", dtype=Int64)],
+        source=PostgreSQLSource(name="things", table="public.things", timestamp_field="feature_ts"),
+        ttl=timedelta(days=1),
+    )
+    join = postgres_offline_store.ViewJoin(view, ["x"], False, "v0")
+    pg_type = "text" if key_type == String else "bigint"
+    with postgres_offline_store.connection(store_config) as conn, conn.cursor() as cur:
+        cur.execute(f"create table things (thing_id {pg_type}, feature_ts timestamptz, x bigint)")
+        cur.execute(f"insert into things values ({key}, now() - interval '1 hour', 7)")
+        cur.execute(f"create temporary table {EVENTS} ({ROW} bigint, thing_id {pg_type}, {TIME} timestamptz)")
+        cur.execute(f"insert into {EVENTS} values (0, {key}, now())")
+        cur.execute(join.lookup())
+        assert cur.fetch_arrow_table().to_pydict() == {ROW: [0], "x": [7]}
+    assert ('collate "C"' in join.lookup()) is (key_type == String)
