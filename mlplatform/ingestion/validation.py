@@ -7,6 +7,7 @@ one GX run feeds several readable checks (schema, not_null, unique_key, ...). No
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -113,8 +114,9 @@ def read_landing_file(path: Path, table: RawTable, *, for_validation: bool = Fal
     text_as_string = {pa.string(): text, pa.large_string(): text}.get
     try:
         if path.suffix == ".csv":
-            _check_no_nul_byte(path)  # pandas' parser would cut the value at it, in silence
-            frame = _coerce_csv_columns(pd.read_csv(path, dtype=str, keep_default_na=True), table)
+            content = _without_nul_byte(path.read_bytes())  # pandas' parser would cut the value at it
+            frame = pd.read_csv(io.BytesIO(content), dtype=str, keep_default_na=True)
+            frame = _coerce_csv_columns(frame, table)
         elif for_validation:
             frame = _valid_columns(pq.read_table(path)).to_pandas(types_mapper=text_as_string)
         else:
@@ -163,12 +165,13 @@ def _holds_nul(column: pa.ChunkedArray) -> bool:
     return text and pc.any(pc.match_substring(column, "\x00")).as_py()
 
 
-def _check_no_nul_byte(path: Path) -> None:
-    """Raises naming the line of a CSV file's first NUL byte (see `_valid_columns`)."""
-    content = path.read_bytes()
+def _without_nul_byte(content: bytes) -> bytes:
+    """A CSV file's `content`, read once; raises naming the line of its first NUL byte (see
+    `_valid_columns`)."""
     if (at := content.find(b"\x00")) >= 0:
         line = content.count(b"\n", 0, at) + 1
         raise ValueError(f"line {line}: {NUL_IN_TEXT}")
+    return content
 
 
 def text_array(values: pd.Series) -> pa.Array:
