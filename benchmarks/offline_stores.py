@@ -32,7 +32,7 @@ from psycopg import sql
 
 from mlplatform.features.retrieval import features_as_of_events
 from mlplatform.inference.scoring import TRANSACTION_FIELDS
-from mlplatform.postgres_offline_store import looked_up_views
+from mlplatform.postgres_offline_store import looked_up_views, lookup_index
 from mlplatform.profiles import build_resources
 from mlplatform.resources.feature_store import PostgresRedisFeastFeatureStore
 from mlplatform.resources.postgres import PostgresConnection
@@ -58,8 +58,8 @@ def copy_marts(warehouse, connection: PostgresConnection, indexed: bool) -> dict
                 table = con.sql(f"select * from marts.{mart}").to_arrow_table()
             cur.adbc_ingest(mart, table, mode="create", db_schema_name="marts")
             rows[mart] = table.num_rows
-            if indexed:  # as dbt creates it with the mart on Postgres (macro feast_lookup_indexes)
-                cur.execute(f"create index on marts.{mart} ({key}, (feature_ts at time zone 'UTC'))")
+            if indexed:
+                cur.execute(lookup_index(f"marts.{mart}", [key]))
         conn.commit()
     with psycopg.connect(psycopg.conninfo.make_conninfo(**params), autocommit=True) as con:
         for mart in MARTS:

@@ -253,6 +253,14 @@ def newest_first(ts: str, created: str | None) -> str:
     return ", ".join([f"{ts} desc", *([f"{created} desc nulls last"] if created else [])])
 
 
+def lookup_index(table: str, join_keys: list[str]) -> str:
+    """The statement creating the index through which `ViewJoin.lookup` reads a mart's rows, for a table
+    loaded without dbt (benchmarks, tests): the one dbt creates with each mart on Postgres
+    (dbt_project/macros/feast_lookup_indexes.sql), on the keys and the row time as the Feast source states
+    it (feature_repo/features.py, `postgres_source`)."""
+    return f"create index on {table} ({', '.join(join_keys)}, (feature_ts at time zone 'UTC'))"
+
+
 def uses_index(plan: dict) -> bool:
     """Whether a plan (EXPLAIN's JSON) reads the view's rows only through an index bounded by the event's
     time as well as its keys: each lookup then reads just the rows it can choose from, and

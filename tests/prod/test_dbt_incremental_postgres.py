@@ -4,10 +4,12 @@ landed day rebuilds that day only, and the tables equal a build from scratch and
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 
+import psycopg
+
 from mlplatform.datagen import generate
 from mlplatform.ingestion.ingest import warehouse_rows
 from mlplatform.ingestion.validation import read_landing_file
-from mlplatform.postgres_offline_store import looked_up_views
+from mlplatform.postgres_offline_store import looked_up_views, lookup_index
 from mlplatform.resources import (
     DuckDBWarehouse,
     LandingZone,
@@ -61,6 +63,26 @@ def marts_looked_up(connection: PostgresConnection) -> dict[str, bool]:
     return looked_up_views(features.store(), ["customer_stats", "merchant_stats"])
 
 
+def indexes_as_lookup_index_creates(connection: PostgresConnection) -> dict[str, bool]:
+    """For each feature mart dbt built, whether its indexes are exactly the one `lookup_index` (what the
+    benchmark and the store's tests create on tables loaded without dbt) creates on an empty copy."""
+
+    def indexes(con: psycopg.Connection, table: str) -> list[str]:  # method and columns, without names
+        found = con.execute(
+            "select pg_get_indexdef(indexrelid) from pg_index where indrelid = %s::regclass", (table,)
+        )
+        return [definition.split(" USING ", 1)[1] for (definition,) in found.fetchall()]
+
+    same = {}
+    with psycopg.connect(connection.conninfo()) as con:  # a transaction, rolled back: the copies go too
+        for mart, key in (("customer_features", "customer_id"), ("merchant_features", "merchant_id")):
+            con.execute(f"create temporary table copy_of_{mart} (like marts.{mart})")
+            con.execute(lookup_index(f"copy_of_{mart}", [key]))
+            same[mart] = indexes(con, f"marts.{mart}") == indexes(con, f"copy_of_{mart}")
+        con.rollback()
+    return same
+
+
 def test_incremental_on_postgres_equals_a_full_refresh_and_duckdb(throwaway_database, tmp_path):
     generate(SMALL, tmp_path / "landing")
     landing = LandingZone(landing_dir=str(tmp_path / "landing"), quarantine_dir=str(tmp_path / "quarantine"))
@@ -78,6 +100,10 @@ def test_incremental_on_postgres_equals_a_full_refresh_and_duckdb(throwaway_data
     compiled = run_dbt(postgres.dbt_env(), "prod", tmp_path / "pg-target")
     # the index dbt creates with each mart (feast_lookup_indexes) serves the store's lookups
     assert marts_looked_up(connection) == {"customer_stats": True, "merchant_stats": True}
+    assert indexes_as_lookup_index_creates(connection) == {
+        "customer_features": True,
+        "merchant_features": True,
+    }
 
     assert f"feature_date >= cast('{LAST_DAY}' as date)" in compiled
     incremental = models(postgres)

@@ -21,7 +21,7 @@ from feast.types import Int64, String
 from mlplatform import postgres_offline_store
 from mlplatform.duckdb_offline_store import STORE_TYPE as DUCKDB_STORE
 from mlplatform.point_in_time import ROW, TIME
-from mlplatform.postgres_offline_store import EVENTS, answer, uses_index
+from mlplatform.postgres_offline_store import EVENTS, answer, lookup_index, uses_index
 from mlplatform.resources.feature_store import POSTGRES_OFFLINE_STORE, PostgresRedisFeastFeatureStore
 from mlplatform.resources.postgres import PostgresConnection
 from tests.features.test_duckdb_offline_store import (
@@ -75,7 +75,7 @@ def postgres_store(request, tmp_path, throwaway_database, indexed):
                 (rows["feature_ts"].min(),),
             )
             if indexed:
-                con.execute(f"create index on features.{table} ({key}, (feature_ts at time zone 'UTC'))")
+                con.execute(lookup_index(f"features.{table}", [key]))
             con.execute(f"vacuum analyze features.{table}")
     sources = {
         name: PostgreSQLSource(
