@@ -1,17 +1,21 @@
 """Point-in-time leakage: recompute every stored feature family from staging data strictly before the
-features' valid-from time and compare with what the training set holds. Pure pandas, no Dagster, no Feast.
+features' valid-from time and compare with what the training set holds. Pure pandas and numpy, no Dagster,
+no Feast.
 
 A training row for a transaction at time t gets the feature rows valid from midnight of t's day (features
 are valid from the midnight after their window), so an N-day window must equal the entity's transactions
 in [midnight - N days, midnight). NULL features (no row yet) count as no history.
+
+Every window of every row is answered at once: with the transactions sorted by entity and time, a window
+is the slice between two binary searches, summed on its own. Row by row, the check's 400 rows took ~4 s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 
@@ -20,58 +24,145 @@ MERCHANT_WINDOWS = (7, 30)
 FRAUD_WINDOW = 30
 # the families the check covers; each is recomputed independently of dbt
 FAMILIES = ("customer_activity", "merchant_activity", "merchant_reported_fraud")
+DAY_NS = 86_400 * 10**9
 
 
-def _window(history: pd.DataFrame, cutoff: pd.Timestamp, days: int) -> pd.DataFrame:
+def _nanoseconds(times: pd.Series) -> np.ndarray:
+    """Instants as int64 nanoseconds (a time zone, if any, taken into account)."""
     import pandas as pd
 
-    return history[(history["event_ts"] >= cutoff - pd.Timedelta(days=days)) & (history["event_ts"] < cutoff)]
+    times = pd.to_datetime(times)
+    if times.dt.tz is not None:
+        times = times.dt.tz_convert("UTC").dt.tz_localize(None)
+    return times.astype("datetime64[ns]").to_numpy().view("int64")
 
 
-def known_fraud(labels: pd.DataFrame, transaction_ids: pd.Series, at: pd.Timestamp) -> int:
-    """How many of these transactions a label known at `at` says are fraud: the label version reported
-    before `at` and not yet superseded then (a chargeback reported later must not count)."""
-    versions = labels[labels["transaction_id"].isin(transaction_ids)]
-    in_force = versions[
-        (versions["reported_at"] < at)
-        & (versions["superseded_at"].isna() | (versions["superseded_at"] >= at))
-    ]
-    return int(in_force["is_fraud"].astype(bool).sum())
+class EntityHistory:
+    """One entity kind's transactions, ready to count and sum any window of any of its entities."""
+
+    def __init__(self, transactions: pd.DataFrame, key: str):
+        import pandas as pd
+
+        codes, self.entities = pd.factorize(transactions[key])  # a missing key: -1, never matched
+        known = codes >= 0
+        self.codes = codes[known]
+        self.times = _nanoseconds(transactions["event_ts"])[known]
+        self.amounts = transactions["amount"].fillna(0).to_numpy(dtype=float)[known]  # sum() skips NaN
+
+    def windows(self, entities: pd.Series, cutoffs: np.ndarray, days: tuple[int, ...]) -> dict:
+        """{days: (transaction count, amount sum)} of each entity in [cutoff - days, cutoff)."""
+        import numpy as np
+        import pandas as pd
+
+        queried = pd.Index(self.entities).get_indexer(entities)  # unknown: -1, before every known entity
+        bounds = [cutoffs] + [cutoffs - n * DAY_NS for n in days]
+        # times as ranks among every time involved, so (entity, time) is one sortable int64
+        instants = np.unique(np.concatenate([self.times, *bounds]))
+        width = len(instants) + 1
+        keys = self.codes.astype(np.int64) * width + np.searchsorted(instants, self.times)
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        amounts = np.append(self.amounts[order], 0.0)  # a window may end after the last transaction
+
+        def before(bound: np.ndarray) -> np.ndarray:
+            """How many of the sorted transactions precede (entity, bound)."""
+            return np.searchsorted(keys, queried.astype(np.int64) * width + np.searchsorted(instants, bound))
+
+        end = before(cutoffs)
+        result = {}
+        for n, bound in zip(days, bounds[1:], strict=True):
+            start = before(bound)
+            # each window summed on its own, so a large history before it cannot round it
+            sums = np.add.reduceat(amounts, np.column_stack([start, end]).ravel())[::2]
+            result[n] = end - start, np.where(end > start, sums, 0.0)
+        return result
 
 
-def expected_features(
-    row, customer_history: pd.DataFrame, merchant_history: pd.DataFrame, labels: pd.DataFrame
-) -> Iterator[tuple[str, str, float]]:
-    """(family, feature, value recomputed from staging) for one training row."""
+def known_frauds(
+    rows: pd.DataFrame, cutoffs: np.ndarray, transactions: pd.DataFrame, labels: pd.DataFrame
+) -> np.ndarray:
+    """For each row, how many of its merchant's transactions in [cutoff - FRAUD_WINDOW days, cutoff) a
+    label known at the cutoff says are fraud: the label version reported before the cutoff and not yet
+    superseded then (a chargeback reported later must not count)."""
     import numpy as np
     import pandas as pd
 
-    cutoff = pd.Timestamp(row.event_ts).floor("D")
-    for n in CUSTOMER_WINDOWS:
-        window = _window(customer_history, cutoff, n)
-        yield "customer_activity", f"customer_stats__txn_count_{n}d", len(window)
-        yield "customer_activity", f"customer_stats__amount_sum_{n}d", window["amount"].sum()
-    for n in MERCHANT_WINDOWS:
-        window = _window(merchant_history, cutoff, n)
-        yield "merchant_activity", f"merchant_stats__txn_count_{n}d", len(window)
-        yield "merchant_activity", f"merchant_stats__amount_sum_{n}d", window["amount"].sum()
-    window = _window(merchant_history, cutoff, FRAUD_WINDOW)
-    frauds = known_fraud(labels, window["transaction_id"], cutoff)
-    yield "merchant_reported_fraud", "merchant_stats__reported_fraud_count_30d", frauds
-    yield (
-        "merchant_reported_fraud",
-        "merchant_stats__fraud_rate_30d",
-        frauds / len(window) if len(window) else np.nan,
+    frauds = labels[labels["is_fraud"].astype(bool)].merge(
+        transactions[["transaction_id", "merchant_id", "event_ts"]].dropna(subset=["merchant_id"]),
+        on="transaction_id",
     )
+    pairs = pd.DataFrame(
+        {"row": np.arange(len(rows)), "merchant_id": rows["merchant_id"].to_numpy(), "cutoff": cutoffs}
+    )
+    pairs = pairs.dropna(subset=["merchant_id"]).merge(
+        pd.DataFrame(
+            {
+                "merchant_id": frauds["merchant_id"],
+                "at": _nanoseconds(frauds["event_ts"]),
+                "reported": _nanoseconds(frauds["reported_at"]),
+                "superseded": _nanoseconds(frauds["superseded_at"]),
+                "in_force_forever": frauds["superseded_at"].isna().to_numpy(),
+            }
+        ),
+        on="merchant_id",
+    )
+    cutoff = pairs["cutoff"]
+    counted = (
+        (pairs["at"] >= cutoff - FRAUD_WINDOW * DAY_NS)
+        & (pairs["at"] < cutoff)
+        & (pairs["reported"] < cutoff)
+        & (pairs["in_force_forever"] | (pairs["superseded"] >= cutoff))
+    )
+    per_row = np.zeros(len(rows), dtype=np.int64)
+    np.add.at(per_row, pairs.loc[counted, "row"].to_numpy(), 1)
+    return per_row
 
 
-def _differs(got, expected) -> bool:
+def expected_features(
+    rows: pd.DataFrame, transactions: pd.DataFrame, labels: pd.DataFrame
+) -> list[tuple[str, str, np.ndarray]]:
+    """(family, feature, each row's value recomputed from staging), in the families' order. An entity
+    the rows have no key for has no history."""
+    import numpy as np
     import pandas as pd
 
-    if pd.isna(expected):
-        return not pd.isna(got)
-    got = 0 if pd.isna(got) else got
-    return abs(got - expected) > 1e-6 * max(1.0, abs(expected))
+    midnights = pd.to_datetime(rows["event_ts"]).dt.floor("D")
+    missing_time = midnights.isna().to_numpy()
+    cutoffs = np.where(missing_time, 0, _nanoseconds(midnights))  # no time: no history
+    absent = pd.Series([None] * len(rows), dtype=object)
+    customers = rows.get("customer_id", absent)
+    merchants = rows.get("merchant_id", absent)
+    by_customer = EntityHistory(transactions, "customer_id").windows(customers, cutoffs, CUSTOMER_WINDOWS)
+    merchant_days = tuple(sorted({*MERCHANT_WINDOWS, FRAUD_WINDOW}))
+    by_merchant = EntityHistory(transactions, "merchant_id").windows(merchants, cutoffs, merchant_days)
+
+    expected = []
+    for family, prefix, windows, answers in (
+        ("customer_activity", "customer_stats", CUSTOMER_WINDOWS, by_customer),
+        ("merchant_activity", "merchant_stats", MERCHANT_WINDOWS, by_merchant),
+    ):
+        for n in windows:
+            count, amount = answers[n]
+            expected.append((family, f"{prefix}__txn_count_{n}d", count))
+            expected.append((family, f"{prefix}__amount_sum_{n}d", amount))
+    frauds = known_frauds(rows.assign(merchant_id=merchants.to_numpy()), cutoffs, transactions, labels)
+    volume = by_merchant[FRAUD_WINDOW][0]
+    rate = np.divide(frauds, volume, out=np.full(len(rows), np.nan), where=volume > 0)
+    expected.append(("merchant_reported_fraud", "merchant_stats__reported_fraud_count_30d", frauds))
+    expected.append(("merchant_reported_fraud", "merchant_stats__fraud_rate_30d", rate))
+    return expected
+
+
+def _differs(got: pd.Series, expected: np.ndarray) -> np.ndarray:
+    """Per row: a value where none is expected, or one off by more than a relative 1e-6 (NULL counts as 0)."""
+    import numpy as np
+    import pandas as pd
+
+    values = pd.to_numeric(got, errors="coerce").to_numpy(dtype=float)
+    expected = expected.astype(float)
+    none_expected = np.isnan(expected)
+    off = np.abs(np.nan_to_num(values) - expected) > 1e-6 * np.maximum(1.0, np.abs(expected))
+    return np.where(none_expected, ~np.isnan(values), off)
 
 
 def leaked_values(
@@ -82,31 +173,28 @@ def leaked_values(
 
     `transactions`: transaction_id, customer_id, merchant_id, event_ts, amount. `labels`: the label
     history (transaction_id, is_fraud, reported_at, superseded_at; NULL = still in force). A feature
-    missing from `training` is not checked, nor an entity's family when `training` has no key for it."""
-    by_customer = dict(iter(transactions.groupby("customer_id")))
-    by_merchant = dict(iter(transactions.groupby("merchant_id")))
-    empty = transactions.iloc[0:0]
+    missing from `training` is not checked."""
+    import numpy as np
+
+    rows = training.reset_index(drop=True)
+    checked = [
+        (family, feature, expected, _differs(rows[feature], expected))
+        for family, feature, expected in expected_features(rows, transactions, labels)
+        if feature in rows
+    ]
     problems = []
-    for row in training.itertuples(index=False):
-        recomputed = expected_features(
-            row,
-            by_customer.get(getattr(row, "customer_id", None), empty),
-            by_merchant.get(getattr(row, "merchant_id", None), empty),
-            labels,
-        )
-        for family, feature, expected in recomputed:
-            if not hasattr(row, feature):
-                continue
-            got = getattr(row, feature)
-            if _differs(got, expected):
+    any_differs = np.logical_or.reduce([differs for *_, differs in checked] or [np.zeros(len(rows), bool)])
+    for i in np.flatnonzero(any_differs):
+        for family, feature, expected, differs in checked:
+            if differs[i]:
                 problems.append(
                     {
-                        identity: getattr(row, identity),
-                        "event_ts": row.event_ts,
+                        identity: rows[identity].iloc[i],
+                        "event_ts": rows["event_ts"].iloc[i],
                         "family": family,
                         "feature": feature,
-                        "got": got,
-                        "expected": expected,
+                        "got": rows[feature].iloc[i],
+                        "expected": expected[i].item(),
                     }
                 )
     return problems

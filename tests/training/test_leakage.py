@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlplatform.training.leakage import leaked_values
+from mlplatform.training.leakage import expected_features, leaked_values
 
 TRANSACTIONS = pd.DataFrame(
     {
@@ -124,3 +124,74 @@ def test_missing_features_mean_no_history():
     )
     first["event_ts"] = pd.Timestamp("2026-03-01 10:00")
     assert leaked_values(first, TRANSACTIONS, LABELS) == []
+
+
+def test_every_window_of_every_row_equals_a_row_by_row_recomputation():
+    """Ties, entities without history, a missing amount, a label corrected after the cutoff and amounts a
+    billion times larger in the first days (a running sum would round the later windows): each row's every
+    expected value is what filtering its entity's transactions one row at a time gives."""
+    rng = np.random.default_rng(5)
+    n = 60_000
+    start = pd.Timestamp("2026-01-01")
+    transactions = pd.DataFrame(
+        {
+            "transaction_id": [f"T{i}" for i in range(n)],
+            "customer_id": rng.choice(["C1", "C2", "C3", None], n),
+            "merchant_id": rng.choice(["M1", "M2"], n),
+            # whole hours: many transactions share an instant, and some fall on a midnight
+            "event_ts": start + pd.to_timedelta(rng.integers(0, 90 * 24, n), unit="h"),
+            "amount": rng.uniform(0, 1e6, n).round(2),
+        }
+    )
+    transactions.loc[7, "amount"] = np.nan
+    transactions.loc[transactions.event_ts < start + pd.Timedelta(days=3), "amount"] *= 1e9
+    frauds = transactions.sample(300, random_state=1)
+    labels = pd.DataFrame(
+        {
+            "transaction_id": frauds["transaction_id"].to_numpy(),
+            "is_fraud": rng.random(300) < 0.7,
+            "reported_at": frauds["event_ts"].to_numpy()
+            + pd.to_timedelta(rng.integers(1, 20 * 24, 300), unit="h"),
+            "superseded_at": pd.Series(pd.NaT, index=range(300)).where(
+                rng.random(300) < 0.8, start + pd.Timedelta(days=60)
+            ),
+        }
+    )
+    rows = pd.DataFrame(
+        {
+            "customer_id": rng.choice(["C1", "C2", "C9"], 40),
+            "merchant_id": rng.choice(["M1", "M2", "M9"], 40),
+            "event_ts": start + pd.to_timedelta(rng.integers(0, 95 * 24, 40), unit="h"),
+        }
+    )
+
+    expected = {feature: values for _, feature, values in expected_features(rows, transactions, labels)}
+    histories = {key: dict(iter(transactions.groupby(key))) for key in ("customer_id", "merchant_id")}
+
+    for i, row in rows.iterrows():
+        cutoff = row.event_ts.floor("D")
+
+        def window(key: str, days: int, row=row, cutoff=cutoff) -> pd.DataFrame:
+            of_entity = histories[key].get(row[key], transactions.iloc[0:0])
+            return of_entity[
+                (of_entity.event_ts >= cutoff - pd.Timedelta(days=days)) & (of_entity.event_ts < cutoff)
+            ]
+
+        for key, prefix, windows in (
+            ("customer_id", "customer", (1, 7, 30)),
+            ("merchant_id", "merchant", (7, 30)),
+        ):
+            for days in windows:
+                assert expected[f"{prefix}_stats__txn_count_{days}d"][i] == len(window(key, days))
+                assert expected[f"{prefix}_stats__amount_sum_{days}d"][i] == pytest.approx(
+                    window(key, days).amount.sum(), rel=1e-12, abs=1e-6
+                )
+        month = window("merchant_id", 30)
+        versions = labels[labels.transaction_id.isin(month.transaction_id)]
+        in_force = versions[
+            (versions.reported_at < cutoff)
+            & (versions.superseded_at.isna() | (versions.superseded_at >= cutoff))
+        ]
+        assert expected["merchant_stats__reported_fraud_count_30d"][i] == in_force.is_fraud.sum()
+        rate = expected["merchant_stats__fraud_rate_30d"][i]
+        assert rate == pytest.approx(in_force.is_fraud.sum() / len(month)) if len(month) else np.isnan(rate)
