@@ -79,11 +79,11 @@ class EntityHistory:
 
 
 def known_frauds(
-    rows: pd.DataFrame, cutoffs: np.ndarray, transactions: pd.DataFrame, labels: pd.DataFrame
+    merchants: pd.Series, cutoffs: np.ndarray, transactions: pd.DataFrame, labels: pd.DataFrame
 ) -> np.ndarray:
-    """For each row, how many of its merchant's transactions in [cutoff - FRAUD_WINDOW days, cutoff) a
-    label known at the cutoff says are fraud: the label version reported before the cutoff and not yet
-    superseded then (a chargeback reported later must not count)."""
+    """For each row (a merchant and a cutoff), how many of the merchant's transactions in
+    [cutoff - FRAUD_WINDOW days, cutoff) a label known at the cutoff says are fraud: the label version
+    reported before the cutoff and not yet superseded then (a chargeback reported later must not count)."""
     import numpy as np
     import pandas as pd
 
@@ -92,7 +92,7 @@ def known_frauds(
         on="transaction_id",
     )
     pairs = pd.DataFrame(
-        {"row": np.arange(len(rows)), "merchant_id": rows["merchant_id"].to_numpy(), "cutoff": cutoffs}
+        {"row": np.arange(len(merchants)), "merchant_id": merchants.to_numpy(), "cutoff": cutoffs}
     )
     pairs = pairs.dropna(subset=["merchant_id"]).merge(
         pd.DataFrame(
@@ -113,7 +113,7 @@ def known_frauds(
         & (pairs["reported"] < cutoff)
         & (pairs["in_force_forever"] | (pairs["superseded"] >= cutoff))
     )
-    per_row = np.zeros(len(rows), dtype=np.int64)
+    per_row = np.zeros(len(merchants), dtype=np.int64)
     np.add.at(per_row, pairs.loc[counted, "row"].to_numpy(), 1)
     return per_row
 
@@ -145,7 +145,7 @@ def expected_features(
             count, amount = answers[n]
             expected.append((family, f"{prefix}__txn_count_{n}d", count))
             expected.append((family, f"{prefix}__amount_sum_{n}d", amount))
-    frauds = known_frauds(rows.assign(merchant_id=merchants.to_numpy()), cutoffs, transactions, labels)
+    frauds = known_frauds(merchants, cutoffs, transactions, labels)
     volume = by_merchant[FRAUD_WINDOW][0]
     rate = np.divide(frauds, volume, out=np.full(len(rows), np.nan), where=volume > 0)
     expected.append(("merchant_reported_fraud", "merchant_stats__reported_fraud_count_30d", frauds))
@@ -154,11 +154,15 @@ def expected_features(
 
 
 def _differs(got: pd.Series, expected: np.ndarray) -> np.ndarray:
-    """Per row: a value where none is expected, or one off by more than a relative 1e-6 (NULL counts as 0)."""
+    """Per row: a value where none is expected, or one off by more than a relative 1e-6 (NULL counts as 0;
+    a value that is not a number is an error, not a zero)."""
     import numpy as np
     import pandas as pd
 
-    values = pd.to_numeric(got, errors="coerce").to_numpy(dtype=float)
+    try:
+        values = pd.to_numeric(got).to_numpy(dtype=float)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"training set column {got.name}: {error}") from None
     expected = expected.astype(float)
     none_expected = np.isnan(expected)
     off = np.abs(np.nan_to_num(values) - expected) > 1e-6 * np.maximum(1.0, np.abs(expected))

@@ -195,3 +195,9 @@ def test_every_window_of_every_row_equals_a_row_by_row_recomputation():
         assert expected["merchant_stats__reported_fraud_count_30d"][i] == in_force.is_fraud.sum()
         rate = expected["merchant_stats__fraud_rate_30d"][i]
         assert rate == pytest.approx(in_force.is_fraud.sum() / len(month)) if len(month) else np.isnan(rate)
+
+
+def test_a_feature_value_that_is_not_a_number_is_an_error_not_a_zero():
+    garbled = training_row(customer_stats__txn_count_1d="one")
+    with pytest.raises(ValueError, match='customer_stats__txn_count_1d: Unable to parse string "one"'):
+        leaked_values(garbled, TRANSACTIONS, LABELS)
