@@ -64,9 +64,10 @@ demo: env
 # an MLflow server, a Dagster daemon and its ticks), so each runs beside the rest of the suite; so do
 # tests/training, the longest package, and the README's blocks (commands in processes of their own), on the
 # core the others leave idle once they are done. All must pass. They share one built demo state
-# (MLPLATFORM_TEST_BUILT_STATE: the first to need it builds it, the others wait for it), unless you point
-# that variable at your own. Paths joined by `+` run in one process, one after the other: tests/transform,
-# which builds its own small states, follows the README's blocks, the shortest of them.
+# (MLPLATFORM_TEST_BUILT_STATE: the first to need it builds it, the others wait for it once they have run
+# their tests that do not need it), unless you point that variable at your own. Paths joined by `+` run in
+# one process, one after the other: tests/transform, which builds its own small states, follows the README's
+# blocks, the shortest of them.
 BESIDE := tests/prod tests/monitoring/test_daemon_loop.py tests/training tests/test_readme.py+tests/transform
 test: env
 	@shared=$$(mktemp -d); export MLPLATFORM_TEST_BUILT_STATE=$${MLPLATFORM_TEST_BUILT_STATE:-$$shared/built}; \
