@@ -141,10 +141,28 @@ def run_executor() -> ExecutorDefinition:
 
         return k8s_job_executor
     if executor == "multiprocess":
-        return multiprocess_executor
+        return forking(multiprocess_executor)
     if executor != "in_process":
         raise ValueError(f"{EXECUTOR_ENV_VAR}={executor!r}: choose in_process, multiprocess or k8s")
     return in_process_executor
+
+
+def forking(multiprocess_executor: ExecutorDefinition) -> ExecutorDefinition:
+    """Dagster's multiprocess executor with each step forked from a server process that imported the code
+    location once (start method `forkserver`), instead of a new interpreter importing it again for every
+    step (its default, `spawn`; the step-isolation test took 74-84 core-seconds with it, 63-73 forked).
+    Each step still runs in a process of its own. A run sets `max_concurrent` as before."""
+    import multiprocessing
+
+    from dagster import Field
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():  # Windows
+        return multiprocess_executor
+    return multiprocess_executor.configured(
+        lambda config: {**config, "start_method": {"forkserver": {}}},
+        name="multiprocess",
+        config_schema={"max_concurrent": Field(int, is_required=False)},
+    )
 
 
 def build_resources(

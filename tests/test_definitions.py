@@ -131,7 +131,11 @@ def test_the_executor_is_in_process_unless_another_is_asked_for(monkeypatch):
     monkeypatch.delenv(EXECUTOR_ENV_VAR, raising=False)
     assert run_executor().name == "in_process"  # one code-location load per run, not one per step
     monkeypatch.setenv(EXECUTOR_ENV_VAR, "multiprocess")
-    assert run_executor().name == "multiprocess"
+    multiprocess = run_executor()
+    assert multiprocess.name == "multiprocess"
+    # each step forked from a process that imported the code location once; a run sets how many at once
+    config = multiprocess.config_schema.resolve_config({"config": {"max_concurrent": 2}}).value["config"]
+    assert config["start_method"] == {"forkserver": {}} and config["max_concurrent"] == 2
     monkeypatch.setenv(EXECUTOR_ENV_VAR, "k8s")
     assert run_executor().name == "k8s"  # one pod per step, sized by the dagster-k8s/config tags
     monkeypatch.setenv(EXECUTOR_ENV_VAR, "kubernetes")
