@@ -140,17 +140,6 @@ def test_an_unusable_partial_parse_costs_a_full_parse_and_nothing_else(tmp_path)
     reuse_partial_parse(not_a_folder / "cache", tmp_path / "run5", "env")  # cannot be written: no error
 
 
-def command_and_environment(process) -> tuple[list[str], dict[str, str]]:
-    """A process's command line and environment, read while it is not between two programs: during an
-    exec (the tie becoming dbt), /proc shows both empty (seen on a loaded machine)."""
-    deadline = time.monotonic() + 10
-    while True:
-        command, environment = process.cmdline(), process.environ()
-        if (command and environment) or time.monotonic() > deadline:
-            return command, environment
-        time.sleep(0.1)
-
-
 def test_a_dbt_run_dies_with_the_process_that_started_it(tmp_path):
     """A run worker killed mid-build (`kill -9`, the OOM killer) used to leave its dbt running and holding
     the warehouse's lock: the run's retry then failed on the lock."""
@@ -169,9 +158,16 @@ def test_a_dbt_run_dies_with_the_process_that_started_it(tmp_path):
     with subprocess.Popen([sys.executable, "-c", caller], stdout=subprocess.PIPE, text=True) as process:
         try:
             dbt = psutil.Process(int(process.stdout.readline()))
+            seen: dict = {}
+
+            def read() -> bool:
+                """Both read again while the tie execs dbt: /proc shows them empty then (seen under load)."""
+                seen.update(command=dbt.cmdline(), environment=dbt.environ())
+                return bool(seen["command"] and seen["environment"])
+
+            wait_until(read, 10, "dbt's command line and environment")
             # started through the tie, which knows its caller
-            command, environment = command_and_environment(dbt)
-            assert DBT_EXECUTABLE in command and environment[TIED_TO] == str(process.pid)
+            assert DBT_EXECUTABLE in seen["command"] and seen["environment"][TIED_TO] == str(process.pid)
         finally:
             process.kill()
     # a whole parse takes seconds more; left to itself, dbt sometimes runs on with its output closed
