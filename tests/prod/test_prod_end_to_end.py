@@ -3,8 +3,9 @@
 Postgres (warehouse, Feast offline store and SQL registry, MLflow backend, Dagster storage: throwaway
 databases), Redis (Feast online store, a dedicated db number), a real `mlflow server` proxying artifacts,
 a real `dagster-daemon run` on a code server dequeuing runs launched with `dagster job launch`, and a
-webhook receiving the alerts. The same generated data is then built on the local profile; tables,
-marts, the training set, model metrics, batch predictions and online features must agree.
+webhook receiving the alerts. It builds the data the suite's shared built state holds, the way that state
+was built on the local profile (`materialize_all`, same monitored days); tables, marts, the training set,
+model metrics, batch predictions and online features must agree with it.
 
 Set MLPLATFORM_RECORD_FIGURES=benchmarks/results/prod_profile.md to write the measured figures there.
 """
@@ -16,7 +17,6 @@ import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -24,11 +24,12 @@ import pytest
 import redis
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 
-from mlplatform.datagen import GeneratorConfig, generate
+from mlplatform.datagen import generate
 from mlplatform.definitions import defs
 from mlplatform.demo import DemoSummary, materialize_all
 from mlplatform.profiles import build_resources
 from mlplatform.settings import CODE_SERVER_WORKSPACE, PROJECT_ROOT
+from tests.conftest import BUILD_SECONDS, BUILT_MONITORED_DAYS, MEDIUM
 from tests.prod.conftest import PG_HOST, PG_PORT, PG_USER, REDIS_DB, REDIS_HOST, REDIS_PORT, pg_env
 from tests.prod.services import (
     BIN,
@@ -41,11 +42,6 @@ from tests.prod.services import (
 
 pytestmark = pytest.mark.e2e
 
-# The smallest data on which the model passes every gate (metric floors, slice gaps with >= 10 frauds
-# per slice, calibration): see tests/conftest.py for the sizes the local tests use.
-DATA = GeneratorConfig(
-    start_date=date(2026, 3, 1), days=16, customers=1_000, merchants=120, transactions_per_day=3_000, seed=11
-)
 MODEL = "fraud_model"
 MARTS = {
     "marts.customer_features": ["customer_id", "feature_date"],
@@ -55,7 +51,6 @@ MARTS = {
     "inference.batch_predictions": ["transaction_id"],
 }
 ONLINE_SAMPLE = 40
-MONITORED_DAYS = 2  # monitoring is the same code on both profiles; two days keep CI under its budget
 # the tag dagster.prod.yaml admits one run at a time of (retrain_fraud_model carries it)
 QUEUED_LABEL = {"mlplatform/workload": "training"}
 
@@ -177,12 +172,10 @@ def run_record(instance: DagsterInstance, run_id: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def builds(tmp_path_factory, throwaway_database) -> dict[str, Build]:
+def builds(tmp_path_factory, throwaway_database, built_state) -> dict[str, Build]:
     root = tmp_path_factory.mktemp("prod_e2e")
-    generate(DATA, root / "generated")
-    states = {profile: root / profile for profile in ("prod", "local")}
-    for state in states.values():
-        shutil.copytree(root / "generated", state / "landing")
+    states = {"prod": root / "prod", "local": built_state[0]}
+    generate(MEDIUM, states["prod"] / "landing")
     databases = {name: throwaway_database(name) for name in ("warehouse", "mlflow", "dagster")}
     online_db = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB)
     online_db.flushdb()
@@ -209,7 +202,7 @@ def builds(tmp_path_factory, throwaway_database) -> dict[str, Build]:
             env.setenv("MLFLOW_TRACKING_URI", uri)
             with DagsterInstance.from_config(str(dagster_home)) as instance:
                 started = time.perf_counter()
-                summary = materialize_all(states["prod"], instance, MONITORED_DAYS)
+                summary = materialize_all(states["prod"], instance, BUILT_MONITORED_DAYS)
                 seconds = time.perf_counter() - started
                 results["prod"] = observe(states["prod"], summary, seconds, list(webhook.received))
                 scored_days = results["prod"].tables["inference.batch_predictions"]["_partition_date"]
@@ -221,13 +214,7 @@ def builds(tmp_path_factory, throwaway_database) -> dict[str, Build]:
                 )
         env.setenv("MLPLATFORM_PROFILE", "local")
         env.setenv("MLPLATFORM_STATE_DIR", str(states["local"]))
-        (states["local"] / "dagster").mkdir()
-        with DagsterInstance.local_temp(
-            str(states["local"] / "dagster"), overrides={"telemetry": {"enabled": False}}
-        ) as instance:
-            started = time.perf_counter()
-            summary = materialize_all(states["local"], instance, MONITORED_DAYS)
-            seconds = time.perf_counter() - started
+        summary, seconds = built_state[1], float((states["local"] / BUILD_SECONDS).read_text())
         local_alerts = build_resources(state=states["local"])["alerts"].read()
         results["local"] = observe(states["local"], summary, seconds, local_alerts)
     online_db.flushdb()
@@ -242,12 +229,12 @@ def record_figures(results: dict[str, Build]) -> None:
         "# Prod profile: end-to-end wall time and queued-run launch latency",
         "",
         f"Measured by `tests/prod/test_prod_end_to_end.py` in one run ({time.strftime('%Y-%m-%d')},",
-        f"2 cores, load average {os.getloadavg()[1]:.1f} over the last 5 minutes). Data: {DATA.days} days,",
-        f"{DATA.customers} customers, {DATA.merchants}",
-        f"merchants, {DATA.transactions_per_day}/day ({rows:,} raw transactions + labels).",
+        f"2 cores, load average {os.getloadavg()[1]:.1f} over the last 5 minutes). Data: {MEDIUM.days} days,",
+        f"{MEDIUM.customers} customers, {MEDIUM.merchants}",
+        f"merchants, {MEDIUM.transactions_per_day}/day ({rows:,} raw transactions + labels).",
         "`materialize_all` = every run of `make demo` (snapshots, one run per day, downstream to the",
-        f"champion, batch scoring, {MONITORED_DAYS} monitoring days), in process, against the profile's",
-        "Dagster instance.",
+        f"champion, batch scoring, {BUILT_MONITORED_DAYS} monitoring days), in process, against the",
+        "profile's Dagster instance (local: the suite's shared built state, built beside other tests).",
         "",
         "| figure | prod | local |",
         "|---|---|---|",

@@ -11,7 +11,7 @@ from dagster import AssetKey
 
 from mlplatform.checks import check_verdicts, was_judged
 from mlplatform.definitions import build_definitions, models
-from mlplatform.demo import MONITORED_DAYS, quiet_run
+from mlplatform.demo import quiet_run
 from mlplatform.inference.scoring import load_scoring_model
 from mlplatform.profiles import build_resources
 from mlplatform.resources.model_registry import CHAMPION
@@ -19,7 +19,7 @@ from mlplatform.streaming.pusher import backfill, landed_transactions
 from mlplatform.training.candidate import load_candidate
 from mlplatform.training.model import evaluate, labels_of
 from mlplatform.training.spec import FRAUD_MODEL, SPECS_DIR, ModelSpecError, load_specs
-from tests.conftest import built_instance, copy_applied_state
+from tests.conftest import BUILT_MONITORED_DAYS, built_instance, copy_applied_state
 
 # what a model's monitoring is made of (fraud_model keeps the names it had before specs)
 MONITORING = ["feature_drift", "slo", "serving_slo", "performance", "serving_health", "serving_skew",
@@ -202,9 +202,9 @@ def test_the_second_model_is_trained_gated_promoted_and_scored_from_its_spec(bui
         "from monitoring.merchant_risk_feature_drift group by 1 order by 1"
     )
     champion = load_scoring_model(registry, "merchant_risk", CHAMPION)
-    assert len(drift) == MONITORED_DAYS and set(drift["inputs"]) == {len(champion.inputs)}
+    assert len(drift) == BUILT_MONITORED_DAYS and set(drift["inputs"]) == {len(champion.inputs)}
     histogram = warehouse.read_sql("select * from monitoring.merchant_risk_feature_drift_scores")
-    assert histogram["partition_date"].nunique() == MONITORED_DAYS
+    assert histogram["partition_date"].nunique() == BUILT_MONITORED_DAYS
     with built_instance(built_state[0]) as instance:
         drift_asset = models["merchant_risk"].drift
         assert drift_asset is not None
