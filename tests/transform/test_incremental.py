@@ -8,6 +8,7 @@ depend on the window partition's length (two builds from scratch of different hi
 the last bits on the same days), everything else exactly.
 """
 
+import os
 import shutil
 import subprocess
 from dataclasses import replace
@@ -23,6 +24,7 @@ from mlplatform.definitions import all_assets
 from mlplatform.demo import ingestion_runs
 from mlplatform.ingestion.assets import raw_customers
 from mlplatform.profiles import build_resources
+from mlplatform.resources.dbt_command import PARTIAL_PARSE
 from mlplatform.settings import DBT_EXECUTABLE, DBT_PROJECT_DIR
 from tests.conftest import SMALL, copy_state, run_assets
 
@@ -31,22 +33,44 @@ FEATURE_MARTS = INCREMENTAL_MODELS["marts"]
 NEXT_DAY = SMALL.start_date + timedelta(days=SMALL.days)
 
 
-def dbt_build(state: Path, *args: str) -> str:
-    """`dbt build` on the state's warehouse, as the dbt asset runs it; returns the compiled customer_features
-    SQL of the run (what it rebuilt)."""
-    warehouse = build_resources(profile="local", state=state)["warehouse"]
-    return run_dbt(warehouse.dbt_env(), "local", state / "dbt-target", *args)
+def dbt_build(state: Path, *args: str, command: str = "build") -> str:
+    """`dbt build` (or `command`) on the state's warehouse, as the dbt asset runs it; returns the compiled
+    customer_features SQL of the run (what it rebuilt). dbt runs in the state's folder with the warehouse's
+    paths relative to it: every state's profile is then the same, and each run reuses the last one's parse."""
+    env = build_resources(profile="local", state=state)["warehouse"].dbt_env()
+    relative = {key: os.path.relpath(env[key], state) for key in WAREHOUSE_PATHS}
+    return run_dbt(env | relative, "local", state / "dbt-target", *args, command=command, cwd=state)
 
 
-def run_dbt(env: dict[str, str], target: str, target_dir: Path, *args: str) -> str:
-    """`dbt build` of the project for a profile target and the warehouse `env` points at; returns the
-    compiled customer_features SQL (what the build rebuilt)."""
+WAREHOUSE_PATHS = ("MLPLATFORM_DUCKDB_PATH", "MLPLATFORM_FEAST_DATA_DIR")
+LAST_PARSE: dict[str, Path] = {}  # by profile target: the partial parse of this process's last dbt run
+
+
+def run_dbt(
+    env: dict[str, str],
+    target: str,
+    target_dir: Path,
+    *args: str,
+    command: str = "build",
+    cwd: Path = DBT_PROJECT_DIR,
+) -> str:
+    """`dbt build` (or `command`) of the project for a profile target and the warehouse `env` points at,
+    starting from the last run's parse (dbt parses again what changed, the whole project if the profile
+    did); returns the compiled customer_features SQL (what the run rebuilt)."""
+    parsed = LAST_PARSE.get(target)
+    parse = parsed.read_bytes() if parsed and parsed.is_file() else None  # read before the folder goes
     shutil.rmtree(target_dir, ignore_errors=True)
-    command = [DBT_EXECUTABLE, "build", "--project-dir", str(DBT_PROJECT_DIR)]
-    command += ["--profiles-dir", str(DBT_PROJECT_DIR), "--target", target, "--target-path", str(target_dir)]
+    target_dir.mkdir(parents=True)
+    if parse is not None:
+        (target_dir / PARTIAL_PARSE).write_bytes(parse)
+    options = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    options += ["--target", target, "--target-path", str(target_dir)]
     env = {"PATH": "/usr/bin:/bin", "DBT_SEND_ANONYMOUS_USAGE_STATS": "False", **env}
-    done = subprocess.run([*command, *args], env=env, capture_output=True, text=True, cwd=DBT_PROJECT_DIR)
+    done = subprocess.run(
+        [DBT_EXECUTABLE, command, *options, *args], env=env, capture_output=True, text=True, cwd=cwd
+    )
     assert done.returncode == 0, done.stdout[-3000:]
+    LAST_PARSE[target] = target_dir / PARTIAL_PARSE
     return (target_dir / "compiled" / "mlplatform" / "models" / "marts" / "customer_features.sql").read_text()
 
 
@@ -83,7 +107,8 @@ def assert_same_as_full_refresh(state: Path, tmp_path: Path) -> None:
     scratch = tmp_path / "full-refresh"
     shutil.copytree(state, scratch)
     shutil.rmtree(scratch / "feast" / "data")  # the build from scratch writes every file itself
-    dbt_build(scratch, "--full-refresh")
+    # the compared models and what they read, without the data tests (the incremental build ran them)
+    dbt_build(scratch, "--full-refresh", "--select", *(f"+{m}" for m in FEATURE_MARTS), command="run")
     incremental, full = tables(state), tables(scratch)
     for name in full:
         assert len(incremental[name]) == len(full[name]) > 0, name
