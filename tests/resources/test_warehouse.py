@@ -59,6 +59,32 @@ def test_large_reads_keep_text_in_arrow_with_nan_for_missing(warehouse):
     assert compact_frame(pa.table({"s": ["x"]}))["s"].dtype.storage == "pyarrow"
 
 
+def test_a_large_read_copies_each_batch_as_it_comes_and_equals_the_plain_read(warehouse, monkeypatch):
+    """Every kind of column, missing values included, over several batches: the same frame as `read_sql`
+    (text as arrow strings), each column in memory of its own (arrow's, not DuckDB's batches)."""
+    import mlplatform.resources.warehouse as module
+
+    rows = pd.DataFrame(
+        {
+            "name": [f"c-{i}" if i % 5 else None for i in range(23)],
+            "x": [i / 3 if i % 4 else None for i in range(23)],
+            "n": range(23),
+            "flag": [i % 2 == 0 for i in range(23)],
+            "ts": pd.date_range("2026-03-01", periods=23, freq="h", tz="UTC"),
+        }
+    )
+    warehouse.write_table("training", "t", rows)
+    monkeypatch.setattr(module, "READ_BATCH_ROWS", 5)
+    read = warehouse.read_large("select * from training.t order by n")
+    assert read["name"].array._pa_array.num_chunks == 5  # copied batch by batch, never concatenated again
+    plain = warehouse.read_sql("select * from training.t order by n")
+    pd.testing.assert_frame_equal(read.astype({"name": object}), plain)
+    with warehouse.reading() as con:
+        before = pa.total_allocated_bytes()
+        table = module.owned_batches(con.sql("select * from training.t").to_arrow_reader(5))
+        assert pa.total_allocated_bytes() - before >= table.nbytes  # all of it copied into arrow's memory
+
+
 def test_a_detached_slice_holds_its_own_rows_only(warehouse):
     rows = pd.DataFrame({"name": [f"customer-{i:06d}" for i in range(10_000)], "x": range(10_000)})
     warehouse.write_table("training", "t", rows.astype({"x": float}))
