@@ -371,10 +371,11 @@ def build_candidate(spec: ModelSpec, training_set: AssetsDefinition) -> AssetsDe
         lineage = lineage_tags(trained, rows)
         train, holdout = time_split(trained, rows)
         holdout = detached(holdout)  # so that every row read is freed before the classifier fits
+        del rows  # `train` alone holds the training rows: each column goes once prepared
         started = time.perf_counter()
-        prepared = prepare_inputs(trained, train)
+        prepared = prepare_inputs(trained, train, consume=True)
         train_rows, holdout_rows = len(train), len(holdout)
-        del rows, train
+        del train
         release_unused_memory()
         model = fit_prepared(prepared, settings.threads)
         del prepared

@@ -105,43 +105,57 @@ def fit(spec: ModelSpec, rows: pd.DataFrame, threads: int = 1) -> Pipeline:
     return fit_prepared(prepare_inputs(spec, rows), threads)
 
 
-def prepare_inputs(spec: ModelSpec, rows: pd.DataFrame) -> PreparedInputs:
+def prepare_inputs(spec: ModelSpec, rows: pd.DataFrame, consume: bool = False) -> PreparedInputs:
     """The spec's pipeline with its encoders fitted, and `rows` prepared for its classifier.
 
     The encoders learn from the rows with distinct categorical values (the categories they would learn from
-    all rows), then the inputs are prepared `PREPARE_ROWS` at a time into float arrays: `Pipeline.fit`
-    copied the inputs as a frame, as Python strings and as arrays at once (a year of 9.8M labelled events:
-    past 17 GB). When the classifier stops early, its training and validation rows are prepared apart
-    (`early_stopping_split`) instead of it splitting a copy of all of them."""
+    all rows), then the inputs are prepared into float arrays: the categorical ones `PREPARE_ROWS` rows at
+    a time, the numeric ones column by column. `Pipeline.fit` copied the inputs as a frame, as Python
+    strings and as arrays at once (a year of 9.8M labelled events: past 17 GB). When the classifier stops
+    early, its training and validation rows are prepared apart (`early_stopping_split`) instead of it
+    splitting a copy of all of them. With `consume`, each column is deleted from `rows` once prepared: a
+    caller holding no other reference to the frame's columns then never holds a year's inputs twice."""
     import numpy as np
+
+    from mlplatform.resources.warehouse import release_unused_memory
 
     pipeline = build_pipeline(spec, rows.columns)
     prepare, classifier = pipeline.steps[0][1], pipeline.steps[-1][1]
-    columns = feature_columns(spec, rows.columns)
-    prepare.fit(rows.iloc[np.flatnonzero(~rows[spec.inputs.categorical].duplicated())][columns])
+    categorical, numeric = list(spec.inputs.categorical), numeric_features(spec, rows.columns)
+    prepare.fit(rows.iloc[np.flatnonzero(~rows[categorical].duplicated())][[*categorical, *numeric]])
+    encoder = prepare.named_transformers_["categorical"]
 
-    def prepared(positions: np.ndarray | None = None) -> np.ndarray:
-        """The prepared inputs of the rows at `positions` (all rows by default), in that order, gathered
-        `PREPARE_ROWS` at a time."""
-        count = len(rows) if positions is None else len(positions)
-        inputs = np.empty((count, len(prepare.get_feature_names_out())))
-        for start in range(0, count, PREPARE_ROWS):
-            part = slice(start, start + PREPARE_ROWS)
-            chunk = rows.iloc[part] if positions is None else rows.iloc[positions[part]]
-            inputs[part] = prepare.transform(chunk[columns])
-        return inputs
+    def prepared(*selections: np.ndarray | None) -> list[np.ndarray]:
+        """The prepared inputs of the rows at each selection's positions (None: all rows), in that order,
+        as `prepare.transform` gives them."""
+        counts = [len(rows) if positions is None else len(positions) for positions in selections]
+        # by column: writing one column of a row-major array would touch every page of it
+        outputs = [np.empty((count, len(categorical) + len(numeric)), order="F") for count in counts]
+        for inputs, positions in zip(outputs, selections, strict=True):
+            for start in range(0, len(inputs), PREPARE_ROWS):
+                part = slice(start, start + PREPARE_ROWS)
+                chunk = rows.iloc[part] if positions is None else rows.iloc[positions[part]]
+                inputs[part, : len(categorical)] = encoder.transform(chunk[categorical])
+        for column, name in enumerate(numeric, start=len(categorical)):
+            values = rows[name].to_numpy(dtype=float, na_value=np.nan)
+            for inputs, positions in zip(outputs, selections, strict=True):
+                inputs[:, column] = values if positions is None else values[positions]
+            if consume:
+                del rows[name], values
+                release_unused_memory()  # the column's memory back to the system, for the next arrays
+        return outputs
 
     labels = labels_of(spec, rows)
     split = early_stopping_split(classifier, labels)
     if split is None:
-        return PreparedInputs(pipeline, prepared(), labels)
+        [inputs] = prepared(None)
+        return PreparedInputs(pipeline, inputs, labels)
     train, validation = split
-    x_train, x_validation = prepared(train), prepared(validation)
-    categorical = slice(0, len(spec.inputs.categorical))
-    if all_seen(x_validation[:, categorical], x_train[:, categorical]):
+    x_train, x_validation = prepared(train, validation)
+    if all_seen(x_validation[:, : len(categorical)], x_train[:, : len(categorical)]):
         return PreparedInputs(pipeline, x_train, labels[train], (x_validation, labels[validation]))
     # the classifier learns its categories from every row: let it split them itself
-    inputs = np.empty((len(rows), x_train.shape[1]))
+    inputs = np.empty((len(labels), x_train.shape[1]))
     inputs[train], inputs[validation] = x_train, x_validation
     return PreparedInputs(pipeline, inputs, labels)
 

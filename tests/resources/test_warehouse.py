@@ -106,6 +106,8 @@ def test_the_warehouse_and_dbt_run_duckdb_inside_the_memory_limit(tmp_path):
     )
     with limited.connect() as con:
         assert con.execute("select current_setting('memory_limit')").fetchone() == ("953.6 MiB",)
+        # what a read frees goes back to the system, not kept by DuckDB's allocator
+        assert con.execute("select current_setting('allocator_background_threads')").fetchone() == (True,)
     assert limited.dbt_env()["MLPLATFORM_DUCKDB_MEMORY_LIMIT"] == "1GB"  # what dbt's profile reads
 
 

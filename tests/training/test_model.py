@@ -12,6 +12,7 @@ from mlplatform.training.model import (
     feature_columns,
     fit,
     labels_of,
+    prepare_inputs,
     time_split,
 )
 from mlplatform.training.spec import FRAUD_MODEL
@@ -76,6 +77,24 @@ def test_stopping_early_on_validation_rows_prepared_apart_it_is_the_pipeline_fit
     assert classifier.do_early_stopping_ and classifier.n_iter_ < 300  # it stopped on its validation rows
     assert classifier.n_iter_ == at_once.named_steps["classifier"].n_iter_
     assert_same_predictions(STOPPING, sliced, at_once)
+
+
+@pytest.mark.parametrize("spec,n", [(SPEC, 3_000), (STOPPING, 30_000)], ids=["one array", "stopping early"])
+def test_prepared_consuming_the_rows_gives_the_same_arrays_and_leaves_only_what_is_not_an_input(spec, n):
+    """The retraining hands its frame over (`consume`): each numeric input column goes once prepared, so
+    a year's rows and their arrays are never held in full together."""
+    rows = labelled(n)
+    kept = prepare_inputs(spec, rows)
+    consumed = rows.copy()
+    given = prepare_inputs(spec, consumed, consume=True)
+    np.testing.assert_array_equal(given.inputs, kept.inputs)
+    np.testing.assert_array_equal(given.labels, kept.labels)
+    assert (given.validation is None) == (kept.validation is None) == (spec is SPEC)
+    if given.validation is not None and kept.validation is not None:
+        for consumed_part, kept_part in zip(given.validation, kept.validation, strict=True):
+            np.testing.assert_array_equal(consumed_part, kept_part)
+    numeric = set(feature_columns(spec, rows.columns)) - set(spec.inputs.categorical)
+    assert set(consumed.columns) == set(rows.columns) - numeric and numeric
 
 
 def test_a_category_only_in_the_validation_rows_lets_the_classifier_split_them_itself(monkeypatch):
