@@ -113,11 +113,9 @@ def prepare_inputs(spec: ModelSpec, rows: pd.DataFrame, consume: bool = False) -
     a time, the numeric ones column by column. `Pipeline.fit` copied the inputs as a frame, as Python
     strings and as arrays at once (a year of 9.8M labelled events: past 17 GB). When the classifier stops
     early, its training and validation rows are prepared apart (`early_stopping_split`) instead of it
-    splitting a copy of all of them. With `consume`, each column is deleted from `rows` once prepared: a
-    caller holding no other reference to the frame's columns then never holds a year's inputs twice."""
+    splitting a copy of all of them. With `consume`, each numeric input column is deleted from `rows` once
+    prepared: a caller holding no other reference to them then never holds a year's inputs twice."""
     import numpy as np
-
-    from mlplatform.resources.warehouse import release_unused_memory
 
     pipeline = build_pipeline(spec, rows.columns)
     prepare, classifier = pipeline.steps[0][1], pipeline.steps[-1][1]
@@ -141,6 +139,8 @@ def prepare_inputs(spec: ModelSpec, rows: pd.DataFrame, consume: bool = False) -
             for inputs, positions in zip(outputs, selections, strict=True):
                 inputs[:, column] = values if positions is None else values[positions]
             if consume:
+                from mlplatform.resources.warehouse import release_unused_memory  # imports Dagster
+
                 del rows[name], values
                 release_unused_memory()  # the column's memory back to the system, for the next arrays
         return outputs
