@@ -22,7 +22,7 @@ here it needs ibis (not installed) and breaks on the compiled sqlglot dagster-db
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -124,38 +124,34 @@ def create_history(config: RepoConfig, view: FeatureView) -> Path:
     return folder
 
 
-class ViewJoin(ViewColumns):
-    """What one feature view contributes to the point-in-time statement."""
+class AsofJoin(ViewColumns):
+    """One feature view's part of a DuckDB point-in-time statement over the view's candidate rows (a
+    relation of its keys `k0..`, time `ts`, created time `created` when the source has one, and features
+    `f0..`): the rows read from its parquet source here, or fetched from Postgres by the prod store."""
 
-    def subquery(self, config: RepoConfig, events_from: datetime, events_to: datetime) -> str:
-        """The view's rows that can give some event a value (not newer than the newest event, not older
-        than the oldest event's ttl allows), keys and features only; among rows sharing keys and
-        timestamp, the one created last."""
-        columns = [
+    def candidate_columns(self, ts: str, created: str | None) -> list[str]:
+        """The select list of the candidate rows, given the source's row time and created time."""
+        return [
             *(f"{quoted(column)} as k{i}" for i, (column, _) in enumerate(self.keys)),
-            f"{quoted(self.timestamp)}::timestamptz as ts",
+            f"{ts} as ts",
+            *([f"{created} as created"] if created else []),
             *(f"{quoted(column)} as f{i}" for i, (column, _) in enumerate(self.features)),
         ]
-        sql = (
-            f"select {', '.join(columns)} from {source_relation(config, self.source)} "
-            f"where {quoted(self.timestamp)}::timestamptz <= {timestamp_literal(events_to)}"
-        )
-        if self.ttl is not None:
-            sql += (
-                f" and {quoted(self.timestamp)}::timestamptz >= {timestamp_literal(events_from - self.ttl)}"
-            )
-        if self.created:
-            keys = ", ".join(quoted(column) for column, _ in self.keys) or "1"
-            sql += (
-                f" qualify row_number() over (partition by {keys}, {quoted(self.timestamp)} "
-                f"order by {quoted(self.created)} desc nulls last) = 1"
-            )
-        return sql
 
-    def join(self, config: RepoConfig, events_from: datetime, events_to: datetime) -> str:
+    def deduplicated(self, candidates: str) -> str:
+        """The candidate rows, only the one created last among rows sharing keys and timestamp."""
+        if not self.created:
+            return candidates
+        keys = ", ".join([*(f"k{i}" for i in range(len(self.keys))), "ts"])
+        return (
+            f"select * exclude (created) from ({candidates}) "
+            f"qualify row_number() over (partition by {keys} order by created desc nulls last) = 1"
+        )
+
+    def join(self, rows: str) -> str:
+        """The ASOF join of the events with the view's `rows` (deduplicated candidates)."""
         on = [f"{self.alias}.k{i} = e.{quoted(column)}" for i, (_, column) in enumerate(self.keys)]
         on.append(f"e.{TIME} >= {self.alias}.ts")
-        rows = self.subquery(config, events_from, events_to)
         return f"asof left join ({rows}) as {self.alias} on {' and '.join(on)}"
 
     def selections(self) -> list[str]:
@@ -168,6 +164,37 @@ class ViewJoin(ViewColumns):
                 value = f"case when {self.alias}.ts >= e.{TIME} - to_microseconds({micros}) then {value} end"
             selected.append(f"{value} as {quoted(name)}")
         return selected
+
+
+def asof_features(
+    con: duckdb.DuckDBPyConnection, events: pa.Table, joins: Sequence[AsofJoin], rows: list[str]
+) -> pa.Table:
+    """Each event's features (after ROW, in the events' order): one statement ASOF-joining the `events`
+    spine with each view's `rows`, on `con` (UTC, see `connect`)."""
+    selections = [f"e.{ROW}", *(s for j in joins for s in j.selections())]
+    joined = " ".join(j.join(view_rows) for j, view_rows in zip(joins, rows, strict=True))
+    con.register("events", events)
+    return con.sql(
+        f"select {', '.join(selections)} from events as e {joined} order by e.{ROW}"
+    ).to_arrow_table()
+
+
+class ViewJoin(AsofJoin):
+    """What one feature view contributes to the point-in-time statement."""
+
+    def subquery(self, config: RepoConfig, events_from: datetime, events_to: datetime) -> str:
+        """The view's rows that can give some event a value (not newer than the newest event, not older
+        than the oldest event's ttl allows), keys and features only; among rows sharing keys and
+        timestamp, the one created last."""
+        ts = f"{quoted(self.timestamp)}::timestamptz"
+        created = quoted(self.created) if self.created else None
+        sql = (
+            f"select {', '.join(self.candidate_columns(ts, created))} "
+            f"from {source_relation(config, self.source)} where {ts} <= {timestamp_literal(events_to)}"
+        )
+        if self.ttl is not None:
+            sql += f" and {ts} >= {timestamp_literal(events_from - self.ttl)}"
+        return self.deduplicated(sql)
 
 
 def pull_all(
@@ -236,15 +263,9 @@ class DuckDBOfflineStore(OfflineStore):
         )
 
         def features() -> pa.Table:
-            joins = request.joins
-            selections = [f"e.{ROW}", *(s for j in joins for s in j.selections())]
-            sql = (
-                f"select {', '.join(selections)} from events as e "
-                f"{' '.join(j.join(config, request.first, request.last) for j in joins)} order by e.{ROW}"
-            )
+            rows = [j.subquery(config, request.first, request.last) for j in request.joins]
             with connect(config) as con:
-                con.register("events", request.events)
-                return con.sql(sql).to_arrow_table()
+                return asof_features(con, request.events, request.joins, rows)
 
         return request.job(features)
 

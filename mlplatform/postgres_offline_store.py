@@ -8,13 +8,15 @@ Named in the prod profile's feature store configuration by its import path:
 
 `get_historical_features` for entity rows given as a DataFrame answers as the local DuckDB store does
 (mlplatform/point_in_time.py): every event kept once, in order, each view's newest row at or before it
-within the ttl. The events go in and the answers come out as arrow through the ADBC Postgres driver
-(binary COPY); each view is a statement of its own. Where Postgres can read the view's rows through an
-index on its keys and time (the one dbt creates with each mart: dbt_project/macros/feast_lookup_indexes.sql),
-each event's row is looked up on its own (`ViewJoin.lookup`), a cost per event that does not grow with
-the history; otherwise a hash join on the keys with `distinct on` the event (`ViewJoin.hash_join`).
-Postgres runs a statement over a temporary table on one core, so a large retrieval's events are split by
-time over a few connections answered side by side (`retrieval_connections`; measured in
+within the ttl. Each view takes the cheapest of three ways (`planned_ways`): when the view's rows that can
+answer the events are few per event (a training set over the history: ~1.8 per event), they are fetched
+(`ViewJoin.fetched`) and ASOF-joined to the events in process by DuckDB, with the local store's statement;
+else, where Postgres can read them through an index on the keys and time (the one dbt creates with each
+mart: dbt_project/macros/feast_lookup_indexes.sql), each event's row is looked up on its own
+(`ViewJoin.lookup`), a cost per event that does not grow with the history (a day's batch); otherwise a hash
+join on the keys with `distinct on` the event (`ViewJoin.hash_join`). Events and rows move as arrow through
+the ADBC Postgres driver (binary COPY). Postgres runs a statement on one core, so a large retrieval's work
+is split by time over a few connections answered side by side (`retrieval_connections`; measured in
 benchmarks/offline_stores.py against the DuckDB store on the same data). Feast 0.67's own
 statement keys events by their text (so it merges two events of one customer in the same second),
 uploads them row by row and, past a few thousand events, gets a nested-loop plan that grows
@@ -30,8 +32,8 @@ primary key is the view's join keys and timestamp (`pushed_history.history_key`)
 it, so a redelivered batch or a backfill run again leaves one row per key, the last written, as the
 DuckDB store of the local profile does with its content-named files.
 
-This module imports Feast, psycopg, ADBC and pyarrow only (no Dagster): `feast` commands and `feast serve`
-import it through the configuration.
+This module imports Feast, psycopg, ADBC, DuckDB and pyarrow only (no Dagster): `feast` commands and
+`feast serve` import it through the configuration.
 """
 
 import concurrent.futures
@@ -63,13 +65,13 @@ from feast.type_map import arrow_to_pg_type, feast_value_type_to_pa
 from feast.types import String
 from psycopg import Cursor, sql
 from psycopg.conninfo import make_conninfo
-from pydantic import StrictInt
+from pydantic import StrictFloat, StrictInt
 
+from mlplatform.duckdb_offline_store import AsofJoin, asof_features, connect
 from mlplatform.point_in_time import (
     ROW,
     TIME,
     PointInTimeRequest,
-    ViewColumns,
     quoted,
     time_range,
     timestamp_literal,
@@ -79,6 +81,12 @@ from mlplatform.pushed_history import history_key, history_rows, history_schema
 if TYPE_CHECKING:
     from feast import FeatureStore
 
+# a view is fetched when its rows number up to this many per event. Measured on the 42-day benchmark state
+# (benchmarks/offline_stores.py), one connection: 1.81M customer rows for 1.03M events (1.75 per event)
+# fetched in 1.6 s (Postgres sends a row in ~0.75 us, ADBC reads it in ~0.15) and ASOF-joined in ~1 s, where
+# looking the events up took ~4.5 s; a day's 30k events against 99k rows (3.3 per event) fetched in 0.25 s
+# (the scan reads the whole table) against 0.22 s of lookups: about even at 3 rows per event
+FETCHED_ROWS_PER_EVENT = 2.5
 EVENTS = "__feast_events"  # the entity rows' spine, a temporary table of the retrieval's connection
 # the settings of a retrieval's session, given as its connection opens
 SESSION = {
@@ -104,6 +112,11 @@ class PostgresOfflineStoreConfig(PostgreSQLOfflineStoreConfig):
     retrieval_connections: StrictInt = 1
     # ... one more connection per this many events (each costs a connect and an upload of its own)
     events_per_connection: StrictInt = 10_000
+    # a view whose rows in the retrieval's time range number at most this many per event (and no more
+    # than `fetched_rows_limit`, which bounds the memory they take) is fetched and ASOF-joined in process
+    # by DuckDB: reading a row out costs Postgres less than looking an event up (0: never fetched)
+    fetched_rows_per_event: StrictFloat = FETCHED_ROWS_PER_EVENT
+    fetched_rows_limit: StrictInt = 10_000_000
 
 
 def history_table(view: FeatureView) -> list[str]:
@@ -167,9 +180,10 @@ def upsert(cur: Cursor, view: FeatureView, rows: pa.Table) -> None:
     )
 
 
-class ViewJoin(ViewColumns):
-    """One feature view's statement of a point-in-time retrieval: for each event that has one, the view's
-    newest row at or before it within the ttl, looked up event by event or hash-joined."""
+class ViewJoin(AsofJoin):
+    """One feature view's part of a point-in-time retrieval: for each event that has one, the view's
+    newest row at or before it within the ttl, looked up event by event or hash-joined by Postgres, or
+    ASOF-joined by DuckDB to the view's rows fetched from Postgres (`Way`)."""
 
     def __init__(self, view: FeatureView, features: list[str], full_feature_names: bool, alias: str):
         super().__init__(view, features, full_feature_names, alias)
@@ -196,32 +210,49 @@ class ViewJoin(ViewColumns):
     def _within(ttl: timedelta, ts: str) -> str:
         return f"{ts} >= e.{TIME} - interval '{ttl // timedelta(microseconds=1)} microseconds'"
 
+    def candidates(self, since: datetime | None, until: datetime, *, until_included: bool = True) -> str:
+        """The view's rows timed from `since` (when given) to `until` (included or not): keys `k0..`, time
+        `ts`, created time `created` when the source has one, features `f0..`."""
+        ts, created = self._times("src")
+        where = [f"{ts} {'<=' if until_included else '<'} {timestamp_literal(until)}"]
+        if since is not None:
+            where.append(f"{ts} >= {timestamp_literal(since)}")
+        return (
+            f"select {', '.join(self.candidate_columns(ts, created))} "
+            f"from {self.source.get_table_query_string()} as src where {' and '.join(where)}"
+        )
+
+    def earliest(self, first: datetime) -> datetime | None:
+        """The oldest row time that can answer an event at `first` (none without a ttl)."""
+        return first - self.ttl if self.ttl is not None else None
+
     def hash_join(self, first: datetime, last: datetime) -> str:
         """For each event that has one, the newest of the view's rows at or before it (within the ttl): a
         hash join on the keys, then `distinct on` the event. Only rows that can answer some event are read
         (no newer than the newest event, no older than the oldest event's ttl allows), and they are read
         once, into a CTE of their own: inlined, a source's timestamp expression (a view's `at time zone`)
         was computed again for every candidate pair of the join (~25% of the statement)."""
-        ts, created = self._times("src")
-        columns = [
-            *(f"{quoted(column)} as k{i}" for i, (column, _) in enumerate(self.keys)),
-            f"{ts} as ts",
-            *([f"{created} as created"] if created else []),
-            *(f"{quoted(column)} as f{i}" for i, (column, _) in enumerate(self.features)),
-        ]
-        rows = f"{ts} <= {timestamp_literal(last)}"
         on = [f"s.k{i} = e.{quoted(column)}" for i, (_, column) in enumerate(self.keys)]
         on.append(f"s.ts <= e.{TIME}")
         if self.ttl is not None:
-            rows += f" and {ts} >= {timestamp_literal(first - self.ttl)}"
             on.append(self._within(self.ttl, "s.ts"))
         return (
-            f"with {self.alias}_rows as materialized (select {', '.join(columns)} "
-            f"from {self.source.get_table_query_string()} as src where {rows}) "
+            f"with {self.alias}_rows as materialized ({self.candidates(self.earliest(first), last)}) "
             f"select distinct on (e.{ROW}) e.{ROW}, {self._named('s')} from {EVENTS} as e "
             f"join {self.alias}_rows as s on {' and '.join(on)} "
-            f"order by e.{ROW}, {newest_first('s.ts', 's.created' if created else None)}"
+            f"order by e.{ROW}, {newest_first('s.ts', 's.created' if self.created else None)}"
         )
+
+    def fetched(self, first: datetime, last: datetime, parts: int) -> list[str]:
+        """The statements reading the rows that can answer events from `first` to `last` (those
+        `hash_join` reads), cut into `parts` consecutive spans of time, one per connection."""
+        since = self.earliest(first)
+        start = since or first
+        edges = [start + (last - start) * i / parts for i in range(1, parts)]
+        spans = list(zip([since, *edges], [*edges, last], strict=True))
+        return [
+            self.candidates(low, high, until_included=i == parts - 1) for i, (low, high) in enumerate(spans)
+        ]
 
     def lookup(self) -> str:
         """For each event that has one, the newest of the view's rows at or before it (within the ttl),
@@ -281,12 +312,15 @@ def uses_index(plan: dict) -> bool:
 def point_in_time(config: RepoConfig, request: PointInTimeRequest[ViewJoin]) -> pa.Table:
     """The feature columns for `request`'s events, in their order (after ROW), typed as the views declare.
 
-    The events, ordered by time, are split into up to `retrieval_connections` consecutive time ranges of
-    about equal work (`split`), each answered on its own connection at the same time (each reads only the
-    rows its range can use). The connections open side by side (each starts a Postgres backend, ~40 ms),
-    and the first also plans the views' way. Each view's answer comes back alone, only for the events it
-    has a row for, and is put in place by ROW here: joined to the events in SQL, Postgres spent as long
-    sending the wider rows as joining."""
+    Each view takes its way (`planned_ways`). The work is shared among up to `retrieval_connections`
+    connections answered at the same time: the events, ordered by time, cut into consecutive time ranges
+    of about equal work (`split`), each range's lookups and hash joins on a connection of its own (each
+    reads only the rows its range can use); a fetched view's rows cut into consecutive spans of time, one
+    per connection. The connections open side by side (each starts a Postgres backend, ~40 ms), and the
+    first also plans the views' ways. A Postgres-joined view's answer comes back alone, only for the
+    events it has a row for, and is put in place by ROW here (joined to the events in SQL, Postgres spent
+    as long sending the wider rows as joining); the fetched views are ASOF-joined to the events by DuckDB,
+    as the local store joins its files."""
     types = {ROW: pa.int64(), **{name: t for j in request.joins for name, t in j.types.items()}}
     events = request.events
     if events.num_rows == 0:
@@ -296,19 +330,47 @@ def point_in_time(config: RepoConfig, request: PointInTimeRequest[ViewJoin]) -> 
     # ADBC releases the GIL while Postgres works
     with ThreadPoolExecutor(parts) as pool, contextlib.ExitStack() as opened:
         connections = opened_side_by_side(pool, opened, store, parts)
-        lookups, slices = split(connections[0], request.joins, events, parts)
+        ways = planned_ways(connections[0], request, store)
+        joined: list[tuple[ViewJoin, Way]] = [
+            (j, way) for j, way in zip(request.joins, ways, strict=True) if way != "fetch"
+        ]
+        fetched = [j for j, way in zip(request.joins, ways, strict=True) if way == "fetch"]
+        slices = split(events, joined, parts)
+        by_part = zip(*(j.fetched(request.first, request.last, parts) for j in fetched), strict=True)
+        fetches = list(by_part) or [()] * parts
         answers = list(
-            pool.map(lambda conn, part: answer(conn, request.joins, part, lookups), connections, slices)
+            pool.map(
+                lambda conn, part, reads: answer(conn, part, reads, joined), connections, slices, fetches
+            )
         )
-    columns = {ROW: pa.array(np.arange(events.num_rows))}
-    for by_slice in zip(*answers, strict=True):  # a view's answers, from every slice
+    by_view = {}
+    for (join, _), by_slice in zip(joined, zip(*(found for found, _ in answers), strict=True), strict=True):
         # one chunk per column: arrow's take across chunks cost 10-30x more (1M rows, 25 columns: 0.4-2.9 s)
         found = pa.concat_tables(by_slice).combine_chunks()
         at = np.full(events.num_rows, -1)
         at[found[ROW].to_numpy()] = np.arange(found.num_rows)
         placed = pa.array(at, mask=at < 0)  # each event's row of `found`, null where it has none
-        columns |= {name: found[name].take(placed) for name in found.column_names[1:]}
+        by_view[join.alias] = {name: found[name].take(placed) for name in found.column_names[1:]}
+    if fetched:
+        rows = [pa.concat_tables(parts) for parts in zip(*(read for _, read in answers), strict=True)]
+        asof = asof_joined(config, events, fetched, rows)
+        by_view |= {j.alias: {name: asof[name] for name in j.types} for j in fetched}
+    columns = {ROW: pa.array(np.arange(events.num_rows))}
+    for join in request.joins:
+        columns |= by_view[join.alias]
     return pa.table(columns).cast(pa.schema(types.items()))
+
+
+def asof_joined(
+    config: RepoConfig, events: pa.Table, joins: list[ViewJoin], rows: list[pa.Table]
+) -> pa.Table:
+    """The `joins` views' features for `events` (in their order), ASOF-joined by DuckDB to each view's
+    fetched `rows`."""
+    with connect(config) as con:
+        for join, view_rows in zip(joins, rows, strict=True):
+            con.register(f"{join.alias}_fetched", view_rows)
+        relations = [j.deduplicated(f"select * from {j.alias}_fetched") for j in joins]
+        return asof_features(con, events, joins, relations)
 
 
 def opened_side_by_side(
@@ -324,22 +386,22 @@ def opened_side_by_side(
     return [future.result() for future in futures]
 
 
-def split(
-    conn: adbc.Connection, joins: list[ViewJoin], events: pa.Table, parts: int
-) -> tuple[list[bool], list[pa.Table]]:
-    """Each view's way (`planned_lookups` on `conn`) and the events cut into `parts` consecutive time
-    ranges of about equal work: equal numbers of events when every view is looked up, `balanced_ranges`
-    when some are hash-joined (a hash join's work grows with its range's span; a lookup's does not)."""
-    lookups = planned_lookups(conn, joins, events.schema)
+def split(events: pa.Table, joined: list[tuple[ViewJoin, "Way"]], parts: int) -> list[pa.Table]:
+    """The events cut into `parts` consecutive time ranges of about equal work for the views Postgres
+    joins: equal numbers of events when every view is looked up, `balanced_ranges` when some are
+    hash-joined (a hash join's work grows with its range's span; a lookup's does not). None to upload
+    when every view is fetched."""
+    if not joined:
+        return [events.slice(0, 0)] * parts
     if parts == 1:
-        return lookups, [events]
+        return [events]
     by_time = events.take(pc.sort_indices(events, [(TIME, "ascending")]))
     times = pc.cast(by_time[TIME], pa.int64()).to_numpy()  # microseconds
-    joined = [join for join, lookup in zip(joins, lookups, strict=True) if not lookup]
+    hashed = [join for join, way in joined if way == "hash join"]
     ranges = (
-        balanced_ranges(times, parts, reach(joined, times)) if joined else equal_ranges(len(times), parts)
+        balanced_ranges(times, parts, reach(hashed, times)) if hashed else equal_ranges(len(times), parts)
     )
-    return lookups, [by_time.slice(start, end - start) for start, end in ranges]
+    return [by_time.slice(start, end - start) for start, end in ranges]
 
 
 def reach(joins: list[ViewJoin], times: np.ndarray) -> int:
@@ -403,21 +465,46 @@ def connection(store: PostgresOfflineStoreConfig) -> adbc.Connection:
 
 
 def answer(
-    conn: adbc.Connection, joins: list[ViewJoin], events: pa.Table, lookups: list[bool]
-) -> list[pa.Table]:
-    """Each view's answer for `events`, on `conn`: looked up event by event where `lookups` says so,
-    hash-joined otherwise. Through ADBC, which moves the events in and the answer out as arrow (psycopg's
-    COPY hands Python one row at a time: ~2.5 s of 225k events)."""
-    first, last = time_range(events)
+    conn: adbc.Connection, events: pa.Table, fetches: tuple[str, ...], joined: list[tuple[ViewJoin, "Way"]]
+) -> tuple[list[pa.Table], list[pa.Table]]:
+    """On `conn`: each Postgres-joined view's answer for `events`, looked up event by event or hash-joined
+    as its way says, then the rows each `fetches` statement reads. Through ADBC, which moves the events in
+    and the rows out as arrow (psycopg's COPY hands Python one row at a time: ~2.5 s of 225k events)."""
+    found, fetched = [], []
     with conn.cursor() as cur:
-        cur.adbc_ingest(EVENTS, events, mode="create_append", temporary=True)  # planned on it, empty
-        if not all(lookups):  # a hash join's plan weighs the events' keys; a lookup's is the same for any
-            cur.execute(f"analyze {EVENTS}")
-        found = []
-        for join, lookup in zip(joins, lookups, strict=True):
-            cur.execute(join.lookup() if lookup else join.hash_join(first, last))
-            found.append(cur.fetch_arrow_table())
-        return found
+        if joined:
+            first, last = time_range(events)
+            cur.adbc_ingest(EVENTS, events, mode="create_append", temporary=True)  # planned on it, empty
+            if any(way == "hash join" for _, way in joined):  # its plan weighs the events' keys
+                cur.execute(f"analyze {EVENTS}")
+            for join, way in joined:
+                cur.execute(join.lookup() if way == "lookup" else join.hash_join(first, last))
+                found.append(cur.fetch_arrow_table())
+        for statement in fetches:
+            cur.execute(statement)
+            fetched.append(cur.fetch_arrow_table())
+    return found, fetched
+
+
+Way = Literal["fetch", "lookup", "hash join"]
+
+
+def planned_ways(
+    conn: adbc.Connection, request: PointInTimeRequest[ViewJoin], store: PostgresOfflineStoreConfig
+) -> list[Way]:
+    """Each view's way, planned on `conn`: fetched when Postgres expects the rows that can answer the
+    events (`ViewJoin.fetched`) to number at most `fetched_rows_per_event` per event and
+    `fetched_rows_limit` in all; else looked up when Postgres reads them through an index (`looked_up`);
+    else hash-joined."""
+    budget = min(store.fetched_rows_limit, store.fetched_rows_per_event * request.events.num_rows)
+    fetch = [
+        budget > 0
+        and plan(conn, j.candidates(j.earliest(request.first), request.last))["Plan Rows"] <= budget
+        for j in request.joins
+    ]
+    joined = [j for j, fetched in zip(request.joins, fetch, strict=True) if not fetched]
+    lookups = iter(planned_lookups(conn, joined, request.events.schema) if joined else [])
+    return ["fetch" if fetched else "lookup" if next(lookups) else "hash join" for fetched in fetch]
 
 
 def planned_lookups(conn: adbc.Connection, joins: list[ViewJoin], events: pa.Schema) -> list[bool]:

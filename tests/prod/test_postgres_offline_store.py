@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import psycopg
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from feast import Entity, FeatureView, Field
@@ -21,7 +22,7 @@ from feast.types import Int64, String
 from mlplatform import postgres_offline_store
 from mlplatform.duckdb_offline_store import STORE_TYPE as DUCKDB_STORE
 from mlplatform.point_in_time import ROW, TIME
-from mlplatform.postgres_offline_store import EVENTS, answer, lookup_index, uses_index
+from mlplatform.postgres_offline_store import EVENTS, answer, lookup_index, planned_ways, uses_index
 from mlplatform.resources.feature_store import POSTGRES_OFFLINE_STORE, PostgresRedisFeastFeatureStore
 from mlplatform.resources.postgres import PostgresConnection
 from tests.features.test_duckdb_offline_store import (
@@ -45,19 +46,25 @@ SPLITS = {
     "one connection": {"retrieval_connections": 1},
     "split over connections": {"retrieval_connections": 3, "events_per_connection": 1},
 }
-# how the store reads each view: plain tables (a hash join), or as the prod marts are read (a source query
-# stating the time's zone, and the index dbt's feast_lookup_indexes creates: one lookup per event)
-READS = {"hash join": False, "index lookups": True}
+# the way the store takes for every view: plain tables (a hash join); the tables as the prod marts are read
+# (a source query stating the time's zone, and the index dbt's feast_lookup_indexes creates: one lookup per
+# event); or those, fetched whatever their number of rows and ASOF-joined by DuckDB
+WAYS = ["hash join", "lookup", "fetch"]
 FILLER_KEYS = 3_000  # other entities' rows, enough for Postgres to prefer an index to a scan
 
 
-@pytest.fixture(params=READS.values(), ids=READS.keys())
-def indexed(request) -> bool:
+@pytest.fixture(params=WAYS)
+def way(request) -> str:
     return request.param
 
 
+@pytest.fixture
+def indexed(way) -> bool:
+    return way != "hash join"
+
+
 @pytest.fixture(params=SPLITS.values(), ids=SPLITS.keys())
-def postgres_store(request, tmp_path, throwaway_database, indexed):
+def postgres_store(request, tmp_path, throwaway_database, indexed, way):
     database = throwaway_database("pit")
     login = {"host": PG_HOST, "port": PG_PORT, "user": PG_USER, "password": PG_PASSWORD or None}
     with psycopg.connect(**login, dbname=database, autocommit=True) as con:
@@ -92,32 +99,33 @@ def postgres_store(request, tmp_path, throwaway_database, indexed):
     }
     offline = {"type": POSTGRES_OFFLINE_STORE, **login, "password": PG_PASSWORD, "database": database}
     offline |= request.param
+    offline["fetched_rows_per_event"] = 1e9 if way == "fetch" else 0.0
     offline["sslmode"] = "prefer"  # Feast defaults to require; the test server has no TLS
     return build_store(tmp_path, offline, sources)
 
 
 @pytest.fixture
-def lookups(monkeypatch) -> list[bool]:
-    """Whether each view of each statement was looked up through its index (else hash-joined)."""
-    chosen: list[bool] = []
+def ways(monkeypatch) -> list[str]:
+    """The way each view of each retrieval took."""
+    chosen: list[str] = []
 
-    def recorded(plan: dict) -> bool:
-        chosen.append(uses_index(plan))
-        return chosen[-1]
+    def recorded(*args) -> list[str]:
+        chosen.extend(planned_ways(*args))
+        return chosen[-len(args[1].joins) :]
 
-    monkeypatch.setattr(postgres_offline_store, "uses_index", recorded)
+    monkeypatch.setattr(postgres_offline_store, "planned_ways", recorded)
     return chosen
 
 
 def test_point_in_time_values_equal_a_bare_asof_join_and_the_duckdb_store(
-    postgres_store, tmp_path, indexed, lookups
+    postgres_store, tmp_path, way, ways
 ):
     duckdb_store = build_store(tmp_path, {"type": DUCKDB_STORE})  # also writes the bare join's files
     by_postgres = postgres_store.get_historical_features(
         entity_df=events(), features=FEATURES, full_feature_names=True
     ).to_df()
     pd.testing.assert_frame_equal(by_postgres, bare_asof(tmp_path), check_dtype=False)
-    assert lookups and set(lookups) == {indexed}
+    assert ways and set(ways) == {way}
 
     features = [*FEATURES, "local_clock:utc_hour", "local_clock:avg_missing"]
     rows = events().assign(event_ts=events()["event_timestamp"].dt.tz_convert("Asia/Kolkata"))
@@ -149,20 +157,73 @@ def test_the_prod_profile_splits_a_retrieval_over_the_connections_it_is_given():
     assert four.repo_config().offline_store.retrieval_connections == 4
 
 
-def test_the_events_are_split_into_consecutive_time_ranges_one_per_connection(postgres_store, monkeypatch):
-    ranges = []  # (first, last, events) of each connection's share
+def test_the_work_is_split_into_consecutive_time_ranges_one_per_connection(postgres_store, way, monkeypatch):
+    """Joined by Postgres, each connection takes a time range of the events; fetched, a span of time of
+    each view's rows (and no events to upload)."""
+    shares = []  # each connection's events and the rows it fetched, per view
 
-    def recorded(conn, joins, events, lookups):
-        ranges.append((*pc.min_max(events[TIME]).values(), events.num_rows))
-        return answer(conn, joins, events, lookups)
+    def recorded(conn, events, fetches, joined):
+        found, fetched = answer(conn, events, fetches, joined)
+        shares.append((events, fetched))
+        return found, fetched
 
     monkeypatch.setattr(postgres_offline_store, "answer", recorded)
     postgres_store.get_historical_features(entity_df=events(), features=FEATURES).to_df()
-    ranges.sort(key=lambda r: r[0].as_py())
     split = postgres_store.config.offline_store.retrieval_connections > 1
-    assert sum(n for *_, n in ranges) == 8
-    assert len(ranges) > 1 if split else len(ranges) == 1
-    assert all(earlier[1].as_py() <= later[0].as_py() for earlier, later in itertools.pairwise(ranges))
+    assert len(shares) > 1 if split else len(shares) == 1
+    uploaded = [share for share, fetched in shares if share.num_rows]
+    assert sum(share.num_rows for share in uploaded) == (0 if way == "fetch" else 8)
+    assert all(len(fetched) == (2 if way == "fetch" else 0) for _, fetched in shares)
+    spans = [[fetched[view]["ts"] for _, fetched in shares] for view in range(2 if way == "fetch" else 0)]
+    for times in [[share[TIME] for share in uploaded], *spans]:
+        bounds = sorted(
+            (b["min"].as_py(), b["max"].as_py()) for b in map(pc.min_max, times) if b["min"].is_valid
+        )
+        assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(bounds))
+
+
+def test_a_fetched_views_spans_hold_every_row_it_can_use_once(postgres_store):
+    """The spans of a view's rows fetched over 1, 2 or 5 connections: the rows `hash_join` reads for the
+    same events (two of them sharing keys and time), none twice, none lost at a span's edge."""
+    view = postgres_store.get_feature_view("merchant_stats")
+    join = postgres_offline_store.ViewJoin(view, [f.name for f in view.features], False, "v0")
+    times = pd.to_datetime(events()["event_timestamp"], utc=True)
+    first, last = times.min().to_pydatetime(), times.max().to_pydatetime()
+    with postgres_offline_store.connection(postgres_store.config.offline_store) as conn, conn.cursor() as cur:
+        cur.execute(join.candidates(join.earliest(first), last))
+        every = sorted(cur.fetch_arrow_table().to_pylist(), key=repr)
+        for parts in (1, 2, 5):
+            spans = []
+            for statement in join.fetched(first, last, parts):
+                cur.execute(statement)
+                spans.append(cur.fetch_arrow_table())
+            assert sorted(pa.concat_tables(spans).to_pylist(), key=repr) == every
+    assert len(every) > 100
+
+
+def test_a_view_is_fetched_when_postgres_expects_few_rows_per_event_and_no_more_than_the_limit(
+    postgres_store, way, ways
+):
+    """The default: the 8 test events, against the few hundred rows of each view in their time range, are
+    joined by Postgres; allowed 10,000 rows per event they are fetched, unless the limit is lower than the
+    rows."""
+    if way == "fetch":
+        pytest.skip("the fixture's store fetches whatever the rows")
+    config = postgres_store.config.offline_store
+
+    def retrieve() -> pd.DataFrame:
+        return postgres_store.get_historical_features(entity_df=events(), features=FEATURES).to_df()
+
+    config.fetched_rows_per_event = postgres_offline_store.FETCHED_ROWS_PER_EVENT
+    by_postgres = retrieve()
+    assert ways[-2:] == [way, way]
+    config.fetched_rows_per_event = 10_000
+    fetched = retrieve()
+    assert ways[-2:] == ["fetch", "fetch"]
+    pd.testing.assert_frame_equal(fetched, by_postgres)
+    config.fetched_rows_limit = 10
+    retrieve()
+    assert ways[-2:] == [way, way]
 
 
 def costliest(times: np.ndarray, ranges: list[tuple[int, int]], reach: int) -> int:
