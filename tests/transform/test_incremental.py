@@ -11,6 +11,7 @@ the last bits on the same days), everything else exactly.
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -24,7 +25,7 @@ from mlplatform.definitions import all_assets
 from mlplatform.demo import ingestion_runs
 from mlplatform.ingestion.assets import raw_customers
 from mlplatform.profiles import build_resources
-from mlplatform.resources.dbt_command import PARTIAL_PARSE
+from mlplatform.resources.dbt_command import reuse_partial_parse
 from mlplatform.settings import DBT_EXECUTABLE, DBT_PROJECT_DIR
 from tests.conftest import SMALL, copy_state, run_assets
 
@@ -43,7 +44,8 @@ def dbt_build(state: Path, *args: str, command: str = "build") -> str:
 
 
 WAREHOUSE_PATHS = ("MLPLATFORM_DUCKDB_PATH", "MLPLATFORM_FEAST_DATA_DIR")
-LAST_PARSE: dict[str, Path] = {}  # by profile target: the partial parse of this process's last dbt run
+# where each profile target's last run left its parse: this process's own (another's could be mid-write)
+PARSE_CACHE = Path(tempfile.gettempdir()) / f"mlplatform-test-dbt-parse-{os.getpid()}"
 
 
 def run_dbt(
@@ -55,14 +57,10 @@ def run_dbt(
     cwd: Path = DBT_PROJECT_DIR,
 ) -> str:
     """`dbt build` (or `command`) of the project for a profile target and the warehouse `env` points at,
-    starting from the last run's parse (dbt parses again what changed, the whole project if the profile
-    did); returns the compiled customer_features SQL (what the run rebuilt)."""
-    parsed = LAST_PARSE.get(target)
-    parse = parsed.read_bytes() if parsed and parsed.is_file() else None  # read before the folder goes
-    shutil.rmtree(target_dir, ignore_errors=True)
-    target_dir.mkdir(parents=True)
-    if parse is not None:
-        (target_dir / PARTIAL_PARSE).write_bytes(parse)
+    starting from the last run's parse, as the dbt asset does (dbt parses again what changed, the whole
+    project if the profile did); returns the compiled customer_features SQL (what the run rebuilt)."""
+    shutil.rmtree(target_dir / "compiled", ignore_errors=True)  # what is read back is this run's
+    reuse_partial_parse(PARSE_CACHE, target_dir, target)
     options = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
     options += ["--target", target, "--target-path", str(target_dir)]
     env = {"PATH": "/usr/bin:/bin", "DBT_SEND_ANONYMOUS_USAGE_STATS": "False", **env}
@@ -70,7 +68,6 @@ def run_dbt(
         [DBT_EXECUTABLE, command, *options, *args], env=env, capture_output=True, text=True, cwd=cwd
     )
     assert done.returncode == 0, done.stdout[-3000:]
-    LAST_PARSE[target] = target_dir / PARTIAL_PARSE
     return (target_dir / "compiled" / "mlplatform" / "models" / "marts" / "customer_features.sql").read_text()
 
 
