@@ -13,7 +13,8 @@ online store is configured, database 11, and not read). `features_as_of_events` 
 service (the 25 stored features and the on-demand view: what training sets and batch scoring call) is
 timed on both stores for every labelled transaction (training-set size) and for the last day's
 transactions (batch-scoring size), best of `--repeats` interleaved, on Postgres as the prod profile
-configures it (the events split over its connections) and on one connection. Figures (JSON in
+configures it (the events split over its connections), on one connection, and with no view fetched
+(`fetched_rows_per_event=0`: every view joined by Postgres, as before the store fetched). Figures (JSON in
 benchmarks/results/offline_stores.json, one run per `--label`, the others kept): seconds per store,
 Postgres' time over DuckDB's, rows differing (0: every value equal, nulls included).
 """
