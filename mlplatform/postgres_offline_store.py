@@ -87,6 +87,8 @@ if TYPE_CHECKING:
 # looking the events up took ~4.5 s; a day's 30k events against 99k rows (3.3 per event) fetched in 0.25 s
 # (the scan reads the whole table) against 0.22 s of lookups: about even at 3 rows per event
 FETCHED_ROWS_PER_EVENT = 2.5
+# how a view's rows meet the events: fetched and ASOF-joined by DuckDB, or joined by Postgres (planned_ways)
+Way = Literal["fetch", "lookup", "hash join"]
 EVENTS = "__feast_events"  # the entity rows' spine, a temporary table of the retrieval's connection
 # the settings of a retrieval's session, given as its connection opens
 SESSION = {
@@ -336,8 +338,8 @@ def point_in_time(config: RepoConfig, request: PointInTimeRequest[ViewJoin]) -> 
         ]
         fetched = [j for j, way in zip(request.joins, ways, strict=True) if way == "fetch"]
         slices = split(events, joined, parts)
-        by_part = zip(*(j.fetched(request.first, request.last, parts) for j in fetched), strict=True)
-        fetches = list(by_part) or [()] * parts
+        spans = [j.fetched(request.first, request.last, parts) for j in fetched]  # per view, per part
+        fetches = [tuple(statements[part] for statements in spans) for part in range(parts)]
         answers = list(
             pool.map(
                 lambda conn, part, reads: answer(conn, part, reads, joined), connections, slices, fetches
@@ -386,7 +388,7 @@ def opened_side_by_side(
     return [future.result() for future in futures]
 
 
-def split(events: pa.Table, joined: list[tuple[ViewJoin, "Way"]], parts: int) -> list[pa.Table]:
+def split(events: pa.Table, joined: list[tuple[ViewJoin, Way]], parts: int) -> list[pa.Table]:
     """The events cut into `parts` consecutive time ranges of about equal work for the views Postgres
     joins: equal numbers of events when every view is looked up, `balanced_ranges` when some are
     hash-joined (a hash join's work grows with its range's span; a lookup's does not). None to upload
@@ -465,7 +467,7 @@ def connection(store: PostgresOfflineStoreConfig) -> adbc.Connection:
 
 
 def answer(
-    conn: adbc.Connection, events: pa.Table, fetches: tuple[str, ...], joined: list[tuple[ViewJoin, "Way"]]
+    conn: adbc.Connection, events: pa.Table, fetches: tuple[str, ...], joined: list[tuple[ViewJoin, Way]]
 ) -> tuple[list[pa.Table], list[pa.Table]]:
     """On `conn`: each Postgres-joined view's answer for `events`, looked up event by event or hash-joined
     as its way says, then the rows each `fetches` statement reads. Through ADBC, which moves the events in
@@ -484,9 +486,6 @@ def answer(
             cur.execute(statement)
             fetched.append(cur.fetch_arrow_table())
     return found, fetched
-
-
-Way = Literal["fetch", "lookup", "hash join"]
 
 
 def planned_ways(
