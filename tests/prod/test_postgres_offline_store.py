@@ -184,7 +184,8 @@ def test_the_work_is_split_into_consecutive_time_ranges_one_per_connection(postg
 
 def test_a_fetched_views_spans_hold_every_row_it_can_use_once(postgres_store):
     """The spans of a view's rows fetched over 1, 2 or 5 connections: the rows `hash_join` reads for the
-    same events (two of them sharing keys and time), none twice, none lost at a span's edge."""
+    same events (two of them sharing keys and time), none twice, none lost at a span's edge, a row's own
+    time included."""
     view = postgres_store.get_feature_view("merchant_stats")
     join = postgres_offline_store.ViewJoin(view, [f.name for f in view.features], False, "v0")
     times = pd.to_datetime(events()["event_timestamp"], utc=True)
@@ -198,6 +199,15 @@ def test_a_fetched_views_spans_hold_every_row_it_can_use_once(postgres_store):
                 cur.execute(statement)
                 spans.append(cur.fetch_arrow_table())
             assert sorted(pa.concat_tables(spans).to_pylist(), key=repr) == every
+        edge = every[len(every) // 2]["ts"]  # a row's own time as the edge between two spans
+        halves = []
+        for half in (
+            join.candidates(join.earliest(first), edge, until_included=False),
+            join.candidates(edge, last),
+        ):
+            cur.execute(half)
+            halves.extend(cur.fetch_arrow_table().to_pylist())
+    assert sorted(halves, key=repr) == every
     assert len(every) > 100
 
 
